@@ -1,0 +1,159 @@
+"""The one cell API that every rnncap cell follows.
+
+A cell is one layer of a recurrent network. It owns
+
+* ``weight_ih`` [G*N, I]: the packed input weights of its G gate blocks,
+* ``weight_hh`` [G*N, N]: the packed recurrent weights,
+* ``bias`` [G*N]: one bias per gate block (so a cell with G blocks has ``G * (N*(I+N) + N)``
+  parameters, the count of Collins et al. 2017, arXiv 1611.09913),
+* ``initial_h`` [N] (and ``initial_c`` for the LSTM): the learned initial state.
+
+The gate bias ``b_fg`` (``cell.gate_bias``) is a constant added inside the sigmoid of the
+update/forget gate(s); it is a tuned hyperparameter, not a trained parameter.
+
+A sequence is processed as::
+
+    xp = x @ weight_ih.T + bias + b_fg       # one GEMM for all T steps, [T, B, G*N]
+    state = initial_state(B)
+    for t in range(T):
+        state, y_t = step(x[t], xp[t], state)
+
+``step`` returns ``(new_state, depth_output)`` as flax cells do: for most cells the depth
+output is ``h_t``; the +RNN returns its separate depth output ``y_t``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+State = tuple[Tensor, ...]
+
+NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
+RECURRENT_INITS = ("orthogonal", "identity", "xavier")
+
+
+class RecurrentCell(nn.Module):
+    """Base class: subclasses set ``num_gates``, ``forget_gates`` and implement ``step``."""
+
+    num_gates: int = 1
+    forget_gates: tuple[int, ...] = ()  # gate blocks that receive the gate bias b_fg
+    state_tensors: int = 1  # 1 for (h,), 2 for the LSTM's (h, c)
+    allowed_nonlinearities: tuple[str, ...] = tuple(NONLINEARITIES)
+    needs_square_input: bool = False  # the +RNN's depth path needs input size == N
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        nonlinearity: str = "tanh",
+        gate_bias: float = 0.0,
+        recurrent_init: str = "orthogonal",
+        recurrent_scale: float = 1.0,
+        input_scale: float = 1.0,
+        bias_init: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if nonlinearity not in self.allowed_nonlinearities:
+            raise ValueError(
+                f"cell.nonlinearity={nonlinearity!r} is not allowed for {type(self).__name__}; "
+                f"choose one of {list(self.allowed_nonlinearities)}"
+            )
+        if recurrent_init not in RECURRENT_INITS:
+            raise ValueError(
+                f"cell.recurrent_init={recurrent_init!r}; choose one of {list(RECURRENT_INITS)}"
+            )
+        if self.needs_square_input and input_size != hidden_size:
+            raise ValueError(
+                f"{type(self).__name__} needs input size == hidden size for its depth path "
+                f"y = g*x + (1-g)*y_in, got input {input_size} and hidden {hidden_size}"
+            )
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.nonlinearity = nonlinearity
+        self.act = NONLINEARITIES[nonlinearity]
+        self.gate_bias = float(gate_bias)
+        self.recurrent_init, self.recurrent_scale = recurrent_init, float(recurrent_scale)
+        self.input_scale, self.bias_init = float(input_scale), float(bias_init)
+        g, n = self.num_gates, hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(g * n, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(g * n, n))
+        self.bias = nn.Parameter(torch.empty(g * n))
+        self.initial_h = nn.Parameter(torch.zeros(n))
+        if self.state_tensors == 2:
+            self.initial_c = nn.Parameter(torch.zeros(n))
+        offsets = torch.zeros(g * n)
+        for k in self.forget_gates:
+            offsets[k * n : (k + 1) * n] = self.gate_bias
+        self.register_buffer("gate_bias_offsets", offsets, persistent=False)
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ sizes
+    @classmethod
+    def param_count(cls, input_size: int, hidden_size: int) -> int:
+        """Trainable parameters of one layer: G*(N*(I+N)+N) weights and biases + initial state."""
+        n = hidden_size
+        return cls.num_gates * (n * (input_size + n) + n) + cls.state_tensors * n
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    # ------------------------------------------------------------------ init
+    def reset_parameters(self) -> None:
+        """Input weights: Xavier-uniform per gate block times ``input_scale``; recurrent
+        blocks: ``recurrent_init`` times ``recurrent_scale``; biases: ``bias_init``."""
+        n = self.hidden_size
+        with torch.no_grad():
+            for w in self.weight_ih.split(n, 0):
+                nn.init.xavier_uniform_(w)
+                w.mul_(self.input_scale)
+            for w in self.weight_hh.split(n, 0):
+                self._init_recurrent_block(w)
+            self.bias.fill_(self.bias_init)
+            self.initial_h.zero_()
+            if self.state_tensors == 2:
+                self.initial_c.zero_()
+
+    def _init_recurrent_block(self, w: Tensor) -> None:
+        if self.recurrent_init == "orthogonal":
+            nn.init.orthogonal_(w)
+        elif self.recurrent_init == "identity":
+            nn.init.eye_(w)
+        else:
+            nn.init.xavier_uniform_(w)
+        w.mul_(self.recurrent_scale)
+
+    # ------------------------------------------------------------------ compute
+    def initial_state(self, batch: int) -> State:
+        """The learned initial state broadcast to the batch: a tuple of [B, N] tensors."""
+        h0 = self.initial_h.expand(batch, -1)
+        if self.state_tensors == 2:
+            return (h0, self.initial_c.expand(batch, -1))
+        return (h0,)
+
+    def project_inputs(self, x: Tensor) -> Tensor:
+        """All time steps' input pre-activations in one GEMM: [T, B, I] -> [T, B, G*N]."""
+        t, b, _ = x.shape
+        bias = self.bias + self.gate_bias_offsets
+        return torch.addmm(bias, x.reshape(t * b, -1), self.weight_ih.t()).view(t, b, -1)
+
+    def step(self, x_t: Tensor, xp_t: Tensor, state: State) -> tuple[State, Tensor]:
+        """One time step: (layer input [B, I], its projection [B, G*N], state) -> (state, y_t)."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Run the layer over a sequence: [T, B, I] -> depth outputs [T, B, N]."""
+        xp = self.project_inputs(x)
+        state = self.initial_state(x.shape[1])
+        outputs = []
+        for x_t, xp_t in zip(x.unbind(0), xp.unbind(0), strict=True):
+            state, y_t = self.step(x_t, xp_t, state)
+            outputs.append(y_t)
+        return torch.stack(outputs)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity}, "
+            f"gate_bias={self.gate_bias}, recurrent_init={self.recurrent_init}"
+            f"(x{self.recurrent_scale:g})"
+        )

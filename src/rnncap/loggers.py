@@ -1,0 +1,71 @@
+"""Experiment trackers from the ``logger`` config group (none, csv, wandb).
+
+W&B never prompts: it runs offline unless ``logger.offline=false`` *and* an API key is
+available; every job finishes its own W&B run (see ``finish_loggers``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger
+
+log = logging.getLogger(__name__)
+
+
+def _wandb_has_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def build_logger(cfg: DictConfig, run_dir: Path, info: dict[str, Any]) -> Logger | None:
+    """Instantiate ``cfg.logger`` (None for ``logger=none``) with run-specific names and tags."""
+    if not cfg.logger:
+        return None
+    target = cfg.logger._target_
+    if not target.endswith("WandbLogger"):
+        return instantiate(cfg.logger)
+    offline = cfg.logger.get("offline", True)
+    if not offline and not _wandb_has_key():
+        log.warning("logger.offline=false but no W&B API key is set: logging offline instead")
+        offline = True
+    id_file = run_dir / "wandb_id.txt"  # a rerun in the same run dir resumes the same W&B run
+    run_id = id_file.read_text().strip() if id_file.exists() else None
+    logger = instantiate(
+        cfg.logger,
+        offline=offline,
+        id=run_id,
+        resume="allow",
+        name=f"{info['cell']}-d{info['depth']}-{info['task']}-s{info['seed']}",
+        tags=[f"cell={info['cell']}", f"depth={info['depth']}", f"task={info['task']}"],
+    )
+    id_file.write_text(logger.experiment.id)
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return logger
+
+
+def log_final(logger: Logger | None, results: dict[str, Any]) -> None:
+    """Record the final metrics: as the W&B run summary, or as a last row elsewhere."""
+    if logger is None:
+        return
+    numbers = {k: v for k, v in results.items() if isinstance(v, (int, float))}
+    if hasattr(logger, "experiment") and hasattr(logger.experiment, "summary"):
+        logger.experiment.summary.update({f"final/{k}": v for k, v in results.items()})
+    else:
+        logger.log_metrics({f"final/{k}": v for k, v in numbers.items()})
+    logger.save()
+
+
+def finish_loggers(logger: Logger | None) -> None:
+    """End the W&B run of this job so each multirun job is its own run."""
+    if logger is not None and type(logger).__name__ == "WandbLogger":
+        import wandb
+
+        wandb.finish()

@@ -1,0 +1,139 @@
+"""One training run, in the order of the data-flow sketch:
+validate -> seed -> task data -> model -> module -> trainer -> fit -> evaluate -> metrics.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rnncap.config import ConfigError, validate
+from rnncap.io import write_json_atomic
+from rnncap.loggers import build_logger, finish_loggers, log_final
+from rnncap.module import RNNCapModule
+from rnncap.sizing import hidden_for_budget
+from rnncap.stack import RecurrentStack, count_parameters
+from rnncap.tasks.base import TaskDataModule
+
+log = logging.getLogger(__name__)
+METRICS_FILE = "metrics.json"
+
+
+def _without_name(node: DictConfig) -> dict[str, Any]:
+    """A group node as constructor kwargs: ``name`` identifies the option, it is no argument."""
+    kwargs = OmegaConf.to_container(node, resolve=True)
+    kwargs.pop("name", None)
+    return kwargs
+
+
+def build_model(cfg: DictConfig, task: TaskDataModule) -> RecurrentStack:
+    """The stack of ``cfg.depth`` cells, sized by ``model.hidden`` or ``model.budget``."""
+    cell = instantiate(_without_name(cfg.cell), _partial_=True)
+    hidden = cfg.model.hidden
+    if hidden is None:
+        sizes = (cfg.depth, task.input_size, task.output_size, cfg.model.budget)
+        try:
+            hidden = hidden_for_budget(cell, *sizes)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    return RecurrentStack(cell, cfg.depth, task.input_size, hidden, task.output_size)
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, logger: Any) -> pl.Trainer:
+    hw, tr = cfg.hardware, cfg.trainer
+    callbacks = []
+    if tr.checkpoint_every is not None:
+        callbacks.append(
+            pl.callbacks.ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="last",
+                every_n_train_steps=tr.checkpoint_every,
+                enable_version_counter=False,
+            )
+        )
+    progress = sys.stderr.isatty() if tr.progress_bar is None else tr.progress_bar
+    return pl.Trainer(
+        accelerator=hw.accelerator,
+        devices=hw.devices,
+        strategy=hw.strategy,
+        precision=hw.precision,
+        max_steps=tr.max_steps,
+        max_epochs=-1,
+        gradient_clip_val=tr.gradient_clip_val,
+        callbacks=callbacks,
+        logger=logger if logger is not None else False,
+        log_every_n_steps=min(50, tr.eval_every),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        enable_checkpointing=bool(callbacks),
+        num_sanity_val_steps=0,
+        default_root_dir=run_dir,
+        use_distributed_sampler=False,
+    )
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Train one model as configured, write ``metrics.json`` and return the sweep objective."""
+    validate(cfg)
+    run_dir = Path(cfg.output_dir)
+    (run_dir / METRICS_FILE).unlink(missing_ok=True)  # never leave an earlier run's result
+    torch.set_num_threads(cfg.hardware.threads)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    task: TaskDataModule = instantiate(
+        _without_name(cfg.task), steps_per_epoch=cfg.trainer.eval_every
+    )
+    task.setup("fit")
+    model = build_model(cfg, task)
+    params = count_parameters(model)
+    info = {
+        "cell": cfg.cell.name,
+        "task": cfg.task.name,
+        "depth": cfg.depth,
+        "hidden": model.hidden_size,
+        "input_dim": task.input_size,
+        "params": params,
+        "seed": cfg.seed,
+    }
+    log.info("model: %s", info)
+    module = RNNCapModule(
+        model,
+        task,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    logger = build_logger(cfg, run_dir, info)
+    try:
+        trainer = build_trainer(cfg, run_dir, logger)
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if last.exists():
+            log.info("resuming from checkpoint %s", last)
+        trainer.fit(module, datamodule=task, ckpt_path=last if last.exists() else None)
+        results = {**info, **finish(module, task, params)}
+        if trainer.is_global_zero:
+            write_json_atomic(run_dir / METRICS_FILE, results)
+        log_final(logger, results)
+        log.info("results: %s", results)
+    finally:
+        finish_loggers(logger)
+    value = results.get(task.objective)
+    return None if value is None else float(value)
+
+
+def finish(module: RNNCapModule, task: TaskDataModule, params: int) -> dict[str, Any]:
+    """The task's settings and final metrics on the evaluation set; a run whose loss or
+    final metrics are not finite is ``diverged`` and its metrics are null."""
+    metrics = task.evaluate(module.model, params)
+    finite = all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
+    if module.diverged or not finite:
+        return {"status": "diverged", **task.settings(), **dict.fromkeys(metrics)}
+    return {"status": "ok", **task.settings(), **metrics}

@@ -1,0 +1,144 @@
+"""What a task provides: seeded data as a LightningDataModule, plus its loss and metrics.
+
+A task generates (or loads) tensors of inputs [S, T, I] and targets, serves them in batches
+(full batch when ``batch_size`` is None), and knows how to score model outputs [B, T, O].
+An epoch is ``steps_per_epoch`` optimiser steps; evaluation runs after each epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+
+Batch = tuple[Tensor, ...]
+
+
+class TensorBatches(Dataset):
+    """Tensors indexed a whole batch at a time (``__getitems__``: no per-sample collate)."""
+
+    def __init__(self, *tensors: Tensor) -> None:
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, index: int) -> Batch:
+        return tuple(t[index] for t in self.tensors)
+
+    def __getitems__(self, indices: list[int]) -> Batch:
+        if len(indices) == len(self):
+            return self.tensors  # full batch: no copy
+        idx = torch.as_tensor(indices)
+        return tuple(t[idx] for t in self.tensors)
+
+
+def _identity(batch: Batch) -> Batch:
+    return batch
+
+
+class RepeatedFullBatch:
+    """A batch sampler that yields all indices ``steps`` times (full-batch training)."""
+
+    def __init__(self, size: int, steps: int) -> None:
+        self.indices, self.steps = list(range(size)), steps
+
+    def __iter__(self):
+        return (self.indices for _ in range(self.steps))
+
+    def __len__(self) -> int:
+        return self.steps
+
+
+class TaskDataModule(pl.LightningDataModule):
+    """Base class of every task. Subclasses implement ``generate``, ``loss`` and ``metrics``."""
+
+    name: str = "task"
+    objective: str = "loss"  # the metric a sweep optimises
+    objective_direction: str = "minimize"
+
+    def __init__(self, seed: int = 0, batch_size: int | None = None, steps_per_epoch: int = 100):
+        super().__init__()
+        self.seed, self.batch_size, self.steps_per_epoch = seed, batch_size, steps_per_epoch
+        self.train_set: TensorBatches | None = None
+        self.eval_set: TensorBatches | None = None
+
+    @classmethod
+    def check_config(cls, node: Any) -> None:
+        """Raise ``rnncap.config.ConfigError`` (one line naming the key) on bad task values
+        that the generic numeric rules in ``rnncap.config`` do not cover."""
+
+    # -- sizes of the model's input and readout
+    @property
+    def input_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def output_size(self) -> int:
+        raise NotImplementedError
+
+    # -- data
+    def generate(self, generator: torch.Generator) -> tuple[TensorBatches, TensorBatches]:
+        """Return (training set, evaluation set), drawing all randomness from ``generator``."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set, self.eval_set = self.generate(torch.Generator().manual_seed(self.seed))
+
+    def train_dataloader(self) -> DataLoader:
+        size = len(self.train_set)
+        if self.batch_size is None or self.batch_size >= size:
+            sampler = RepeatedFullBatch(size, self.steps_per_epoch)
+        else:
+            shuffle = RandomSampler(
+                self.train_set,
+                num_samples=self.batch_size * self.steps_per_epoch,
+                generator=torch.Generator().manual_seed(self.seed + 1),
+            )
+            sampler = BatchSampler(shuffle, self.batch_size, drop_last=True)
+        return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=_identity)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader()
+
+    def eval_dataloader(self) -> DataLoader:
+        size = len(self.eval_set)
+        batches = BatchSampler(range(size), self.batch_size or size, drop_last=False)
+        return DataLoader(self.eval_set, batch_sampler=batches, collate_fn=_identity)
+
+    def settings(self) -> dict[str, Any]:
+        """Task settings reported in metrics.json next to the measurements."""
+        return {}
+
+    # -- scoring
+    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
+        """Training loss of readouts [B, T, O] on a batch."""
+        raise NotImplementedError
+
+    def metrics(self, outputs: Tensor, batch: Batch) -> dict[str, Tensor]:
+        """Sums over the batch, keyed by name, plus ``count``: summed over batches by
+        ``evaluate`` and turned into means by ``summarise``."""
+        raise NotImplementedError
+
+    def summarise(self, totals: dict[str, float], params: int) -> dict[str, Any]:
+        """Final task metrics from the summed batch metrics."""
+        count = totals.pop("count")
+        return {k: v / count for k, v in totals.items()}
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, params: int) -> dict[str, Any]:
+        """Score ``model`` on the whole evaluation set."""
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        totals: dict[str, float] = {}
+        for batch in self.eval_dataloader():
+            batch = tuple(t.to(device) for t in batch)
+            for key, value in self.metrics(model(batch[0]), batch).items():
+                totals[key] = totals.get(key, 0.0) + float(value)
+        model.train(was_training)
+        return self.summarise(totals, params)

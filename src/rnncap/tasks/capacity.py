@@ -1,0 +1,101 @@
+"""Per-parameter capacity task (Collins et al. 2017, section 3.1).
+
+b distinct random binary vectors x in {0,1}^n_in are shown at the first time step (zeros at
+the other T-1 steps); each has a random binary label, read out after T steps through one
+logit. Training set = evaluation set: the task measures memorisation. With p the fraction
+classified correctly, the model stores ``bits = b * (1 - H2(p))``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rnncap.config import ConfigError
+from rnncap.metrics import stored_bits
+from rnncap.tasks.base import Batch, TaskDataModule, TensorBatches
+
+
+def distinct_binary_rows(samples: int, width: int, generator: torch.Generator) -> Tensor:
+    """``samples`` distinct rows of uniform random bits, in draw order. Needs samples <= 2^width."""
+    if width < 63 and samples > 2**width:
+        raise ValueError(f"task.samples={samples} exceeds the 2^{width} distinct inputs")
+    rows = torch.empty(0, width, dtype=torch.int64)
+    while len(rows) < samples:
+        draw = torch.randint(0, 2, (2 * (samples - len(rows)) + 8, width), generator=generator)
+        rows = torch.cat([rows, draw])
+        if width < 63:  # collisions are possible: keep first occurrences, in order
+            codes = (rows << torch.arange(width)).sum(1).numpy()
+            _, first = np.unique(codes, return_index=True)
+            rows = rows[torch.as_tensor(np.sort(first))]
+    return rows[:samples]
+
+
+class CapacityTask(TaskDataModule):
+    """Random binary inputs -> random binary labels; metric: bits stored."""
+
+    name = "capacity"
+    objective = "bits"
+    objective_direction = "maximize"
+
+    def __init__(
+        self,
+        samples: int = 1000,
+        input_dim: int = 16,
+        steps: int = 5,
+        seed: int = 0,
+        batch_size: int | None = None,
+        steps_per_epoch: int = 100,
+    ) -> None:
+        super().__init__(seed=seed, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
+        self.samples, self.input_dim, self.steps = samples, input_dim, steps
+
+    @classmethod
+    def check_config(cls, node: Any) -> None:
+        if node.input_dim < 63 and node.samples > 2**node.input_dim:
+            raise ConfigError(
+                f"task.samples={node.samples} exceeds the 2^{node.input_dim} distinct inputs of "
+                f"task.input_dim={node.input_dim}: raise task.input_dim or lower task.samples"
+            )
+
+    @property
+    def input_size(self) -> int:
+        return self.input_dim
+
+    @property
+    def output_size(self) -> int:
+        return 1
+
+    def generate(self, generator: torch.Generator) -> tuple[TensorBatches, TensorBatches]:
+        bits = distinct_binary_rows(self.samples, self.input_dim, generator)
+        labels = torch.randint(0, 2, (self.samples,), generator=generator).float()
+        inputs = torch.zeros(self.samples, self.steps, self.input_dim)
+        inputs[:, 0] = bits.float()
+        data = TensorBatches(inputs, labels)
+        return data, data
+
+    def settings(self) -> dict[str, Any]:
+        return {"samples": self.samples, "steps": self.steps}
+
+    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
+        return F.binary_cross_entropy_with_logits(outputs[:, -1, 0], batch[1])
+
+    def metrics(self, outputs: Tensor, batch: Batch) -> dict[str, Tensor]:
+        logits, labels = outputs[:, -1, 0], batch[1]
+        correct = ((logits > 0).float() == labels).sum()
+        loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="sum")
+        return {"accuracy": correct, "loss": loss, "count": torch.tensor(float(len(labels)))}
+
+    def summarise(self, totals: dict[str, float], params: int) -> dict[str, Any]:
+        means = super().summarise(totals, params)
+        bits = stored_bits(self.samples, means["accuracy"])
+        return {
+            "accuracy": means["accuracy"],
+            "loss": means["loss"],
+            "bits": bits,
+            "bits_per_param": bits / params,
+        }
