@@ -81,10 +81,10 @@ class RecurrentCell(nn.Module):
         self.initial_h = nn.Parameter(torch.zeros(n))
         if self.state_tensors == 2:
             self.initial_c = nn.Parameter(torch.zeros(n))
-        offsets = torch.zeros(g * n)
+        forget_mask = torch.zeros(g * n)  # 1 on the blocks that receive b_fg
         for k in self.forget_gates:
-            offsets[k * n : (k + 1) * n] = self.gate_bias
-        self.register_buffer("gate_bias_offsets", offsets, persistent=False)
+            forget_mask[k * n : (k + 1) * n] = 1.0
+        self.register_buffer("forget_mask", forget_mask, persistent=False)
         self.reset_parameters()
 
     # ------------------------------------------------------------------ sizes
@@ -134,7 +134,7 @@ class RecurrentCell(nn.Module):
     def project_inputs(self, x: Tensor) -> Tensor:
         """All time steps' input pre-activations in one GEMM: [T, B, I] -> [T, B, G*N]."""
         t, b, _ = x.shape
-        bias = self.bias + self.gate_bias_offsets
+        bias = self.bias + self.gate_bias * self.forget_mask
         return torch.addmm(bias, x.reshape(t * b, -1), self.weight_ih.t()).view(t, b, -1)
 
     def step(self, x_t: Tensor, xp_t: Tensor, state: State) -> tuple[State, Tensor]:

@@ -1,0 +1,44 @@
+"""Shared fixtures: the real Hydra config, composed once and shrunk for fast CPU tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+import rnncap  # noqa: F401  (registers the config resolvers)
+from rnncap.cells import GRUCell, IntersectionCell, LSTMCell, RNNCell, UGRNNCell
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+CELL_NAMES = ["rnn", "irnn", "gru", "lstm", "ugrnn", "intersection"]
+CELL_CLASSES = [RNNCell, GRUCell, LSTMCell, UGRNNCell, IntersectionCell]
+
+
+def compose_cfg(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The training config as ``python train.py <overrides>`` composes it, run in output_dir."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """compose(overrides) shrunk to a tiny problem, writing into tmp_path."""
+
+    def make(*overrides: str) -> DictConfig:
+        tiny = [
+            "task.samples=32",
+            "task.input_dim=6",
+            "task.steps=3",
+            "trainer.max_steps=20",
+            "trainer.eval_every=10",
+            "trainer.checkpoint_every=null",
+        ]
+        return compose_cfg([*tiny, *overrides], tmp_path)
+
+    return make

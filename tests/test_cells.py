@@ -1,0 +1,130 @@
+"""Each cell against a literal float64 implementation of the paper's equations, plus parameter
+counts, gradient flow and the identity-recurrence property."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from reference import reference_layer
+
+from rnncap.cells import GRUCell, IntersectionCell, LSTMCell, RNNCell, UGRNNCell
+from rnncap.sizing import hidden_for_budget
+from rnncap.stack import RecurrentStack, count_parameters
+
+VARIANTS = [
+    (RNNCell, "tanh"),
+    (RNNCell, "relu"),
+    (GRUCell, "tanh"),
+    (GRUCell, "relu"),
+    (LSTMCell, "tanh"),
+    (LSTMCell, "relu"),
+    (UGRNNCell, "tanh"),
+    (UGRNNCell, "relu"),
+    (IntersectionCell, "tanh"),
+]
+# gate blocks G per cell: a layer has G*(N*(I+N)+N) weights and biases (Collins et al. 2017)
+GATE_BLOCKS = {RNNCell: 1, UGRNNCell: 2, GRUCell: 3, LSTMCell: 4, IntersectionCell: 4}
+
+
+def randomised(cls, nonlinearity, input_size=5, hidden=4, gate_bias=0.7):
+    torch.manual_seed(0)
+    cell = cls(input_size, hidden, nonlinearity=nonlinearity, gate_bias=gate_bias).double()
+    with torch.no_grad():  # non-zero biases and initial states, so the test sees them
+        for p in cell.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return cell
+
+
+@pytest.mark.parametrize(("cls", "nonlinearity"), VARIANTS)
+def test_cell_matches_float64_reference(cls, nonlinearity):
+    size = 4 if cls is IntersectionCell else 5
+    cell = randomised(cls, nonlinearity, input_size=size)
+    x = torch.randn(6, 3, size, dtype=torch.float64)
+    torch.testing.assert_close(cell(x), reference_layer(cell, x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("cls", "nonlinearity"), VARIANTS)
+def test_gate_bias_changes_output_only_for_gated_cells(cls, nonlinearity):
+    size = 4 if cls is IntersectionCell else 5
+    x = torch.randn(4, 2, size, dtype=torch.float64)
+    a = randomised(cls, nonlinearity, input_size=size, gate_bias=0.0)(x)
+    b = randomised(cls, nonlinearity, input_size=size, gate_bias=2.0)(x)
+    assert torch.allclose(a, b) == (cls is RNNCell)
+
+
+@pytest.mark.parametrize("cls", list(GATE_BLOCKS))
+@pytest.mark.parametrize(("i", "n"), [(3, 7), (16, 1), (10, 10)])
+def test_layer_param_count_matches_paper_formula(cls, i, n):
+    if cls is IntersectionCell:
+        i = n
+    states = 2 if cls is LSTMCell else 1  # learned initial h (and c)
+    expected = GATE_BLOCKS[cls] * (n * (i + n) + n) + states * n
+    if cls is IntersectionCell:
+        assert expected - n == 8 * n * n + 4 * n
+    cell = cls(i, n)
+    assert count_parameters(cell) == cls.param_count(i, n) == expected
+
+
+@pytest.mark.parametrize("cls", list(GATE_BLOCKS))
+@pytest.mark.parametrize("depth", [2, 3])
+def test_stack_param_count_is_exact_and_gradient_reaches_every_parameter(cls, depth):
+    stack = RecurrentStack(functools.partial(cls, gate_bias=1.0), depth, 6, 5, 2)
+    assert count_parameters(stack) == RecurrentStack.param_count(cls, depth, 6, 5, 2)
+    stack(torch.randn(3, 4, 6)).square().sum().backward()
+    for name, p in stack.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_intersection_stack_projects_input_and_reads_depth_output():
+    stack = RecurrentStack(IntersectionCell, 2, 6, 5, 1)
+    assert stack.projection is not None and stack.projection.in_features == 6
+    expected = (6 * 5 + 5) + 2 * (8 * 25 + 4 * 5 + 5) + (5 + 1)
+    assert count_parameters(stack) == expected
+
+
+def test_identity_recurrence_holds_state_without_input():
+    """IRNN: with zero input weights, zero bias and W_h = I, a ReLU state stays constant."""
+    cell = RNNCell(3, 4, nonlinearity="relu", recurrent_init="identity").double()
+    with torch.no_grad():
+        cell.weight_ih.zero_()
+        cell.initial_h.copy_(torch.tensor([0.5, 1.0, 2.0, 0.0]))
+    y = cell(torch.randn(5, 2, 3, dtype=torch.float64))
+    assert torch.equal(y, cell.initial_h.detach().expand(5, 2, 4))
+
+
+def test_recurrent_inits_and_scale():
+    eye = RNNCell(2, 3, recurrent_init="identity", recurrent_scale=0.5)
+    assert torch.equal(eye.weight_hh.detach(), 0.5 * torch.eye(3))
+    orth = GRUCell(2, 6, recurrent_init="orthogonal", recurrent_scale=2.0)
+    for block in orth.weight_hh.detach().split(6):
+        torch.testing.assert_close(block @ block.T, 4.0 * torch.eye(6), atol=1e-5, rtol=0)
+
+
+def test_bad_cell_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="cell.nonlinearity='sigmoid'"):
+        RNNCell(2, 3, nonlinearity="sigmoid")
+    with pytest.raises(ValueError, match="cell.recurrent_init='random'"):
+        GRUCell(2, 3, recurrent_init="random")
+    with pytest.raises(ValueError, match="input size == hidden size"):
+        IntersectionCell(2, 3)
+
+
+@pytest.mark.parametrize("cls", list(GATE_BLOCKS))
+@pytest.mark.parametrize(("depth", "budget"), [(1, 500), (2, 1000), (4, 20000)])
+def test_budget_sizing_picks_largest_fitting_width(cls, depth, budget):
+    if cls is IntersectionCell and depth == 1:
+        depth = 2
+
+    def count(n):
+        return RecurrentStack.param_count(cls, depth, 16, n, 1)
+
+    n = hidden_for_budget(cls, depth, 16, 1, budget)
+    assert count(n) <= budget < count(n + 1)
+    assert count_parameters(RecurrentStack(cls, depth, 16, n, 1)) == count(n)
+
+
+def test_budget_too_small_for_one_unit():
+    with pytest.raises(ValueError, match="model.budget=10 is too small"):
+        hidden_for_budget(LSTMCell, 2, 16, 1, 10)

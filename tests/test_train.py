@@ -1,0 +1,116 @@
+"""End-to-end runs through Hydra's compose API and the real command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CELL_NAMES, ROOT
+
+from rnncap.run import train
+
+CONTRACT = {"cell", "depth", "hidden", "input_dim", "params", "seed", "status"}
+CAPACITY = {"samples", "accuracy", "bits", "bits_per_param"}
+
+
+def read_metrics(cfg) -> dict:
+    return json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_each_cell_trains_end_to_end(make_cfg, cell):
+    cfg = make_cfg(f"cell={cell}", "depth=2", "model.budget=300")
+    objective = train(cfg)
+    m = read_metrics(cfg)
+    assert m.keys() >= CONTRACT | CAPACITY
+    assert m["cell"] == cell and m["depth"] == 2 and m["status"] == "ok"
+    assert m["params"] <= 300 and m["samples"] == 32 and m["input_dim"] == 6
+    assert objective == m["bits"] and m["bits_per_param"] == pytest.approx(m["bits"] / m["params"])
+
+
+def test_small_tanh_rnn_memorises_well_under_capacity(make_cfg):
+    cfg = make_cfg(
+        "model.hidden=16", "task.samples=64", "task.input_dim=8", "trainer.max_steps=400"
+    )
+    train(cfg)
+    m = read_metrics(cfg)
+    assert m["accuracy"] > 0.95
+    assert m["bits"] > 0.7 * 64
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(make_cfg, tmp_path):
+    runs = []
+    for seed, sub in [(1, "a"), (1, "b"), (2, "c")]:
+        cfg = make_cfg(f"seed={seed}", "model.hidden=5")
+        cfg.output_dir = str(tmp_path / sub)
+        train(cfg)
+        runs.append(read_metrics(cfg))
+    assert runs[0] == runs[1]
+    assert runs[0]["loss"] != runs[2]["loss"]
+
+
+def test_diverged_run_is_recorded_and_returns(make_cfg):
+    cfg = make_cfg("cell=irnn", "optimizer=sgd", "optimizer.lr=1e30", "model.hidden=8")
+    assert train(cfg) is None
+    m = read_metrics(cfg)
+    assert m["status"] == "diverged" and m["bits"] is None and m["samples"] == 32
+
+
+def test_checkpoint_written_and_rerun_resumes(make_cfg, caplog):
+    cfg = make_cfg("model.hidden=4", "trainer.checkpoint_every=10")
+    train(cfg)
+    first = read_metrics(cfg)
+    assert (Path(cfg.output_dir) / "checkpoints" / "last.ckpt").exists()
+    with caplog.at_level("INFO"):
+        train(cfg)
+    assert "resuming from checkpoint" in caplog.text
+    assert read_metrics(cfg) == first
+
+
+def test_csv_logger_records_training_curve(make_cfg):
+    cfg = make_cfg("logger=csv", "model.hidden=4")
+    train(cfg)
+    text = (Path(cfg.output_dir) / "csv" / "metrics.csv").read_text()
+    assert "train/loss" in text and "val/accuracy" in text
+
+
+def test_wandb_offline_run_is_finished_and_grouped(make_cfg, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = make_cfg("logger=wandb", "logger.offline=false", "experiment_name=grp", "model.hidden=4")
+    train(cfg)
+    import wandb
+
+    assert wandb.run is None  # the job ended its run
+    runs = list((Path(cfg.output_dir) / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert (Path(cfg.output_dir) / "wandb_id.txt").read_text().strip() in runs[0].name
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_multirun_from_the_command_line(tmp_path):
+    tiny = ["task.samples=16", "task.input_dim=5", "trainer.max_steps=5", "trainer.eval_every=5"]
+    proc = run_cli(
+        "-m", "cell=rnn,gru", "depth=1,2", *tiny, f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = sorted(
+        (m["cell"], m["depth"])
+        for m in (json.loads(p.read_text()) for p in tmp_path.glob("sweep/*/metrics.json"))
+    )
+    assert found == [("gru", 1), ("gru", 2), ("rnn", 1), ("rnn", 2)]
