@@ -14,7 +14,18 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
+from rnncap.config import _check_number
+
 Batch = tuple[Tensor, ...]
+# key -> (type, minimum, exclusive minimum?, nullable), as in ``rnncap.config.NUMERIC_RULES``
+Rules = dict[str, tuple[type, float, bool, bool]]
+
+
+def check_numbers(node: Any, rules: Rules) -> None:
+    """Check a task node's numeric keys against ``rules``; errors name ``task.<key>``."""
+    for key, rule in rules.items():
+        if key in node:
+            _check_number(f"task.{key}", node[key], *rule)
 
 
 class TensorBatches(Dataset):
@@ -105,10 +116,12 @@ class TaskDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader()
 
-    def eval_dataloader(self) -> DataLoader:
-        size = len(self.eval_set)
+    def eval_dataloader(self, dataset: Dataset | None = None) -> DataLoader:
+        """Batches over ``dataset`` (default: the evaluation set) in order, once."""
+        dataset = self.eval_set if dataset is None else dataset
+        size = len(dataset)
         batches = BatchSampler(range(size), self.batch_size or size, drop_last=False)
-        return DataLoader(self.eval_set, batch_sampler=batches, collate_fn=_identity)
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=_identity)
 
     def settings(self) -> dict[str, Any]:
         """Task settings reported in metrics.json next to the measurements."""
@@ -129,16 +142,20 @@ class TaskDataModule(pl.LightningDataModule):
         count = totals.pop("count")
         return {k: v / count for k, v in totals.items()}
 
-    @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, params: int) -> dict[str, Any]:
         """Score ``model`` on the whole evaluation set."""
+        return self.summarise(self.totals(model, self.eval_dataloader()), params)
+
+    @torch.no_grad()
+    def totals(self, model: torch.nn.Module, loader: DataLoader) -> dict[str, float]:
+        """The batch metrics of ``model`` summed over ``loader``."""
         device = next(model.parameters()).device
         was_training = model.training
         model.eval()
         totals: dict[str, float] = {}
-        for batch in self.eval_dataloader():
+        for batch in loader:
             batch = tuple(t.to(device) for t in batch)
             for key, value in self.metrics(model(batch[0]), batch).items():
                 totals[key] = totals.get(key, 0.0) + float(value)
         model.train(was_training)
-        return self.summarise(totals, params)
+        return totals

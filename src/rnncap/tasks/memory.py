@@ -1,0 +1,185 @@
+"""Per-unit capacity ("memory throughput", Collins et al. 2017, section 3.2).
+
+A random vector x in R^n_in, i.i.d. components of variance s^2 (s = ``input_scale``; normal,
+or uniform on [-sqrt(3) s, sqrt(3) s]), is shown at step 1, zeros follow, and after ``delay``
+more steps a linear readout of the top layer must reconstruct it:
+
+    mse        = E ||x_hat - x||^2 / (n_in s^2)      (normalised by the input variance)
+    r2         = 1 - SSE / SST                       (SST: evaluation targets about their mean)
+    theory_mse = max(0, (n_in - N) / n_in)           (N units per layer: one real per unit)
+
+For comparison, ``mc`` is a Jaeger-style memory capacity of the trained network: driven by a
+stream of fresh i.i.d. inputs (one vector per step), a least-squares linear readout of the top
+layer's state h_t is fitted to each component of x_{t-k}, k = 0 .. mc_delays-1, and
+
+    mc = sum_k sum_d corr^2(x_{t-k, d}, readout_{k, d}(h_t))
+
+on held-out streams. It is at most N for linear networks (Jaeger 2002).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnncap.config import ConfigError
+from rnncap.tasks.base import Batch, TaskDataModule, TensorBatches, check_numbers
+
+DISTRIBUTIONS = ("normal", "uniform")
+MC_STREAM_STEPS = 100  # length of each driving stream for ``mc``, washout included
+
+
+def draw_inputs(
+    shape: tuple[int, ...], distribution: str, scale: float, generator: torch.Generator
+) -> Tensor:
+    """I.i.d. inputs of mean 0 and variance ``scale**2``."""
+    if distribution == "normal":
+        return scale * torch.randn(shape, generator=generator)
+    return scale * math.sqrt(3.0) * (2 * torch.rand(shape, generator=generator) - 1)
+
+
+def squared_correlation(target: Tensor, estimate: Tensor) -> Tensor:
+    """corr^2 of matching columns of two [S, D] matrices (0 where either is constant)."""
+    t, e = target - target.mean(0), estimate - estimate.mean(0)
+    cov, var = (t * e).sum(0), (t * t).sum(0) * (e * e).sum(0)
+    return torch.where(var > 0, cov**2 / var.clamp_min(1e-300), torch.zeros_like(var))
+
+
+class MemoryTask(TaskDataModule):
+    """Show a random vector once, reconstruct it ``delay`` steps later; metric: normalised mse."""
+
+    name = "memory"
+    objective = "mse"
+    objective_direction = "minimize"
+
+    def __init__(
+        self,
+        input_dim: int = 64,
+        delay: int = 4,
+        input_scale: float = 1.0,
+        distribution: str = "normal",
+        samples: int = 4096,
+        eval_samples: int = 1024,
+        mc_delays: int = 10,
+        mc_samples: int = 2000,
+        seed: int = 0,
+        batch_size: int | None = 256,
+        steps_per_epoch: int = 100,
+    ) -> None:
+        super().__init__(seed=seed, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
+        self.input_dim, self.delay, self.input_scale = input_dim, delay, input_scale
+        self.distribution, self.samples, self.eval_samples = distribution, samples, eval_samples
+        self.mc_delays, self.mc_samples = mc_delays, mc_samples
+        self.eval_sst = 0.0
+
+    @classmethod
+    def check_config(cls, node: Any) -> None:
+        check_numbers(
+            node,
+            {
+                "delay": (int, 0, False, False),
+                "input_scale": (float, 0, True, False),
+                "eval_samples": (int, 1, False, False),
+                "mc_delays": (int, 0, False, False),
+                "mc_samples": (int, 1, False, False),
+            },
+        )
+        if node.distribution not in DISTRIBUTIONS:
+            raise ConfigError(
+                f"task.distribution={node.distribution!r}; choose one of {list(DISTRIBUTIONS)}"
+            )
+        if node.mc_delays >= MC_STREAM_STEPS:
+            raise ConfigError(f"task.mc_delays={node.mc_delays} must be < {MC_STREAM_STEPS}")
+
+    @property
+    def input_size(self) -> int:
+        return self.input_dim
+
+    @property
+    def output_size(self) -> int:
+        return self.input_dim
+
+    @property
+    def variance(self) -> float:
+        return self.input_scale**2
+
+    def _sequences(self, count: int, generator: torch.Generator) -> TensorBatches:
+        x = draw_inputs((count, self.input_dim), self.distribution, self.input_scale, generator)
+        inputs = torch.zeros(count, self.delay + 1, self.input_dim)
+        inputs[:, 0] = x
+        return TensorBatches(inputs, x)
+
+    def generate(self, generator: torch.Generator) -> tuple[TensorBatches, TensorBatches]:
+        train = self._sequences(self.samples, generator)
+        evaluation = self._sequences(self.eval_samples, generator)
+        x = evaluation.tensors[1].double()
+        self.eval_sst = float(((x - x.mean(0)) ** 2).sum())
+        return train, evaluation
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "delay": self.delay,
+            "input_scale": self.input_scale,
+            "input_dim": self.input_dim,
+            "distribution": self.distribution,
+            "samples": self.samples,
+        }
+
+    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
+        return ((outputs[:, -1] - batch[1]) ** 2).mean() / self.variance
+
+    def metrics(self, outputs: Tensor, batch: Batch) -> dict[str, Tensor]:
+        sse = ((outputs[:, -1] - batch[1]) ** 2).sum(1)  # [B]
+        mse = (sse / (self.input_dim * self.variance)).sum()
+        return {"mse": mse, "count": torch.tensor(float(len(sse)))}
+
+    def summarise(self, totals: dict[str, float], params: int) -> dict[str, Any]:
+        mse = totals["mse"] / totals["count"]
+        sse = totals["mse"] * self.input_dim * self.variance
+        return {"mse": mse, "r2": 1.0 - sse / self.eval_sst}
+
+    def evaluate(self, model: torch.nn.Module, params: int) -> dict[str, Any]:
+        width = model.hidden_size
+        return {
+            **super().evaluate(model, params),
+            "theory_mse": max(0.0, (self.input_dim - width) / self.input_dim),
+            "mc": self.memory_capacity(model) if self.mc_delays > 0 else None,
+        }
+
+    @torch.no_grad()
+    def top_states(self, model: torch.nn.Module, inputs: Tensor) -> Tensor:
+        """The top layer's depth output [B, T, N] (the readout's input) for inputs [B, T, I]."""
+        captured: list[Tensor] = []
+        hook = model.readout.register_forward_hook(lambda m, args, out: captured.append(args[0]))
+        was_training = model.training
+        model.eval()
+        try:
+            model(inputs.to(next(model.parameters()).device))
+        finally:
+            hook.remove()
+            model.train(was_training)
+        return captured[0].transpose(0, 1)  # the stack's readout sees time-major [T, B, N]
+
+    def memory_capacity(self, model: torch.nn.Module) -> float:
+        """Jaeger's memory capacity, summed over input components and delays (module doc)."""
+        k_max, steps = self.mc_delays, MC_STREAM_STEPS
+        per_stream = steps - (k_max - 1)
+        streams = math.ceil(self.mc_samples / per_stream)
+        generator = torch.Generator().manual_seed(self.seed + 7919)
+        shape = (2 * streams, steps, self.input_dim)
+        u = draw_inputs(shape, self.distribution, self.input_scale, generator)
+        h = self.top_states(model, u).double().cpu()  # [2S, T, N]
+        if not torch.isfinite(h).all():
+            return math.nan  # a diverged network: the run reports it as such
+        feats = torch.cat([h[:, k_max - 1 :], torch.ones_like(h[:, k_max - 1 :, :1])], -1)
+        fit, score = feats[:streams].flatten(0, 1), feats[streams:].flatten(0, 1)
+        total = 0.0
+        for k in range(k_max):
+            target = u[:, k_max - 1 - k : steps - k].double()  # x_{t-k} aligned with h_t
+            y_fit, y_score = target[:streams].flatten(0, 1), target[streams:].flatten(0, 1)
+            weights = torch.linalg.lstsq(fit, y_fit, driver="gelsd").solution
+            total += float(squared_correlation(y_score, score @ weights).sum())
+        return total

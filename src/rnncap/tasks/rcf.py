@@ -1,0 +1,105 @@
+"""Random continuous functions (RCF, Collins et al. 2017, section 3.3).
+
+The capacity task with real-valued targets: a fixed set of b distinct random binary inputs
+x in {0,1}^n_in is shown at step 1 (zeros after), and after T steps a linear readout must
+output y = f(x) in R^m for a fixed random function f, drawn once per seed:
+
+    table:   f(x) ~ N(0, I_m) independently for every input (a random lookup table);
+    smooth:  f(x) = A tanh(W x + c) / sqrt(H),  W, c, A ~ N(0, 1) entries, W scaled by
+             1/sqrt(n_in), H = 64 hidden units (a smooth random function of x).
+
+Metric: ``mse``, the mean squared error per output over the fixed set (training set =
+evaluation set, as in the capacity task).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnncap.config import ConfigError
+from rnncap.tasks.base import Batch, TaskDataModule, TensorBatches, check_numbers
+from rnncap.tasks.capacity import distinct_binary_rows
+
+FUNCTIONS = ("table", "smooth")
+SMOOTH_HIDDEN = 64
+
+
+def random_function(
+    x: Tensor, kind: str, output_dim: int, generator: torch.Generator
+) -> Tensor:
+    """Targets [S, m] of inputs [S, n_in] under a fixed random function (module doc)."""
+    if kind == "table":
+        return torch.randn(len(x), output_dim, generator=generator)
+    w = torch.randn(x.shape[1], SMOOTH_HIDDEN, generator=generator) / math.sqrt(x.shape[1])
+    c = torch.randn(SMOOTH_HIDDEN, generator=generator)
+    a = torch.randn(SMOOTH_HIDDEN, output_dim, generator=generator)
+    return torch.tanh(x @ w + c) @ a / math.sqrt(SMOOTH_HIDDEN)
+
+
+class RCFTask(TaskDataModule):
+    """Random binary inputs -> fixed random real targets; metric: mse."""
+
+    name = "rcf"
+    objective = "mse"
+    objective_direction = "minimize"
+
+    def __init__(
+        self,
+        samples: int = 1000,
+        input_dim: int = 16,
+        steps: int = 5,
+        output_dim: int = 1,
+        function: str = "table",
+        seed: int = 0,
+        batch_size: int | None = None,
+        steps_per_epoch: int = 100,
+    ) -> None:
+        super().__init__(seed=seed, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
+        self.samples, self.input_dim, self.steps = samples, input_dim, steps
+        self.output_dim, self.function = output_dim, function
+
+    @classmethod
+    def check_config(cls, node: Any) -> None:
+        check_numbers(node, {"output_dim": (int, 1, False, False)})
+        if node.function not in FUNCTIONS:
+            raise ConfigError(f"task.function={node.function!r}; choose one of {list(FUNCTIONS)}")
+        if node.input_dim < 63 and node.samples > 2**node.input_dim:
+            raise ConfigError(
+                f"task.samples={node.samples} exceeds the 2^{node.input_dim} distinct inputs of "
+                f"task.input_dim={node.input_dim}: raise task.input_dim or lower task.samples"
+            )
+
+    @property
+    def input_size(self) -> int:
+        return self.input_dim
+
+    @property
+    def output_size(self) -> int:
+        return self.output_dim
+
+    def generate(self, generator: torch.Generator) -> tuple[TensorBatches, TensorBatches]:
+        x = distinct_binary_rows(self.samples, self.input_dim, generator).float()
+        targets = random_function(x, self.function, self.output_dim, generator)
+        inputs = torch.zeros(self.samples, self.steps, self.input_dim)
+        inputs[:, 0] = x
+        data = TensorBatches(inputs, targets)
+        return data, data
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "steps": self.steps,
+            "output_dim": self.output_dim,
+            "function": self.function,
+        }
+
+    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
+        return ((outputs[:, -1] - batch[1]) ** 2).mean()
+
+    def metrics(self, outputs: Tensor, batch: Batch) -> dict[str, Tensor]:
+        per_sample = ((outputs[:, -1] - batch[1]) ** 2).mean(1)
+        return {"mse": per_sample.sum(), "count": torch.tensor(float(len(per_sample)))}
