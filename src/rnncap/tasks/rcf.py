@@ -28,9 +28,7 @@ FUNCTIONS = ("table", "smooth")
 SMOOTH_HIDDEN = 64
 
 
-def random_function(
-    x: Tensor, kind: str, output_dim: int, generator: torch.Generator
-) -> Tensor:
+def random_function(x: Tensor, kind: str, output_dim: int, generator: torch.Generator) -> Tensor:
     """Targets [S, m] of inputs [S, n_in] under a fixed random function (module doc)."""
     if kind == "table":
         return torch.randn(len(x), output_dim, generator=generator)

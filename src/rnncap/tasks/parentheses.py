@@ -1,0 +1,123 @@
+"""Parentheses counting (Collins et al. 2017, section 3.3).
+
+The vocabulary has ``streams`` pairs of parentheses and ``noise_symbols`` noise symbols:
+symbol s < S opens stream s, S <= s < 2S closes stream s - S, the rest are noise. Each of the
+``steps`` inputs is one symbol drawn uniformly from the whole vocabulary, shown one-hot. Every
+stream keeps its nesting depth (a close on depth 0 is ignored):
+
+    d_{t, s} = max(0, d_{t-1, s} + [x_t opens s] - [x_t closes s]),   d_{0, s} = 0,
+
+and at every step the network outputs, for every stream, the class min(d_{t, s}, max_count)
+(``max_count + 1`` classes per stream; the depth itself is not capped). Metrics: ``accuracy``
+over steps and streams, ``loss`` = cross-entropy per step and stream (nats).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rnncap.tasks.base import Batch, TaskDataModule, TensorBatches, check_numbers
+
+
+def capped_depths(symbols: Tensor, streams: int, max_count: int) -> Tensor:
+    """Targets [B, T, S]: each stream's capped nesting depth after each symbol [B, T]."""
+    stream = torch.arange(streams)
+    delta = (symbols[..., None] == stream).long() - (symbols[..., None] == stream + streams).long()
+    depth = torch.zeros_like(delta[:, 0])
+    targets = torch.empty_like(delta)
+    for t in range(symbols.shape[1]):
+        depth = (depth + delta[:, t]).clamp_min(0)
+        targets[:, t] = depth.clamp_max(max_count)
+    return targets
+
+
+class ParenthesesTask(TaskDataModule):
+    """Count open parentheses of several interleaved streams; metrics: accuracy, loss."""
+
+    name = "parentheses"
+    objective = "loss"
+    objective_direction = "minimize"
+
+    def __init__(
+        self,
+        streams: int = 10,
+        noise_symbols: int = 10,
+        max_count: int = 5,
+        steps: int = 50,
+        samples: int = 2000,
+        eval_samples: int = 500,
+        seed: int = 0,
+        batch_size: int | None = 64,
+        steps_per_epoch: int = 100,
+    ) -> None:
+        super().__init__(seed=seed, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
+        self.streams, self.noise_symbols, self.max_count = streams, noise_symbols, max_count
+        self.steps, self.samples, self.eval_samples = steps, samples, eval_samples
+
+    @classmethod
+    def check_config(cls, node: Any) -> None:
+        check_numbers(
+            node,
+            {
+                "streams": (int, 1, False, False),
+                "noise_symbols": (int, 0, False, False),
+                "max_count": (int, 1, False, False),
+                "eval_samples": (int, 1, False, False),
+            },
+        )
+
+    @property
+    def vocabulary(self) -> int:
+        return 2 * self.streams + self.noise_symbols
+
+    @property
+    def classes(self) -> int:
+        return self.max_count + 1
+
+    @property
+    def input_size(self) -> int:
+        return self.vocabulary
+
+    @property
+    def output_size(self) -> int:
+        return self.streams * self.classes
+
+    def sequences(self, count: int, generator: torch.Generator) -> TensorBatches:
+        """(one-hot inputs [B, T, V], targets [B, T, S])."""
+        symbols = torch.randint(0, self.vocabulary, (count, self.steps), generator=generator)
+        targets = capped_depths(symbols, self.streams, self.max_count)
+        return TensorBatches(F.one_hot(symbols, self.vocabulary).float(), targets)
+
+    def generate(self, generator: torch.Generator) -> tuple[TensorBatches, TensorBatches]:
+        return self.sequences(self.samples, generator), self.sequences(self.eval_samples, generator)
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "streams": self.streams,
+            "noise_symbols": self.noise_symbols,
+            "max_count": self.max_count,
+            "steps": self.steps,
+            "samples": self.samples,
+        }
+
+    def _logits(self, outputs: Tensor) -> Tensor:
+        """Readouts [B, T, S*C] -> logits [B, C, T, S] (the class axis second, for CE)."""
+        b, t, _ = outputs.shape
+        return outputs.reshape(b, t, self.streams, self.classes).permute(0, 3, 1, 2)
+
+    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
+        return F.cross_entropy(self._logits(outputs), batch[1])
+
+    def metrics(self, outputs: Tensor, batch: Batch) -> dict[str, Tensor]:
+        logits, targets = self._logits(outputs), batch[1]
+        nats = F.cross_entropy(logits, targets, reduction="none")  # [B, T, S]
+        correct = (logits.argmax(1) == targets).float()
+        return {
+            "accuracy": correct.mean((1, 2)).sum(),
+            "loss": nats.mean((1, 2)).sum(),
+            "count": torch.tensor(float(len(targets))),
+        }
