@@ -46,8 +46,10 @@ def encode(raw: bytes) -> np.ndarray:
     table[np.frombuffer(ALPHABET.encode(), dtype=np.uint8)] = np.arange(len(ALPHABET))
     codes = table[np.frombuffer(raw, dtype=np.uint8)]
     if (codes == 255).any():
-        bad = raw[int(np.argmax(codes == 255))]
-        raise ConfigError(f"text8 file holds byte {bad!r}: only a-z and space are allowed")
+        at = int(np.argmax(codes == 255))
+        raise ConfigError(
+            f"the text8 file holds {raw[at : at + 1]!r} at byte {at}: only a-z and space are allowed"
+        )
     return codes
 
 

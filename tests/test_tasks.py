@@ -1,0 +1,301 @@
+"""The five tasks beyond capacity: seeded data, labels against independent implementations,
+metrics on hand-computed cases, and the text8 loader's checks."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import re
+import zipfile
+
+import pytest
+import torch
+from torch import nn
+
+from rnncap.config import ConfigError
+from rnncap.tasks.arithmetic import ArithmeticTask
+from rnncap.tasks.memory import MemoryTask, squared_correlation
+from rnncap.tasks.parentheses import ParenthesesTask
+from rnncap.tasks.rcf import RCFTask, random_function
+from rnncap.tasks.text8 import ALPHABET, Text8Task
+
+
+def tiny_text(chars: int = 20_000, seed: int = 0) -> bytes:
+    """A text8-like text (a-z and space) of about ``chars`` characters."""
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far", "zebra"]
+    rng = random.Random(seed)
+    return " ".join(rng.choice(words) for _ in range(chars // 2)).encode()[:chars]
+
+
+def data_of(task) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    task.setup()
+    return task.train_set.tensors, task.eval_set.tensors
+
+
+GENERATED = [
+    lambda seed: MemoryTask(input_dim=5, delay=2, samples=40, eval_samples=20, seed=seed),
+    lambda seed: RCFTask(samples=30, input_dim=6, function="smooth", output_dim=2, seed=seed),
+    lambda seed: ParenthesesTask(streams=3, steps=12, samples=30, eval_samples=10, seed=seed),
+    lambda seed: ArithmeticTask(max_digits=3, samples=30, eval_samples=10, seed=seed),
+]
+
+
+@pytest.mark.parametrize("make", GENERATED, ids=["memory", "rcf", "parentheses", "arithmetic"])
+def test_generators_are_deterministic_per_seed(make):
+    first, again, other = data_of(make(1)), data_of(make(1)), data_of(make(2))
+    for a, b in zip(first[0] + first[1], again[0] + again[1], strict=True):
+        assert torch.equal(a, b)
+    assert any(not torch.equal(a, b) for a, b in zip(first[0], other[0], strict=True))
+
+
+# -- memory
+
+
+def test_memory_data_layout_and_variance():
+    task = MemoryTask(input_dim=16, delay=3, input_scale=2.0, samples=4000, eval_samples=10)
+    (x, y), (ex, ey) = data_of(task)
+    assert x.shape == (4000, 4, 16) and y.shape == (4000, 16)
+    assert torch.equal(x[:, 0], y) and x[:, 1:].abs().sum() == 0
+    assert y.var().item() == pytest.approx(4.0, rel=0.05)
+    uniform = MemoryTask(input_dim=16, delay=0, input_scale=2.0, distribution="uniform")
+    (_, uy), _ = data_of(uniform)
+    assert uy.abs().max() <= 2 * math.sqrt(3) and uy.var().item() == pytest.approx(4, rel=0.05)
+    assert not torch.equal(ex[:, 0], x[:10, 0])  # held-out vectors
+
+
+def test_memory_metrics_by_hand():
+    task = MemoryTask(input_dim=2, delay=0, input_scale=2.0)
+    x = torch.tensor([[1.0, -1.0], [3.0, 1.0]])
+    task.eval_sst = 4.0 + 4.0  # columns about their means: (1,3) -> 2; (-1,1) -> 2
+    batch = (x[:, None], x)
+    zero = task.metrics(torch.zeros(2, 1, 2), batch)
+    # sum of squares 2 + 10 = 12, over n_in * s^2 = 8 per sample
+    assert zero["mse"].item() == pytest.approx(12 / 8) and zero["count"].item() == 2
+    out = task.summarise({k: float(v) for k, v in zero.items()}, params=1)
+    assert out["mse"] == pytest.approx(12 / 16) and out["r2"] == pytest.approx(1 - 12 / 8)
+    exact = task.summarise({k: float(v) for k, v in task.metrics(x[:, None], batch).items()}, 1)
+    assert exact == {"mse": 0.0, "r2": 1.0}
+    assert task.loss(torch.zeros(2, 1, 2), batch).item() == pytest.approx(12 / 4 / 4)
+
+
+def test_squared_correlation_by_hand():
+    t = torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 2.0]])
+    e = torch.tensor([[2.0, 5.0], [4.0, 5.0], [6.0, 5.0]])  # col 0: perfect; col 1: constant
+    assert squared_correlation(t, e).tolist() == [1.0, 0.0]
+    a, b = torch.tensor([[1.0], [2.0], [3.0], [4.0]]), torch.tensor([[1.0], [3.0], [2.0], [4.0]])
+    assert squared_correlation(a, b).item() == pytest.approx(0.8**2)  # corr = 4/5 by hand
+
+
+class DelayLine(nn.Module):
+    """A fake stack whose top state is [x_t, x_{t-1}, ..., x_{t-lags+1}] (zeros before t=1)."""
+
+    def __init__(self, input_dim: int, lags: int) -> None:
+        super().__init__()
+        self.lags, self.hidden_size = lags, input_dim * lags
+        self.readout = nn.Linear(self.hidden_size, input_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        past = [torch.nn.functional.pad(x, (0, 0, k, 0))[:, : x.shape[1]] for k in range(self.lags)]
+        return self.readout(torch.cat(past, -1).transpose(0, 1)).transpose(0, 1)
+
+
+@pytest.mark.parametrize("lags", [1, 2])
+def test_memory_capacity_of_a_delay_line(lags):
+    task = MemoryTask(input_dim=4, mc_delays=4, mc_samples=3000, seed=0)
+    mc = task.memory_capacity(DelayLine(4, lags))
+    assert mc == pytest.approx(4 * lags, abs=0.1)  # each stored component counts 1, others 0
+
+
+def test_memory_evaluate_reports_theory_for_the_width():
+    task = MemoryTask(input_dim=4, delay=0, samples=8, eval_samples=8, mc_delays=2, mc_samples=500)
+    task.setup()
+    out = task.evaluate(DelayLine(4, 1), params=1)
+    assert out["theory_mse"] == 0.0 and out.keys() == {"mse", "r2", "theory_mse", "mc"}
+    narrow = DelayLine(4, 1)
+    narrow.hidden_size = 3
+    assert task.evaluate(narrow, 1)["theory_mse"] == 0.25
+
+
+# -- rcf
+
+
+def test_rcf_targets_are_a_fixed_function_of_distinct_inputs():
+    table = RCFTask(samples=200, input_dim=10, steps=3, output_dim=2, function="table")
+    (x, y), (ex, ey) = data_of(table)
+    assert x.shape == (200, 3, 10) and y.shape == (200, 2) and ex is x and ey is y
+    assert len(torch.unique(x[:, 0], dim=0)) == 200 and x[:, 1:].abs().sum() == 0
+    assert abs(y.mean().item()) < 0.2 and y.std().item() == pytest.approx(1.0, abs=0.15)
+    twice = torch.cat([x[:, 0], x[:, 0]])  # smooth: a function of the input alone
+    smooth = random_function(twice, "smooth", 2, torch.Generator().manual_seed(0))
+    assert torch.equal(smooth[:200], smooth[200:]) and smooth.std() > 0.1
+    task = RCFTask(samples=2, output_dim=2)
+    out, target = torch.zeros(2, 1, 2), torch.tensor([[1.0, 2.0], [0.0, 3.0]])
+    sums = task.metrics(out, (None, target))
+    assert sums["mse"].item() == pytest.approx((1 + 4) / 2 + 9 / 2)  # per-sample means, summed
+    assert task.summarise({k: float(v) for k, v in sums.items()}, 1) == {"mse": 3.5}
+
+
+# -- parentheses
+
+
+def reference_depths(symbols: list[int], streams: int, max_count: int) -> list[list[int]]:
+    """Plain-Python nesting depths, capped for output: an independent implementation."""
+    depth = dict.fromkeys(range(streams), 0)
+    rows = []
+    for s in symbols:
+        if s < streams:
+            depth[s] += 1
+        elif s < 2 * streams and depth[s - streams] > 0:
+            depth[s - streams] -= 1
+        rows.append([min(depth[k], max_count) for k in range(streams)])
+    return rows
+
+
+def test_parentheses_labels_match_an_independent_count():
+    task = ParenthesesTask(streams=3, noise_symbols=2, max_count=2, steps=40, samples=50)
+    (x, y), _ = data_of(task)
+    assert x.shape == (50, 40, 8) and y.shape == (50, 40, 3) and (x.sum(-1) == 1).all()
+    symbols = x.argmax(-1)
+    for row, target in zip(symbols.tolist(), y.tolist(), strict=True):
+        assert target == reference_depths(row, 3, 2)
+    assert (y == 2).any() and (y == 0).any()  # the cap and the floor both occur
+    assert set(symbols.unique().tolist()) == set(range(8))
+
+
+def test_parentheses_hand_sequence_and_metrics():
+    from rnncap.tasks.parentheses import capped_depths
+
+    # streams=2: 0 = "(", 1 = "[", 2 = ")", 3 = "]", 4 = noise; cap 1
+    seq = torch.tensor([[2, 0, 0, 4, 1, 2, 3, 3, 2]])
+    expect = [[0, 0], [1, 0], [1, 0], [1, 0], [1, 1], [1, 1], [1, 0], [1, 0], [0, 0]]
+    assert capped_depths(seq, 2, 1).tolist() == [expect]
+    task = ParenthesesTask(streams=2, noise_symbols=1, max_count=1)
+    targets = torch.tensor([[[0, 1], [1, 1]]])  # B=1, T=2, S=2
+    logits = torch.zeros(1, 2, 4)  # classes per stream: 2
+    logits[0, 0, 1] = logits[0, 1, 1] = 1.0  # stream 0 predicts 1 at both steps: right once
+    logits[0, 0, 3] = logits[0, 1, 3] = 1.0  # stream 1 predicts 1: right twice
+    sums = task.metrics(logits, (None, targets))
+    assert sums["accuracy"].item() == pytest.approx(3 / 4)
+    p = math.exp(1) / (1 + math.exp(1))
+    assert sums["loss"].item() == pytest.approx((3 * -math.log(p) - math.log(1 - p)) / 4)
+
+
+# -- arithmetic
+
+SYMBOLS = "0123456789+= "
+CLASSES = "0123456789."
+
+
+def test_arithmetic_strings_match_python():
+    d = 3
+    task = ArithmeticTask(max_digits=d, samples=400, eval_samples=10, seed=5)
+    (x, y), _ = data_of(task)
+    assert x.shape == (400, 3 * d + 4, 13) and y.shape == (400, d + 2)
+    lengths = set()
+    for inp, target in zip(x.argmax(-1).tolist(), y.tolist(), strict=True):
+        text = "".join(SYMBOLS[s] for s in inp)
+        match = re.fullmatch(rf" *(0|[1-9]\d*)\+(0|[1-9]\d*)= {{{d + 2}}}", text)
+        assert match, text
+        a, b = match.groups()
+        assert text[: 2 * d + 2] == f"{a}+{b}=".rjust(2 * d + 2)
+        answer = f"{int(a) + int(b)}."
+        assert "".join(CLASSES[c] for c in target if c >= 0) == answer
+        assert target[len(answer) :] == [-100] * (d + 2 - len(answer))
+        lengths.update({len(a), len(b)})
+    assert lengths == {1, 2, 3}
+
+
+def test_arithmetic_metrics_by_hand():
+    task = ArithmeticTask(max_digits=1)
+    # answers "7." and "12." (L = 3 answer steps; T = 3 + 4 = 7)
+    target = torch.tensor([[7, 10, -100], [1, 2, 10]])
+    logits = torch.zeros(2, 7, 11)
+    for b, row in enumerate(target.tolist()):
+        for i, c in enumerate(row):
+            if c >= 0:
+                logits[b, 4 + i, c] = 10.0
+    logits[1, 5, 2], logits[1, 5, 3] = 0.0, 10.0  # second problem: one wrong digit
+    sums = task.metrics(logits, (None, target))
+    assert sums["accuracy"].item() == 1.0 and sums["count"].item() == 2
+    right = -torch.log_softmax(torch.tensor([10.0] + [0.0] * 10), 0)[0].item()
+    wrong = -torch.log_softmax(torch.tensor([10.0] + [0.0] * 10), 0)[1].item()
+    expect = (2 * right) / 2 + (2 * right + wrong) / 3
+    assert sums["loss"].item() == pytest.approx(expect, rel=1e-5)
+
+
+# -- text8
+
+
+def text8_task(tmp_path, raw: bytes, **kwargs) -> Text8Task:
+    file = tmp_path / "tiny8"
+    file.write_bytes(raw)
+    sha = hashlib.sha256(raw).hexdigest()
+    args = {"seq_len": 10, "eval_chars": None, "size": len(raw), "sha256": sha, **kwargs}
+    return Text8Task(path=str(file), **args)
+
+
+def test_text8_split_windows_and_targets(tmp_path):
+    raw = tiny_text(2000)
+    task = text8_task(tmp_path, raw)
+    assert task.split_bounds(100_000_000) == (90_000_000, 95_000_000)  # the standard split
+    task.setup()
+    x, y = task.train_set.__getitems__([0, 3])
+    assert x.shape == (2, 10, 27) and y.shape == (2, 10)
+    decoded = "".join(ALPHABET[i] for i in x[1].argmax(-1).tolist())
+    assert decoded == raw[30:40].decode()
+    assert "".join(ALPHABET[i] for i in y[1].tolist()) == raw[31:41].decode()
+    assert len(task.train_set) == (1800 - 1) // 10 and len(task.eval_set) == (100 - 1) // 10
+    first_val = "".join(ALPHABET[i] for i in task.eval_set.__getitems__([0])[0][0].argmax(-1))
+    assert first_val == raw[1800:1810].decode()
+    first_test = task.test_set.__getitems__([0])[1][0].tolist()
+    assert "".join(ALPHABET[i] for i in first_test) == raw[1901:1911].decode()
+
+
+def test_text8_bpc_by_hand(tmp_path):
+    task = text8_task(tmp_path, tiny_text(2000))
+    task.setup()
+    batch = task.eval_set.__getitems__(list(range(len(task.eval_set))))
+    uniform = task.metrics(torch.zeros(*batch[1].shape, 27), batch)
+    assert uniform["bpc"].item() / uniform["count"].item() == pytest.approx(math.log2(27))
+    sure = torch.nn.functional.one_hot(batch[1], 27).float() * 100
+    assert task.metrics(sure, batch)["bpc"].item() == pytest.approx(0, abs=1e-6)
+
+
+def test_text8_checksum_and_size_are_checked(tmp_path):
+    raw = tiny_text(500)
+    text8_task(tmp_path, raw).setup()  # right size and checksum: loads
+    with pytest.raises(ConfigError, match=r"fails its checksum \(task.sha256=0+\)"):
+        text8_task(tmp_path, raw, sha256="0" * 64).setup()
+    with pytest.raises(ConfigError, match="has 500 bytes, task.size=501 expected"):
+        text8_task(tmp_path, raw, size=501).setup()
+    with pytest.raises(ConfigError, match=r"holds b'\.' at byte 3"):
+        text8_task(tmp_path, b"abc. def", sha256=None, size=None).setup()
+
+
+def test_text8_downloads_zip_into_cache_once(tmp_path):
+    raw = tiny_text(1500)
+    source = tmp_path / "mirror" / "text8.zip"
+    source.parent.mkdir()
+    with zipfile.ZipFile(source, "w") as archive:
+        archive.writestr("text8", raw)
+    cache = tmp_path / "data"
+    sha = hashlib.sha256(raw).hexdigest()
+    args = {"data_dir": str(cache), "size": 1500, "sha256": sha, "seq_len": 10}
+    task = Text8Task(url=source.as_uri(), **args)
+    task.setup()
+    assert (cache / "text8").read_bytes() == raw and (cache / "text8.zip").is_file()
+    source.unlink()  # the cache serves the next run
+    again = Text8Task(url=source.as_uri(), **args)
+    again.setup()
+    assert torch.equal(again.eval_set.codes, task.eval_set.codes)
+
+
+def test_text8_without_file_or_network_says_where_to_put_it(tmp_path):
+    task = Text8Task(data_dir=str(tmp_path / "data"), url=(tmp_path / "none.zip").as_uri())
+    with pytest.raises(ConfigError) as err:
+        task.setup()
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"put the unzipped text8 at {tmp_path / 'data' / 'text8'}" in message
+    assert "task.path=" in message and not (tmp_path / "data" / "text8.zip").exists()

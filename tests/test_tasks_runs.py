@@ -1,0 +1,148 @@
+"""The five tasks end to end: one short run each through the real config, the memory task
+against its theory, and bad task values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import CELL_NAMES, compose_cfg
+from test_tasks import tiny_text
+from test_train import run_cli
+
+from rnncap.config import ConfigError
+from rnncap.run import train
+
+TINY = {
+    "memory": ["task.input_dim=6", "task.delay=2", "task.samples=64", "task.eval_samples=32"]
+    + ["task.mc_samples=200", "task.mc_delays=3"],
+    "rcf": ["task.samples=32", "task.input_dim=6", "task.steps=3"],
+    "text8": ["task.size=null", "task.sha256=null", "task.seq_len=10", "task.eval_chars=500"],
+    "parentheses": ["task.streams=2", "task.noise_symbols=1", "task.max_count=3"]
+    + ["task.steps=8", "task.samples=64", "task.eval_samples=32"],
+    "arithmetic": ["task.max_digits=2", "task.samples=64", "task.eval_samples=32"],
+}
+KEYS = {
+    "memory": {"mse", "r2", "mc", "theory_mse", "delay", "input_scale", "input_dim"},
+    "rcf": {"mse"},
+    "text8": {"bpc", "test_bpc"},
+    "parentheses": {"accuracy", "loss"},
+    "arithmetic": {"accuracy", "loss"},
+}
+OBJECTIVE = {"memory": "mse", "rcf": "mse", "text8": "bpc", "parentheses": "loss"}
+CONTRACT = {"cell", "task", "depth", "hidden", "input_dim", "params", "seed", "status"}
+
+
+@pytest.fixture
+def task_cfg(tmp_path):
+    """compose(task=<name>, overrides) shrunk to a tiny problem, writing into tmp_path."""
+    text = tmp_path / "tiny8"
+    text.write_bytes(tiny_text(3000))
+
+    def make(task: str, *overrides: str):
+        tiny = [
+            f"task={task}",
+            *TINY[task],
+            "trainer.max_steps=20",
+            "trainer.eval_every=10",
+            "trainer.checkpoint_every=null",
+        ]
+        if task == "text8":
+            tiny.append(f"task.path={text}")
+        return compose_cfg([*tiny, *overrides], tmp_path / "run")
+
+    return make
+
+
+def read_metrics(cfg) -> dict:
+    return json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
+
+
+# one short run per task, each with another cell (all pairs: the slow matrix below)
+RUNS = [("memory", "gru"), ("rcf", "lstm"), ("text8", "ugrnn")]
+RUNS += [("parentheses", "intersection"), ("arithmetic", "irnn")]
+
+
+@pytest.mark.parametrize(("task", "cell"), RUNS)
+def test_each_task_runs_end_to_end(task_cfg, task, cell):
+    cfg = task_cfg(task, f"cell={cell}", "depth=2", "model.budget=600")
+    objective = train(cfg)
+    m = read_metrics(cfg)
+    assert m.keys() >= CONTRACT | KEYS[task]
+    assert m["status"] == "ok" and m["task"] == task and m["cell"] == cell and m["params"] <= 600
+    assert objective == m[OBJECTIVE.get(task, "loss")]
+    if task in ("parentheses", "arithmetic"):
+        assert 0 <= m["accuracy"] <= 1 and m["loss"] > 0
+    if task == "memory":
+        assert m["theory_mse"] == max(0.0, (6 - m["hidden"]) / 6) and m["delay"] == 2
+
+
+@pytest.mark.parametrize(("width", "expected", "tolerance"), [(4, 0.5, 0.08), (12, 0.0, 0.05)])
+def test_memory_error_follows_one_real_per_unit(task_cfg, width, expected, tolerance):
+    cfg = task_cfg(
+        "memory",
+        "task.input_dim=8",
+        "task.samples=512",
+        "task.eval_samples=256",
+        f"model.hidden={width}",
+        "trainer.max_steps=500",
+        "trainer.eval_every=500",
+    )
+    train(cfg)
+    m = read_metrics(cfg)
+    assert m["theory_mse"] == expected
+    assert m["mse"] == pytest.approx(expected, abs=tolerance)
+    assert m["r2"] == pytest.approx(1 - expected, abs=tolerance + 0.02)
+
+
+BAD = [
+    ("memory", ["task.delay=-1"], "task.delay=-1 is out of range: must be >= 0"),
+    ("memory", ["task.input_scale=0"], "task.input_scale=0 is out of range: must be > 0"),
+    ("memory", ["task.distribution=cauchy"], "task.distribution='cauchy'; choose one of"),
+    ("memory", ["task.mc_delays=100"], "task.mc_delays=100 must be < 100"),
+    ("rcf", ["task.function=sine"], "task.function='sine'; choose one of ['table', 'smooth']"),
+    ("rcf", ["task.output_dim=0"], "task.output_dim=0 is out of range"),
+    ("parentheses", ["task.streams=0"], "task.streams=0 is out of range: must be >= 1"),
+    ("parentheses", ["task.max_count=0"], "task.max_count=0 is out of range"),
+    ("parentheses", ["task.steps=0"], "task.steps=0 is out of range"),
+    ("arithmetic", ["task.max_digits=0"], "task.max_digits=0 is out of range: must be >= 1"),
+    ("arithmetic", ["task.max_digits=18"], "task.max_digits=18 must be <= 17"),
+    ("text8", ["task.path=/no/such/text8"], "task.path=/no/such/text8 is not a file"),
+    ("text8", ["task.val_fraction=0.5", "task.test_fraction=0.5"], "must be < 1"),
+    ("text8", ["task.seq_len=0"], "task.seq_len=0 is out of range"),
+    ("text8", ["task.seq_len=600"], "task.seq_len=600 is longer than an evaluation split"),
+]
+
+
+@pytest.mark.parametrize(("task", "overrides", "message"), BAD, ids=[" ".join(b[1]) for b in BAD])
+def test_bad_task_value_is_one_clear_error(task_cfg, task, overrides, message):
+    cfg = task_cfg(task, "model.hidden=4", *overrides)
+    with pytest.raises(ConfigError) as err:
+        train(cfg)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (Path(cfg.output_dir) / "metrics.json").exists()
+
+
+def test_missing_text8_stops_the_command_line_with_one_line(tmp_path):
+    url = (tmp_path / "offline" / "text8.zip").as_uri()  # an address that cannot be fetched
+    proc = run_cli("task=text8", f"task.url={url}", "hydra.run.dir=run", cwd=tmp_path)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert (
+        len(errors) == 1 and f"put the unzipped text8 at {tmp_path / 'data' / 'text8'}" in errors[0]
+    )
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", list(TINY))
+@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("depth", [1, 2, 8])
+def test_every_task_cell_and_depth(task_cfg, task, cell, depth):
+    if cell == "intersection" and depth == 1:
+        pytest.skip("the +RNN starts at depth 2")
+    cfg = task_cfg(task, f"cell={cell}", f"depth={depth}", "model.hidden=4", "trainer.max_steps=4")
+    train(cfg)
+    m = read_metrics(cfg)
+    assert m["status"] == "ok" and m.keys() >= CONTRACT | KEYS[task] and m["depth"] == depth
