@@ -146,3 +146,10 @@ def test_every_task_cell_and_depth(task_cfg, task, cell, depth):
     train(cfg)
     m = read_metrics(cfg)
     assert m["status"] == "ok" and m.keys() >= CONTRACT | KEYS[task] and m["depth"] == depth
+
+
+def test_diverged_memory_run_is_recorded(task_cfg):
+    cfg = task_cfg("memory", "cell=irnn", "optimizer=sgd", "optimizer.lr=1e30", "model.hidden=8")
+    assert train(cfg) is None
+    m = read_metrics(cfg)
+    assert m["status"] == "diverged" and m["mse"] is None and m["mc"] is None and m["delay"] == 2

@@ -48,7 +48,8 @@ def encode(raw: bytes) -> np.ndarray:
     if (codes == 255).any():
         at = int(np.argmax(codes == 255))
         raise ConfigError(
-            f"the text8 file holds {raw[at : at + 1]!r} at byte {at}: only a-z and space are allowed"
+            f"the text8 file holds {raw[at : at + 1]!r} at byte {at}: "
+            "only a-z and space are allowed"
         )
     return codes
 
