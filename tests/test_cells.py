@@ -37,12 +37,36 @@ def randomised(cls, nonlinearity, input_size=5, hidden=4, gate_bias=0.7):
     return cell
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "loop"])
 @pytest.mark.parametrize(("cls", "nonlinearity"), VARIANTS)
-def test_cell_matches_float64_reference(cls, nonlinearity):
+def test_cell_matches_float64_reference(cls, nonlinearity, native):
     size = 4 if cls is IntersectionCell else 5
     cell = randomised(cls, nonlinearity, input_size=size)
+    cell.use_native = native
     x = torch.randn(6, 3, size, dtype=torch.float64)
     torch.testing.assert_close(cell(x), reference_layer(cell, x), rtol=1e-12, atol=1e-12)
+
+
+NATIVE = [(RNNCell, "tanh"), (RNNCell, "relu"), (LSTMCell, "tanh")]
+
+
+def test_native_kernel_used_exactly_where_the_math_matches():
+    assert [(c, s) for c, s in VARIANTS if c(4, 4, nonlinearity=s).native_available()] == NATIVE
+
+
+@pytest.mark.parametrize(("cls", "nonlinearity"), NATIVE)
+def test_native_path_gradients_equal_step_loop(cls, nonlinearity):
+    """Fused kernel and step loop: same outputs and same gradients for every parameter (f64)."""
+    x = torch.randn(5, 3, 5, dtype=torch.float64)
+    grads = []
+    for native in (True, False):
+        cell = randomised(cls, nonlinearity, gate_bias=0.7)
+        cell.use_native = native
+        cell(x).sin().sum().backward()
+        grads.append({n: p.grad for n, p in cell.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize(("cls", "nonlinearity"), VARIANTS)

@@ -20,6 +20,13 @@ A sequence is processed as::
 
 ``step`` returns ``(new_state, depth_output)`` as flax cells do: for most cells the depth
 output is ``h_t``; the +RNN returns its separate depth output ``y_t``.
+
+Native path: where PyTorch's fused kernel computes exactly the cell's equations (RNN, IRNN
+and the tanh LSTM), ``forward`` calls it (cuDNN on GPU, the fused CPU kernels otherwise) with
+the cell's own packed weights, ``bias`` (+ b_fg on the forget block) as the input bias and a
+constant zero as the kernel's second bias: no extra trainable parameter. Set
+``cell.use_native = False`` to run the step loop instead (population training does, since
+``torch.func.vmap`` cannot batch the fused kernels).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class RecurrentCell(nn.Module):
     state_tensors: int = 1  # 1 for (h,), 2 for the LSTM's (h, c)
     allowed_nonlinearities: tuple[str, ...] = tuple(NONLINEARITIES)
     needs_square_input: bool = False  # the +RNN's depth path needs input size == N
+    use_native: bool = True  # run the fused PyTorch kernel where it computes the same function
 
     def __init__(
         self,
@@ -131,11 +139,30 @@ class RecurrentCell(nn.Module):
             return (h0, self.initial_c.expand(batch, -1))
         return (h0,)
 
+    def input_bias(self) -> Tensor:
+        """``bias`` with the gate bias b_fg added on the update/forget blocks: [G*N]."""
+        return self.bias + self.gate_bias * self.forget_mask
+
     def project_inputs(self, x: Tensor) -> Tensor:
         """All time steps' input pre-activations in one GEMM: [T, B, I] -> [T, B, G*N]."""
         t, b, _ = x.shape
-        bias = self.bias + self.gate_bias * self.forget_mask
-        return torch.addmm(bias, x.reshape(t * b, -1), self.weight_ih.t()).view(t, b, -1)
+        return torch.addmm(self.input_bias(), x.reshape(t * b, -1), self.weight_ih.t()).view(
+            t, b, -1
+        )
+
+    def native_available(self) -> bool:
+        """Whether a fused PyTorch kernel computes exactly this cell's equations."""
+        return False
+
+    def native_forward(self, x: Tensor) -> Tensor:
+        """The fused-kernel equivalent of ``forward`` (only where ``native_available``)."""
+        raise NotImplementedError
+
+    def native_params(self) -> list[Tensor]:
+        """Weights in the fused kernels' layout: [W_ih, W_hh, b_ih, b_hh], with the cell's one
+        bias (+ b_fg) as b_ih and a constant zero b_hh (not a parameter)."""
+        bias = self.input_bias()
+        return [self.weight_ih, self.weight_hh, bias, torch.zeros_like(bias)]
 
     def step(self, x_t: Tensor, xp_t: Tensor, state: State) -> tuple[State, Tensor]:
         """One time step: (layer input [B, I], its projection [B, G*N], state) -> (state, y_t)."""
@@ -143,6 +170,8 @@ class RecurrentCell(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Run the layer over a sequence: [T, B, I] -> depth outputs [T, B, N]."""
+        if self.use_native and self.native_available():
+            return self.native_forward(x)
         xp = self.project_inputs(x)
         state = self.initial_state(x.shape[1])
         outputs = []

@@ -9,6 +9,8 @@
 
 Gate order in the packed weights: [i, f, c, o] (PyTorch's order, so the native kernel can be
 used with b_fg folded into the forget bias). State (h, c), both with learned initial values.
+With s = tanh this is ``nn.LSTM``'s function, so ``forward`` runs PyTorch's fused kernel
+(cuDNN on GPU); with s = relu it runs the step loop.
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ class LSTMCell(RecurrentCell):
     num_gates = 4
     forget_gates = (1,)
     state_tensors = 2
+
+    def native_available(self) -> bool:
+        return self.nonlinearity == "tanh"  # nn.LSTM's candidate nonlinearity is fixed to tanh
+
+    def native_forward(self, x: Tensor) -> Tensor:
+        h0, c0 = (s.unsqueeze(0).contiguous() for s in self.initial_state(x.shape[1]))
+        out, _, _ = torch.lstm(
+            x, (h0, c0), self.native_params(), True, 1, 0.0, self.training, False, False
+        )
+        return out
 
     def step(self, x_t: Tensor, xp_t: Tensor, state: State) -> tuple[State, Tensor]:
         h, c = state

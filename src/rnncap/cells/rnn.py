@@ -3,7 +3,8 @@
     h_t = s(W_h h_{t-1} + W_x x_t + b),   s in {tanh, relu}
 
 The IRNN (Le et al. 2015) is this cell with ``nonlinearity=relu``, ``recurrent_init=identity``
-and zero biases: a config (``conf/cell/irnn.yaml``), not a class.
+and zero biases: a config (``conf/cell/irnn.yaml``), not a class. The same function as
+``nn.RNN`` (one bias instead of two), so ``forward`` runs PyTorch's fused kernel.
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ class RNNCell(RecurrentCell):
     """h_t = s(W_h h_{t-1} + W_x x_t + b). One gate block; state (h,); output h_t."""
 
     num_gates = 1
+
+    def native_available(self) -> bool:
+        return True
+
+    def native_forward(self, x: Tensor) -> Tensor:
+        kernel = torch.rnn_tanh if self.nonlinearity == "tanh" else torch.rnn_relu
+        h0 = self.initial_h.expand(x.shape[1], -1).unsqueeze(0).contiguous()  # [1, B, N]
+        out, _ = kernel(x, h0, self.native_params(), True, 1, 0.0, self.training, False, False)
+        return out
 
     def step(self, x_t: Tensor, xp_t: Tensor, state: State) -> tuple[State, Tensor]:
         (h,) = state
