@@ -83,6 +83,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger: Any) -> pl.Trainer:
 def train(cfg: DictConfig) -> float | None:
     """Train one model as configured, write ``metrics.json`` and return the sweep objective."""
     validate(cfg)
+    if cfg.model.get("population", 1) != 1:  # K models in one module: rnncap.population
+        from rnncap.population import train_population
+
+        return train_population(cfg)
     run_dir = Path(cfg.output_dir)
     (run_dir / METRICS_FILE).unlink(missing_ok=True)  # never leave an earlier run's result
     torch.set_num_threads(cfg.hardware.threads)

@@ -1,0 +1,141 @@
+"""Population training: member k equals the solo run with its seed and settings; metrics.json
+reports every member; bad population settings are one clear error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnncap.config import ConfigError
+from rnncap.module import RNNCapModule
+from rnncap.population import PopulationModule, member_losses
+from rnncap.run import train
+
+SEEDS, LRS, SAMPLES = [3, 7, 11], [0.01, 0.03, 0.004], [32, 20, 9]
+MEMBERS = f"model.members={{seed:{SEEDS},lr:{LRS},samples:{SAMPLES}}}".replace(" ", "")
+
+
+def read_metrics(cfg) -> dict:
+    return json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
+
+
+@pytest.fixture
+def record_losses(monkeypatch):
+    """Per-step training losses: {"solo": [float, ...], "population": [[K floats], ...]}."""
+    seen: dict[str, list] = {"solo": [], "population": []}
+    solo_step, population_step = RNNCapModule.training_step, PopulationModule.training_step
+
+    def solo(self, batch, idx):
+        loss = solo_step(self, batch, idx)
+        seen["solo"].append(float(loss.detach()))
+        return loss
+
+    def population(self, batch, idx):
+        population_step(self, batch, idx)
+        seen["population"].append(self.last_losses.tolist())
+
+    monkeypatch.setattr(RNNCapModule, "training_step", solo)
+    monkeypatch.setattr(PopulationModule, "training_step", population)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["cell=rnn"],  # solo: fused kernel; population: vmapped step loop
+        ["cell=gru", "trainer.gradient_clip_val=0.05"],  # clipping per member
+        ["cell=lstm", "optimizer=sgd", "scheduler.gamma=0.97"],
+        # RMSprop's default eps=1e-8 turns gradients near 1e-8 into near-sign steps, which
+        # amplify float32 rounding differences (vmap vs solo order of sums) past 1e-5
+        ["cell=intersection", "depth=2", "optimizer=rmsprop", "+optimizer.eps=1e-4"],
+    ],
+    ids=["rnn", "gru-clip", "lstm-sgd-decay", "intersection"],
+)
+def test_member_equals_solo_run_over_20_steps(make_cfg, tmp_path, record_losses, overrides):
+    cfg = make_cfg(*overrides, "model.hidden=6", "model.population=3", MEMBERS)
+    train(cfg)
+    population = read_metrics(cfg)
+    steps = torch.tensor(record_losses["population"])
+    assert steps.shape == (20, 3)
+    for k, (seed, lr, samples) in enumerate(zip(SEEDS, LRS, SAMPLES, strict=True)):
+        record_losses["solo"].clear()
+        solo_cfg = make_cfg(*overrides, "model.hidden=6", f"seed={seed}", f"optimizer.lr={lr}")
+        solo_cfg.task.samples, solo_cfg.output_dir = samples, str(tmp_path / f"solo{k}")
+        train(solo_cfg)
+        torch.testing.assert_close(
+            steps[:, k], torch.tensor(record_losses["solo"]), rtol=0, atol=1e-5
+        )
+        solo, member = read_metrics(solo_cfg), population["members"][k]
+        assert member["seed"] == seed and member["lr"] == lr and member["samples"] == samples
+        assert member["accuracy"] == solo["accuracy"]
+        assert member["loss"] == pytest.approx(solo["loss"], abs=1e-5)
+
+
+def test_metrics_json_keeps_contract_for_best_member(make_cfg):
+    cfg = make_cfg("model.hidden=6", "model.population=3", MEMBERS)
+    objective = train(cfg)
+    m = read_metrics(cfg)
+    assert m["population"] == 3 and len(m["members"]) == 3
+    best = max(m["members"], key=lambda r: r["bits"])
+    for key in ("seed", "status", "samples", "accuracy", "bits", "bits_per_param", "lr"):
+        assert m[key] == best[key]
+    assert objective == best["bits"]
+    assert {"cell", "depth", "hidden", "input_dim", "params"} <= m.keys()
+    for row in m["members"]:
+        assert row["bits_per_param"] == pytest.approx(row["bits"] / m["params"])
+
+
+def test_diverged_member_is_recorded_and_others_train_on(make_cfg, tmp_path):
+    bad = "model.members={lr:[0.05,1e30]}"
+    cfg = make_cfg("cell=irnn", "optimizer=sgd", "model.hidden=8", "model.population=2", bad)
+    train(cfg)
+    ok, diverged = read_metrics(cfg)["members"]
+    assert diverged["status"] == "diverged" and diverged["bits"] is None
+    solo_cfg = make_cfg("cell=irnn", "optimizer=sgd", "model.hidden=8", "optimizer.lr=0.05")
+    solo_cfg.output_dir = str(tmp_path / "solo")
+    train(solo_cfg)
+    solo = read_metrics(solo_cfg)
+    assert ok["status"] == "ok" and ok["accuracy"] == solo["accuracy"]
+    assert ok["loss"] == pytest.approx(solo["loss"], abs=1e-5)
+
+
+def test_population_checkpoint_resumes(make_cfg, caplog):
+    cfg = make_cfg("model.hidden=4", "model.population=2", "trainer.checkpoint_every=10")
+    train(cfg)
+    first = read_metrics(cfg)
+    with caplog.at_level("INFO"):
+        train(cfg)
+    assert "resuming from checkpoint" in caplog.text
+    assert read_metrics(cfg) == first
+
+
+def test_masked_member_loss_by_hand():
+    """Member 0: logits 0 on 2 samples -> ln 2; member 1: 1 real sample, logit 2, label 1."""
+    outputs = torch.tensor([[0.0, 0.0], [2.0, -50.0]]).view(2, 2, 1, 1)
+    labels, mask = torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    expected = torch.tensor(
+        [torch.log(torch.tensor(2.0)), torch.log1p(torch.exp(-torch.tensor(2.0)))]
+    )
+    torch.testing.assert_close(member_losses(outputs, labels, mask), expected)
+
+
+BAD = [
+    (["model.population=0"], "model.population=0 must be an integer >= 1"),
+    (["model.population=2", "model.members={lr:[0.1]}"], "model.members.lr must be a list of"),
+    (["model.population=2", "model.members={rate:[1,2]}"], "model.members has unknown keys"),
+    (["model.population=2", "model.members={lr:[0.1,-1]}"], "optimizer.lr=-1 is out of range"),
+    (["model.population=2", "model.members={samples:[8,100]}"], "task.samples=100 exceeds"),
+    (["model.population=2", "task.batch_size=4"], "set task.batch_size=null"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD, ids=[" ".join(c[0]) for c in BAD])
+def test_bad_population_settings_are_one_clear_error(make_cfg, overrides, message):
+    cfg = make_cfg("model.hidden=4", *overrides)
+    with pytest.raises(ConfigError) as err:
+        train(cfg)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (Path(cfg.output_dir) / "metrics.json").exists()
