@@ -176,6 +176,18 @@ def member_losses(outputs: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------- training
+def member_step(params: list[Tensor], optimizer: Any, lrs: Tensor, alive: Tensor) -> None:
+    """``optimizer`` (set to learning rate 1) steps the stacked [K, ...] ``params``; member k
+    moves by that step times ``lrs[k]``, and not at all once it has diverged."""
+    before = [p.detach().clone() for p in params]
+    optimizer.step()
+    with torch.no_grad():
+        for p, p0 in zip(params, before, strict=True):
+            shape = (-1, *[1] * (p.dim() - 1))
+            step = torch.lerp(p0, p, lrs.view(shape).to(p.dtype))
+            p.copy_(torch.where(alive.view(shape), step, p0))
+
+
 class PopulationModule(pl.LightningModule):
     """Trains a PopulationStack with per-member learning rates, clipping and divergence."""
 
@@ -233,15 +245,7 @@ class PopulationModule(pl.LightningModule):
             g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
 
     def _step(self, optimizer: Any) -> None:
-        """Optimiser step at learning rate 1, times lr_k per member; frozen once diverged."""
-        params = list(self.population.parameters())
-        before = [p.detach().clone() for p in params]
-        optimizer.step()
-        with torch.no_grad():
-            for p, p0 in zip(params, before, strict=True):
-                shape = (-1, *[1] * (p.dim() - 1))
-                step = torch.lerp(p0, p, self.lrs.view(shape).to(p.dtype))
-                p.copy_(torch.where(self.alive.view(shape), step, p0))
+        member_step(list(self.population.parameters()), optimizer, self.lrs, self.alive)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters(), lr=1.0)  # lr_k applied in _step

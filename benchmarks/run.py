@@ -1,0 +1,324 @@
+"""rnncap benchmarks: cells vs PyTorch's fused RNNs, population training, Lightning overhead and
+FLOP utilisation. Every ratio is measured side by side in one process (round-robin repeats,
+medians), never in a test.
+
+    python benchmarks/run.py --quick --json bench.json               # CPU, 2 threads
+    python benchmarks/run.py --device cuda --json bench-gpu.json     # GPU (cuDNN reference)
+
+See benchmarks/README.md for what each number means and the measured tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from rnncap.cells import GRUCell, IntersectionCell, LSTMCell, RNNCell, UGRNNCell  # noqa: E402
+from rnncap.population import PopulationStack, member_losses, member_step  # noqa: E402
+from rnncap.stack import RecurrentStack  # noqa: E402
+
+CELLS: dict[str, tuple[Callable[..., nn.Module], int]] = {  # name -> (factory(I, N), gates G)
+    "nn.GRU": (lambda i, n: nn.GRU(i, n), 3),
+    "nn.LSTM": (lambda i, n: nn.LSTM(i, n), 4),
+    "nn.RNN": (lambda i, n: nn.RNN(i, n), 1),
+    "rnn": (lambda i, n: RNNCell(i, n), 1),
+    "rnn-loop": (lambda i, n: _loop(RNNCell(i, n)), 1),
+    "irnn": (lambda i, n: RNNCell(i, n, nonlinearity="relu", recurrent_init="identity"), 1),
+    "gru": (lambda i, n: GRUCell(i, n, gate_bias=1.0), 3),
+    "lstm": (lambda i, n: LSTMCell(i, n, gate_bias=1.0), 4),
+    "lstm-loop": (lambda i, n: _loop(LSTMCell(i, n, gate_bias=1.0)), 4),
+    "ugrnn": (lambda i, n: UGRNNCell(i, n, gate_bias=1.0), 2),
+    "intersection": (lambda i, n: IntersectionCell(i, n, gate_bias=1.0), 4),
+}
+
+
+def _loop(cell: nn.Module) -> nn.Module:
+    cell.use_native = False
+    return cell
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def race(fns: dict[str, Callable[[], Any]], device, repeats: int, inner: int) -> dict[str, float]:
+    """Median ms per call of each fn, timed round-robin (side by side) after a warm-up."""
+    for fn in fns.values():
+        for _ in range(3):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            sync(device)
+            samples[name].append((time.perf_counter() - start) * 1e3 / inner)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+# ---------------------------------------------------------------------- cells
+def cell_step(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """One training step's compute (forward + backward) of one layer on x [T, B, I]."""
+
+    def step() -> None:
+        out = module(x)
+        out = out[0] if isinstance(out, tuple) else out
+        module.zero_grad(set_to_none=True)
+        out.square().mean().backward()
+
+    return step
+
+
+def bench_cells(device, steps: int, batch: int, hidden: int, repeats: int) -> list[dict]:
+    x = torch.randn(steps, batch, hidden, device=device)
+    modules = {name: make(hidden, hidden).to(device) for name, (make, _) in CELLS.items()}
+    ms = race({n: cell_step(m, x) for n, m in modules.items()}, device, repeats, inner=3)
+    flops = {n: 3 * 2 * steps * batch * g * hidden * 2 * hidden for n, (_, g) in CELLS.items()}
+    per_flop_gru = ms["nn.GRU"] / flops["nn.GRU"]
+    return [
+        {
+            "cell": name,
+            "ms_per_step": round(ms[name], 4),
+            "gflop_per_step": round(flops[name] / 1e9, 4),
+            "ratio_vs_gru": round(ms[name] / flops[name] / per_flop_gru, 3),
+            "T": steps,
+            "B": batch,
+            "H": hidden,
+        }
+        for name in CELLS
+    ]
+
+
+# ---------------------------------------------------------------------- population
+def capacity_data(k: int, samples: int, device, steps: int = 5, dim: int = 16):
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(k, samples, steps, dim)
+    x[:, :, 0] = torch.randint(0, 2, (k, samples, dim), generator=g).float()
+    y = torch.randint(0, 2, (k, samples), generator=g).float()
+    return x.to(device), y.to(device), torch.ones(k, samples, device=device)
+
+
+def capacity_models(cell: type, hidden: int, k: int, depth: int = 1) -> list[RecurrentStack]:
+    return [RecurrentStack(cell, depth, 16, hidden, 1) for _ in range(k)]
+
+
+def solo_step(model: RecurrentStack, x, y) -> Callable[[], None]:
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+
+    def step() -> None:
+        loss = F.binary_cross_entropy_with_logits(model(x)[:, -1, 0], y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def population_step(population: PopulationStack, x, y, mask) -> Callable[[], None]:
+    params = list(population.parameters())
+    optimizer = torch.optim.Adam(params, lr=1.0)
+    lrs = torch.full((population.size,), 0.01, dtype=torch.float64, device=x.device)
+    alive = torch.ones(population.size, dtype=torch.bool, device=x.device)
+
+    def step() -> None:
+        losses = member_losses(population(x), y, mask)
+        optimizer.zero_grad()
+        losses.sum().backward()
+        member_step(params, optimizer, lrs, alive)
+
+    return step
+
+
+def capacity_flops(cell: type, hidden: int, samples: int, steps: int = 5, dim: int = 16) -> int:
+    """Matmul FLOPs of one full-batch training step (forward x3 for the backward pass)."""
+    forward = 2 * samples * steps * (cell.num_gates * hidden * (dim + hidden) + hidden)
+    return 3 * forward
+
+
+def bench_population(device, sizes, k: int, repeats: int) -> list[dict]:
+    rows = []
+    for cell, hidden, samples in sizes:
+        models = capacity_models(cell, hidden, k)
+        x, y, mask = capacity_data(k, samples, device)
+        solo = models[0].to(device)
+        population = PopulationStack(models).to(device)
+        fns = {"solo": solo_step(solo, x[0], y[0]), "pop": population_step(population, x, y, mask)}
+        ms = race(fns, device, repeats, inner=2)
+        flops = capacity_flops(cell, hidden, samples)
+        rows.append(
+            {
+                "K": k,
+                "cell": cell.__name__,
+                "hidden": hidden,
+                "samples": samples,
+                "T": 5,
+                "solo_ms_per_step": round(ms["solo"], 4),
+                "population_ms_per_step": round(ms["pop"], 4),
+                "population_speedup": round(k * ms["solo"] / ms["pop"], 2),
+                "solo_gflops": round(flops / ms["solo"] / 1e6, 3),
+                "population_gflops": round(k * flops / ms["pop"] / 1e6, 3),
+            }
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------- Lightning overhead
+def bench_lightning(device, max_steps: int, repeats: int) -> dict:
+    """A real run's Lightning step (RNNCapModule + rnncap.run.build_trainer) over a bare loop
+    doing the same forward, backward and Adam step, on the default capacity job."""
+    import logging
+
+    import pytorch_lightning as pl
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf, open_dict
+
+    from rnncap.module import RNNCapModule
+    from rnncap.run import _without_name, build_model, build_trainer
+
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    overrides = [f"trainer.max_steps={max_steps}", f"trainer.eval_every={max_steps}"]
+    overrides += ["trainer.checkpoint_every=null", "trainer.progress_bar=false"]
+    if device.type == "cuda":
+        overrides.append("hardware=gpu")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.output_dir = str(Path("/tmp") / "rnncap-bench")
+    task = instantiate(_without_name(cfg.task), steps_per_epoch=max_steps)
+    task.setup("fit")
+    warm = max_steps // 5
+
+    class Clock(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, idx):
+            if idx == warm:
+                sync(device)
+                self.start = time.perf_counter()
+
+        def on_train_end(self, trainer, module):
+            sync(device)
+            self.ms = (time.perf_counter() - self.start) * 1e3 / (max_steps - warm)
+
+    def lightning() -> float:
+        module = RNNCapModule(build_model(cfg, task), task, instantiate(cfg.optimizer))
+        trainer = build_trainer(cfg, Path(cfg.output_dir), None)
+        clock = Clock()
+        trainer.callbacks.append(clock)
+        trainer.fit(module, datamodule=task)
+        return clock.ms
+
+    def bare() -> float:
+        model = build_model(cfg, task).to(device)
+        x, y = (t.to(device) for t in task.train_set.tensors)
+        step = solo_step(model, x, y)
+        for _ in range(warm):
+            step()
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(max_steps - warm):
+            step()
+        sync(device)
+        return (time.perf_counter() - start) * 1e3 / (max_steps - warm)
+
+    times = {"lightning": [], "bare": []}
+    for _ in range(repeats):
+        times["lightning"].append(lightning())
+        times["bare"].append(bare())
+    light, loop = statistics.median(times["lightning"]), statistics.median(times["bare"])
+    return {
+        "job": OmegaConf.to_container(cfg.task, resolve=True) | {"cell": cfg.cell.name},
+        "lightning_ms_per_step": round(light, 4),
+        "bare_ms_per_step": round(loop, 4),
+        "overhead": round(light / loop - 1, 3),
+    }
+
+
+# ---------------------------------------------------------------------- FLOP utilisation
+def matmul_peak(device, size: int, repeats: int) -> float:
+    """Measured float32 matmul GFLOP/s (size^3 product, full float32: TF32 off)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    ms = race({"mm": lambda: a @ b}, device, repeats, inner=3)["mm"]
+    return 2 * size**3 / ms / 1e6
+
+
+def flop_utilisation(device, population: list[dict], size: int, repeats: int) -> dict:
+    peak = matmul_peak(device, size, repeats)
+    best = max(population, key=lambda r: r["population_gflops"])
+    return {
+        "matmul_peak_gflops": round(peak, 1),
+        "solo_step_gflops": best["solo_gflops"],
+        "population_step_gflops": best["population_gflops"],
+        "solo_utilisation": round(best["solo_gflops"] / peak, 5),
+        "population_utilisation": round(best["population_gflops"] / peak, 5),
+        "at": {k: best[k] for k in ("K", "cell", "hidden", "samples")},
+    }
+
+
+# ---------------------------------------------------------------------- main
+def table(rows: list[dict], keys: list[str]) -> str:
+    lines = [" | ".join(keys), " | ".join("---" for _ in keys)]
+    lines += [" | ".join(str(r[k]) for k in keys) for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (<5 min)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+    reps = 5 if args.quick else 15
+    cell_sizes = [(16, 64, 128)] if args.quick else [(16, 64, 64), (16, 64, 128), (32, 128, 256)]
+    if gpu:
+        cell_sizes = [(32, 256, 256)] if args.quick else [(32, 256, 128), (32, 256, 512)]
+    pop_sizes = [(GRUCell, 16, 100), (GRUCell, 16, 1000), (RNNCell, 32, 1000)]
+    if not args.quick:
+        pop_sizes += [(GRUCell, 16, 300), (GRUCell, 16, 3000), (LSTMCell, 16, 1000)]
+    results: dict[str, Any] = {
+        "device": torch.cuda.get_device_name() if gpu else platform.processor() or "cpu",
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "quick": args.quick,
+    }
+    results["cells"] = [r for s in cell_sizes for r in bench_cells(device, *s, reps)]
+    print(table(results["cells"], ["cell", "T", "B", "H", "ms_per_step", "ratio_vs_gru"]))
+    results["population"] = bench_population(device, pop_sizes, 64, reps)
+    keys = ["K", "cell", "hidden", "samples", "solo_ms_per_step", "population_ms_per_step"]
+    print("\n" + table(results["population"], [*keys, "population_speedup"]))
+    results["lightning_overhead"] = bench_lightning(device, 150 if args.quick else 500, 3)
+    print("\nlightning_overhead:", json.dumps(results["lightning_overhead"]))
+    peak_size = (4096 if gpu else 1024) if args.quick else (8192 if gpu else 2048)
+    results["flop_utilisation"] = flop_utilisation(device, results["population"], peak_size, reps)
+    print("flop_utilisation:", json.dumps(results["flop_utilisation"]))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
