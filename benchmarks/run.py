@@ -157,8 +157,8 @@ def bench_population(device, sizes, k: int, repeats: int) -> list[dict]:
     for cell, hidden, samples in sizes:
         models = capacity_models(cell, hidden, k)
         x, y, mask = capacity_data(k, samples, device)
+        population = PopulationStack(models).to(device)  # stacks copies: models stay put
         solo = models[0].to(device)
-        population = PopulationStack(models).to(device)
         fns = {"solo": solo_step(solo, x[0], y[0]), "pop": population_step(population, x, y, mask)}
         ms = race(fns, device, repeats, inner=2)
         flops = capacity_flops(cell, hidden, samples)
