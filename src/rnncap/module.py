@@ -39,11 +39,14 @@ class RNNCapModule(pl.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         loss = self.task.loss(self.model(batch[0]), batch)
-        if not torch.isfinite(loss):
-            self.diverged = True
-            self.trainer.should_stop = True
-            return None  # skip the optimiser step
-        self.log("train/loss", loss, prog_bar=True)
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            # logging and the finiteness check read the loss on the host: only now and then,
+            # so a GPU can run ahead; non-finite parameters are caught again at the end.
+            if not torch.isfinite(loss):
+                self.diverged = True
+                self.trainer.should_stop = True
+                return None  # skip the optimiser step
+            self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:

@@ -134,10 +134,11 @@ def train(cfg: DictConfig) -> float | None:
 
 
 def finish(module: RNNCapModule, task: TaskDataModule, params: int) -> dict[str, Any]:
-    """The task's settings and final metrics on the evaluation set; a run whose loss or
-    final metrics are not finite is ``diverged`` and its metrics are null."""
+    """The task's settings and final metrics on the evaluation set; a run whose loss,
+    parameters or final metrics are not finite is ``diverged`` and its metrics are null."""
     metrics = task.evaluate(module.model, params)
     finite = all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
+    finite = finite and all(bool(p.isfinite().all()) for p in module.model.parameters())
     if module.diverged or not finite:
         return {"status": "diverged", **task.settings(), **dict.fromkeys(metrics)}
     return {"status": "ok", **task.settings(), **metrics}
