@@ -103,11 +103,80 @@ def _check_task(cfg: DictConfig) -> None:
     get_class(cfg.task._target_).check_config(cfg.task)
 
 
+ACCELERATORS = ("cpu", "gpu")
+STRATEGIES = ("auto", "ddp", "ddp_spawn")
+PRECISIONS = ("32-true", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true")
+BACKENDS = (None, "gloo", "nccl")
+DETERMINISTIC = (True, False, "warn")
+
+
+def _one_of(key: str, value: Any, allowed: tuple) -> None:
+    if not any(value == a and type(value) is type(a) for a in allowed):  # 1 is not True
+        raise ConfigError(f"{key}={value!r}; choose one of {list(allowed)}")
+
+
 def _check_hardware(cfg: DictConfig) -> None:
+    hw = cfg.hardware
+    _one_of("hardware.accelerator", hw.accelerator, ACCELERATORS)
+    _one_of("hardware.strategy", hw.strategy, STRATEGIES)
+    _one_of("hardware.precision", hw.precision, PRECISIONS)
+    _one_of("hardware.backend", hw.get("backend"), BACKENDS)
+    _one_of("hardware.deterministic", hw.get("deterministic", False), DETERMINISTIC)
+    if hw.devices > 1 and hw.strategy == "auto":
+        raise ConfigError(
+            f"hardware.devices={hw.devices} needs hardware.strategy=ddp or ddp_spawn (got auto)"
+        )
+    if hw.accelerator == "cpu" and hw.precision.startswith("16-"):
+        raise ConfigError(
+            f"hardware.precision={hw.precision} needs a GPU: on CPU use 32-true or bf16-mixed"
+        )
+    if hw.accelerator == "cpu" and hw.get("backend") == "nccl":
+        raise ConfigError("hardware.backend=nccl needs GPUs: on CPU use gloo (or null)")
+    _check_launch(cfg)
+    _check_devices_visible(cfg)
+
+
+def _launch_mode() -> tuple[bool, str]:
+    """(is this a Hydra multirun job?, the launcher's target) from the running Hydra app."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return False, ""
+    hydra = HydraConfig.get()
+    return hydra.mode == RunMode.MULTIRUN, str(hydra.launcher.get("_target_", ""))
+
+
+def _check_launch(cfg: DictConfig, multirun: bool | None = None, launcher: str = "") -> None:
+    """Lightning's ``ddp`` starts the other processes by re-running the command line: inside a
+    ``-m`` sweep on the basic launcher every process would re-run the whole sweep."""
+    if multirun is None:
+        multirun, launcher = _launch_mode()
+    hw = cfg.hardware
+    if multirun and hw.strategy == "ddp" and hw.devices > 1 and "submitit" not in launcher:
+        raise ConfigError(
+            f"-m with hardware.strategy=ddp on hardware.devices={hw.devices} would re-run the "
+            "whole sweep in every process: in sweeps use hardware=ddp_spawn "
+            "(hardware.strategy=ddp_spawn), or the SLURM launcher (hydra/launcher=slurm)"
+        )
+
+
+def _check_devices_visible(cfg: DictConfig) -> None:
     import torch
 
-    if cfg.hardware.accelerator == "gpu" and not torch.cuda.is_available():
-        raise ConfigError("hardware=gpu but no CUDA device is visible: use hardware=cpu")
+    hw = cfg.hardware
+    if hw.accelerator != "gpu":
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"hardware={hw.get('name', 'gpu')} but no CUDA device is visible "
+            "(hardware.accelerator=gpu): use hardware=cpu or hardware=ddp_cpu"
+        )
+    if hw.devices > torch.cuda.device_count():
+        raise ConfigError(
+            f"hardware.devices={hw.devices} but {torch.cuda.device_count()} CUDA device(s) are "
+            "visible: lower hardware.devices"
+        )
 
 
 def validate(cfg: DictConfig) -> None:

@@ -17,7 +17,12 @@ SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
 class RNNCapModule(pl.LightningModule):
-    """Trains ``model`` on ``task``. A non-finite loss marks the run diverged and stops it."""
+    """Trains ``model`` on ``task``. A non-finite loss marks the run diverged and stops it.
+
+    Under DDP each process holds a shard of every step's batch and the gradients are averaged
+    over processes: each shard's mean loss is weighted by its share of the batch, so the
+    average is exactly the gradient of the whole batch's mean loss.
+    """
 
     def __init__(
         self,
@@ -32,28 +37,43 @@ class RNNCapModule(pl.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         # a plain dict (never an OmegaConf object): checkpoints load with weights_only=True
         self.save_hyperparameters({"config": config or {}})
-        self.diverged = False
+        # a buffer, so checkpoints and ddp_spawn's hand-back to the main process carry it
+        self.register_buffer("_diverged", torch.tensor(False), persistent=True)
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self._diverged)
+
+    def _shard_weight(self, batch: Batch) -> float:
+        """This process's share of the step's batch times the number of processes."""
+        world = self.trainer.world_size
+        return len(batch[0]) * world / self.task.step_batch_size
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         loss = self.task.loss(self.model(batch[0]), batch)
+        if self.trainer.world_size > 1:
+            loss = loss * self._shard_weight(batch)
         if self.global_step % self.trainer.log_every_n_steps == 0:
             # logging and the finiteness check read the loss on the host: only now and then,
             # so a GPU can run ahead; non-finite parameters are caught again at the end.
-            if not torch.isfinite(loss):
-                self.diverged = True
+            # Every process takes the same decision: DDP needs all of them in each backward.
+            finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)))
+            if not finite:
+                self._diverged.fill_(True)
                 self.trainer.should_stop = True
                 return None  # skip the optimiser step
-            self.log("train/loss", loss, prog_bar=True)
+            self.log("train/loss", loss, prog_bar=True, sync_dist=self.trainer.world_size > 1)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         sums = self.task.metrics(self.model(batch[0]), batch)
         count = sums.pop("count")
         for key, value in sums.items():
-            self.log(f"val/{key}", value / count, prog_bar=key == "accuracy")
+            # every process scores the whole evaluation set: the values agree across processes
+            self.log(f"val/{key}", value / count, prog_bar=key == "accuracy", sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())
@@ -62,9 +82,3 @@ class RNNCapModule(pl.LightningModule):
         scheduler = self.scheduler_factory(optimizer)
         schedule = {"scheduler": scheduler, "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": schedule}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["diverged"] = self.diverged
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.diverged = bool(checkpoint.get("diverged", False))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rnncap.config import ConfigError, validate
+from rnncap.hardware import is_rank_zero, trainer_hardware
 from rnncap.io import write_json_atomic
 from rnncap.loggers import build_logger, finish_loggers, log_final
 from rnncap.module import RNNCapModule
@@ -61,10 +63,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger: Any) -> pl.Trainer:
         )
     progress = sys.stderr.isatty() if tr.progress_bar is None else tr.progress_bar
     return pl.Trainer(
-        accelerator=hw.accelerator,
-        devices=hw.devices,
-        strategy=hw.strategy,
-        precision=hw.precision,
+        **trainer_hardware(hw),
         max_steps=tr.max_steps,
         max_epochs=-1,
         gradient_clip_val=tr.gradient_clip_val,
@@ -88,7 +87,9 @@ def train(cfg: DictConfig) -> float | None:
 
         return train_population(cfg)
     run_dir = Path(cfg.output_dir)
-    (run_dir / METRICS_FILE).unlink(missing_ok=True)  # never leave an earlier run's result
+    rank_zero = is_rank_zero()  # under DDP only rank 0 logs and writes metrics.json
+    if rank_zero:
+        (run_dir / METRICS_FILE).unlink(missing_ok=True)  # never leave an earlier run's result
     torch.set_num_threads(cfg.hardware.threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -115,22 +116,32 @@ def train(cfg: DictConfig) -> float | None:
         scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
         config=OmegaConf.to_container(cfg, resolve=True),
     )
-    logger = build_logger(cfg, run_dir, info)
+    logger = build_logger(cfg, run_dir, info) if rank_zero else None
     try:
         trainer = build_trainer(cfg, run_dir, logger)
-        last = run_dir / "checkpoints" / "last.ckpt"
-        if last.exists():
-            log.info("resuming from checkpoint %s", last)
-        trainer.fit(module, datamodule=task, ckpt_path=last if last.exists() else None)
+        fit(trainer, module, task, run_dir / "checkpoints" / "last.ckpt")
+        if not trainer.is_global_zero:
+            return None  # the model is the same in every process: rank 0 scores it
+        # the whole evaluation set, in this process (not a shard)
         results = {**info, **finish(module, task, params)}
-        if trainer.is_global_zero:
-            write_json_atomic(run_dir / METRICS_FILE, results)
+        write_json_atomic(run_dir / METRICS_FILE, results)
         log_final(logger, results)
         log.info("results: %s", results)
     finally:
         finish_loggers(logger)
     value = results.get(task.objective)
     return None if value is None else float(value)
+
+
+def fit(trainer: pl.Trainer, module: RNNCapModule, task: TaskDataModule, last: Path) -> None:
+    """Train, resuming from ``last`` when a checkpoint is there. The training batches are a
+    function of the global step (``StepBatches``), so a checkpoint saved mid-epoch resumes
+    exactly; Lightning's warning about mid-epoch resumption does not apply."""
+    if last.exists():
+        log.info("resuming from checkpoint %s", last)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")
+        trainer.fit(module, datamodule=task, ckpt_path=last if last.exists() else None)
 
 
 def finish(module: RNNCapModule, task: TaskDataModule, params: int) -> dict[str, Any]:

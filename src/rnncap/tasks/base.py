@@ -7,12 +7,14 @@ An epoch is ``steps_per_epoch`` optimiser steps; evaluation runs after each epoc
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from rnncap.config import _check_number
 
@@ -29,7 +31,7 @@ def check_numbers(node: Any, rules: Rules) -> None:
 
 
 class TensorBatches(Dataset):
-    """Tensors indexed a whole batch at a time (``__getitems__``: no per-sample collate)."""
+    """Tensors indexed a whole batch at a time (a list of indices: no per-sample collate)."""
 
     def __init__(self, *tensors: Tensor) -> None:
         self.tensors = tensors
@@ -37,12 +39,14 @@ class TensorBatches(Dataset):
     def __len__(self) -> int:
         return len(self.tensors[0])
 
-    def __getitem__(self, index: int) -> Batch:
+    def __getitem__(self, index: int | list[int]) -> Batch:
+        if isinstance(index, list):
+            return self.__getitems__(index)
         return tuple(t[index] for t in self.tensors)
 
     def __getitems__(self, indices: list[int]) -> Batch:
-        if len(indices) == len(self):
-            return self.tensors  # full batch: no copy
+        if len(indices) == len(self) and indices == list(range(len(self))):
+            return self.tensors  # the full batch in order: no copy
         idx = torch.as_tensor(indices)
         return tuple(t[idx] for t in self.tensors)
 
@@ -51,17 +55,58 @@ def _identity(batch: Batch) -> Batch:
     return batch
 
 
-class RepeatedFullBatch:
-    """A batch sampler that yields all indices ``steps`` times (full-batch training)."""
+_SHUFFLE_STREAM = 1  # keeps the shuffling stream apart from the data-generation stream
 
-    def __init__(self, size: int, steps: int) -> None:
-        self.indices, self.steps = list(range(size)), steps
 
-    def __iter__(self):
-        return (self.indices for _ in range(self.steps))
+class StepBatches(Sampler[list[int]]):
+    """The index batch of every optimiser step, a pure function of (seed, global step).
+
+    Full batch (``batch_size`` None or >= size): every step sees all indices. Minibatches:
+    consecutive ``batch_size`` slices of an endless stream of permutations, permutation ``p``
+    drawn from ``numpy.random.default_rng((seed, 1, p))``. An iterator starts at the step
+    ``start_step()`` returns when it is created (the trainer's global step), so a run resumed
+    from a checkpoint, even one saved mid-epoch, sees exactly the batches of an uninterrupted
+    run. Under DDP process ``rank`` of ``world`` takes every ``world``-th index of each batch.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        steps: int,
+        batch_size: int | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        start_step: Callable[[], int] | None = None,
+    ) -> None:
+        self.size, self.steps, self.seed, self.rank, self.world = size, steps, seed, rank, world
+        self.batch_size = size if batch_size is None else min(batch_size, size)
+        self.start_step = start_step
+        self._perms: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return self.steps
+
+    def _permutation(self, index: int) -> np.ndarray:
+        if index not in self._perms:  # keep the latest two: a batch may straddle two
+            rng = np.random.default_rng((self.seed, _SHUFFLE_STREAM, index))
+            kept = {k: v for k, v in self._perms.items() if k == index - 1}
+            self._perms = {**kept, index: rng.permutation(self.size)}
+        return self._perms[index]
+
+    def batch(self, step: int) -> list[int]:
+        """All indices of global step ``step`` (before sharding)."""
+        if self.batch_size == self.size:
+            return list(range(self.size))
+        position, out = step * self.batch_size, []
+        while len(out) < self.batch_size:
+            p, offset = divmod(position + len(out), self.size)
+            out.extend(self._permutation(p)[offset : offset + self.batch_size - len(out)].tolist())
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        first = self.start_step() if self.start_step is not None else 0  # read now, not lazily
+        return (self.batch(s)[self.rank :: self.world] for s in range(first, first + self.steps))
 
 
 class TaskDataModule(pl.LightningDataModule):
@@ -100,18 +145,29 @@ class TaskDataModule(pl.LightningDataModule):
         if self.train_set is None:
             self.train_set, self.eval_set = self.generate(torch.Generator().manual_seed(self.seed))
 
-    def train_dataloader(self) -> DataLoader:
+    @property
+    def step_batch_size(self) -> int:
+        """Samples per optimiser step over all processes."""
         size = len(self.train_set)
-        if self.batch_size is None or self.batch_size >= size:
-            sampler = RepeatedFullBatch(size, self.steps_per_epoch)
-        else:
-            shuffle = RandomSampler(
-                self.train_set,
-                num_samples=self.batch_size * self.steps_per_epoch,
-                generator=torch.Generator().manual_seed(self.seed + 1),
-            )
-            sampler = BatchSampler(shuffle, self.batch_size, drop_last=True)
-        return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=_identity)
+        return size if self.batch_size is None else min(self.batch_size, size)
+
+    def _global_step(self) -> int:
+        return self.trainer.global_step if self.trainer is not None else 0
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        rank, world = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+        batches = StepBatches(
+            len(self.train_set),
+            self.steps_per_epoch,
+            self.batch_size,
+            seed=self.seed,
+            rank=rank,
+            world=world,
+            start_step=self._global_step,
+        )
+        # batch_size=None: the sampler yields whole index lists, fetched in one indexing
+        return DataLoader(self.train_set, sampler=batches, batch_size=None, collate_fn=_identity)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader()

@@ -1,0 +1,71 @@
+"""The ``hardware`` group as Trainer arguments: accelerator, devices, DDP strategy, precision,
+determinism, and checkpoints that are written atomically.
+
+Options: ``cpu``, ``gpu`` (one device), ``ddp`` (N GPUs, one process each, started by
+re-running the command), ``ddp_spawn`` (N GPUs, processes spawned from the job: usable inside
+``-m`` sweeps), ``ddp_cpu`` (2 CPU processes on gloo, to exercise the multi-process path).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_fabric.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.strategies import DDPStrategy, Strategy
+
+# strategy name -> how DDPStrategy starts the other processes
+START_METHODS = {"ddp": "popen", "ddp_spawn": "spawn"}
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file beside it, then renames it into place: a run
+    killed mid-write keeps its previous checkpoint (Lightning's own save may stage the file in
+    $TMPDIR, which is a copy, not a rename, when that is another filesystem)."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def build_strategy(hw: DictConfig) -> str | Strategy:
+    """``hardware.strategy`` as Lightning takes it; a DDPStrategy when a backend is named."""
+    backend = hw.get("backend")
+    if backend is None or hw.strategy not in START_METHODS:
+        return hw.strategy
+    return DDPStrategy(start_method=START_METHODS[hw.strategy], process_group_backend=backend)
+
+
+def trainer_hardware(hw: DictConfig) -> dict[str, Any]:
+    """The Trainer keyword arguments that ``cfg.hardware`` sets."""
+    return {
+        "accelerator": hw.accelerator,
+        "devices": hw.devices,
+        "strategy": build_strategy(hw),
+        "precision": hw.precision,
+        "deterministic": hw.get("deterministic", False),
+        "plugins": [AtomicCheckpointIO()],
+    }
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is rank 0: the launching process, or rank 0 of a DDP or SLURM job
+    (Lightning reads RANK / LOCAL_RANK / SLURM_PROCID at import)."""
+    return rank_zero_only.rank == 0
