@@ -81,15 +81,15 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger: Any) -> pl.Trainer:
 
 def train(cfg: DictConfig) -> float | None:
     """Train one model as configured, write ``metrics.json`` and return the sweep objective."""
+    run_dir = Path(cfg.output_dir)
+    rank_zero = is_rank_zero()  # under DDP only rank 0 logs and writes metrics.json
+    if rank_zero:  # never leave an earlier run's result, not even when this one is refused
+        (run_dir / METRICS_FILE).unlink(missing_ok=True)
     validate(cfg)
     if cfg.model.get("population", 1) != 1:  # K models in one module: rnncap.population
         from rnncap.population import train_population
 
         return train_population(cfg)
-    run_dir = Path(cfg.output_dir)
-    rank_zero = is_rank_zero()  # under DDP only rank 0 logs and writes metrics.json
-    if rank_zero:
-        (run_dir / METRICS_FILE).unlink(missing_ok=True)  # never leave an earlier run's result
     torch.set_num_threads(cfg.hardware.threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 

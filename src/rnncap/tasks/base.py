@@ -31,7 +31,7 @@ def check_numbers(node: Any, rules: Rules) -> None:
 
 
 class TensorBatches(Dataset):
-    """Tensors indexed a whole batch at a time (a list of indices: no per-sample collate)."""
+    """Tensors indexed a whole batch at a time (``__getitems__``: no per-sample collate)."""
 
     def __init__(self, *tensors: Tensor) -> None:
         self.tensors = tensors
@@ -39,20 +39,31 @@ class TensorBatches(Dataset):
     def __len__(self) -> int:
         return len(self.tensors[0])
 
-    def __getitem__(self, index: int | list[int]) -> Batch:
-        if isinstance(index, list):
-            return self.__getitems__(index)
+    def __getitem__(self, index: int) -> Batch:
         return tuple(t[index] for t in self.tensors)
 
     def __getitems__(self, indices: list[int]) -> Batch:
-        if len(indices) == len(self) and indices == list(range(len(self))):
-            return self.tensors  # the full batch in order: no copy
+        if len(indices) == len(self):
+            return self.tensors  # full batch: no copy
         idx = torch.as_tensor(indices)
         return tuple(t[idx] for t in self.tensors)
 
 
 def _identity(batch: Batch) -> Batch:
     return batch
+
+
+class RepeatedFullBatch:
+    """A batch sampler that yields all indices ``steps`` times (full-batch training)."""
+
+    def __init__(self, size: int, steps: int) -> None:
+        self.indices, self.steps = list(range(size)), steps
+
+    def __iter__(self):
+        return (self.indices for _ in range(self.steps))
+
+    def __len__(self) -> int:
+        return self.steps
 
 
 _SHUFFLE_STREAM = 1  # keeps the shuffling stream apart from the data-generation stream
@@ -166,8 +177,7 @@ class TaskDataModule(pl.LightningDataModule):
             world=world,
             start_step=self._global_step,
         )
-        # batch_size=None: the sampler yields whole index lists, fetched in one indexing
-        return DataLoader(self.train_set, sampler=batches, batch_size=None, collate_fn=_identity)
+        return DataLoader(self.train_set, batch_sampler=batches, collate_fn=_identity)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader()
