@@ -110,9 +110,14 @@ BACKENDS = (None, "gloo", "nccl")
 DETERMINISTIC = (True, False, "warn")
 
 
+def _as_yaml(value: Any) -> str:
+    return {None: "null", True: "true", False: "false"}.get(value, str(value))
+
+
 def _one_of(key: str, value: Any, allowed: tuple) -> None:
     if not any(value == a and type(value) is type(a) for a in allowed):  # 1 is not True
-        raise ConfigError(f"{key}={value!r}; choose one of {list(allowed)}")
+        choices = ", ".join(_as_yaml(a) for a in allowed)
+        raise ConfigError(f"{key}={value!r}; choose one of {choices}")
 
 
 def _check_hardware(cfg: DictConfig) -> None:
