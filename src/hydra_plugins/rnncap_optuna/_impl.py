@@ -1,0 +1,364 @@
+"""The work of the sweeper: parse the search space, open (or resume) the Optuna study, then
+ask a batch of trials, launch them as Hydra jobs and tell Optuna the results, until the study
+holds ``n_trials`` finished trials.
+
+A trial whose run diverged (the task function returns None and the run's ``metrics.json`` says
+``status: diverged``, or it returns a non-finite number) is *infeasible*: it is told COMPLETE
+with the worst possible value (-inf when maximising, +inf when minimising), user attribute
+``status = diverged`` and the constraint ``diverged = 1`` (feasible trials get 0), so that
+constrained samplers (GP, TPE) learn to avoid the region and ``study.best_trial`` skips it.
+Only a crash (an exception in the job) is a FAIL, bounded by ``max_failure_rate``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import Trial, TrialState
+
+log = logging.getLogger(__name__)
+METRICS_FILE = "metrics.json"
+DIRECTIONS = ("minimize", "maximize")
+
+
+# ----------------------------------------------------------------------------- search space
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searched key: its distribution, and the values other keys must have for it to apply
+    (``when``: key -> allowed values; e.g. momentum only for SGD and RMSProp)."""
+
+    distribution: BaseDistribution
+    when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+
+
+def distribution_from_dict(key: str, node: Mapping[str, Any]) -> BaseDistribution:
+    """``{type: float|int|categorical, low, high, log, step, choices}`` -> a distribution."""
+    kind = node.get("type")
+    try:
+        if kind == "categorical":
+            return CategoricalDistribution(list(node["choices"]))
+        if kind == "float":
+            low, high = float(node["low"]), float(node["high"])
+            step = None if node.get("step") is None else float(node["step"])
+            return FloatDistribution(low, high, log=bool(node.get("log", False)), step=step)
+        if kind == "int":
+            step = int(node.get("step") or 1)
+            log_ = bool(node.get("log", False))
+            return IntDistribution(int(node["low"]), int(node["high"]), log=log_, step=step)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"hydra.sweeper.params.{key}: {err}") from None
+    raise ValueError(
+        f"hydra.sweeper.params.{key}.type={kind!r}; choose one of float, int, categorical"
+    )
+
+
+def distribution_from_override(override: Override) -> BaseDistribution | None:
+    """A Hydra sweep override (``a,b``, ``choice(a,b)``, ``range(1,5)``, ``interval(0,1)``,
+    ``tag(log, interval(1e-4,1))``, ``int(interval(1,9))``) -> a distribution; None for a plain
+    (fixed) value. Hydra intervals are float unless cast with ``int(...)``."""
+    if not override.is_sweep_override():
+        return None
+    value = override.value()
+    if override.is_choice_sweep() or (override.is_range_sweep() and value.shuffle):
+        return CategoricalDistribution(list(override.sweep_iterator(Transformer.encode)))
+    if override.is_range_sweep():
+        assert isinstance(value, RangeSweep)
+        if any(isinstance(v, float) for v in (value.start, value.stop, value.step)):
+            stop = value.stop - value.step  # range() excludes its stop
+            return FloatDistribution(value.start, stop, step=value.step)
+        return IntDistribution(int(value.start), int(value.stop) - 1, step=int(value.step))
+    if override.is_interval_sweep():
+        assert isinstance(value, IntervalSweep)
+        log_ = "log" in value.tags
+        if isinstance(value.start, int) and isinstance(value.end, int):
+            return IntDistribution(value.start, value.end, log=log_)
+        return FloatDistribution(value.start, value.end, log=log_)
+    raise ValueError(f"{override.input_line}: this sweep kind is not supported")
+
+
+def parse_search_space(
+    params: Mapping[str, Any], arguments: Sequence[str]
+) -> tuple[dict[str, ParamSpec], dict[str, str]]:
+    """The YAML search space plus the command line -> (searched keys, fixed overrides).
+
+    Command-line sweeps join (or replace) YAML entries; a plain command-line value fixes that
+    key, removing it from the search space.
+    """
+    parser = OverridesParser.create()
+    space: dict[str, ParamSpec] = {}
+    for key, node in params.items():
+        if isinstance(node, Mapping):
+            when = {k: tuple(v) for k, v in (node.get("when") or {}).items()}
+            space[key] = ParamSpec(distribution_from_dict(key, node), when)
+        else:
+            (override,) = parser.parse_overrides([f"{key}={node}"])
+            dist = distribution_from_override(override)
+            if dist is None:
+                raise ValueError(f"hydra.sweeper.params.{key}={node!r} is not a sweep")
+            space[key] = ParamSpec(dist)
+    fixed: dict[str, str] = {}
+    for override in parser.parse_overrides(list(arguments)):
+        key = override.get_key_element()
+        dist = distribution_from_override(override)
+        if dist is None:
+            space.pop(key.lstrip("+~"), None)
+            fixed[key] = override.input_line
+        else:
+            space[key] = ParamSpec(dist)
+    return space, fixed
+
+
+# ----------------------------------------------------------------------------- one trial
+def suggest(trial: Trial, space: Mapping[str, ParamSpec], known: Mapping[str, Any]) -> dict:
+    """Sample the applicable keys of ``space`` in order (define-by-run, so a condition may
+    depend on a key sampled before it); ``known`` gives values of keys outside the space."""
+    chosen: dict[str, Any] = {}
+    for key, spec in space.items():
+        values = {**known, **chosen}
+        if all(values.get(k) in allowed for k, allowed in spec.when.items()):
+            chosen[key] = sample(trial, key, spec.distribution)
+    return chosen
+
+
+def sample(trial: Trial, key: str, dist: BaseDistribution) -> Any:
+    """Ask the trial for one value of ``dist`` through Optuna's public suggest API."""
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(key, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(key, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(key, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def format_value(value: Any) -> str:
+    """A sampled value as Hydra override text."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def trial_overrides(chosen: Mapping[str, Any], fixed: Mapping[str, str]) -> list[str]:
+    return [*fixed.values(), *(f"{k}={format_value(v)}" for k, v in chosen.items())]
+
+
+def run_dir(job: JobReturn) -> Path:
+    """The job's output directory (its working directory only when Hydra changed into it)."""
+    if job.hydra_cfg is not None:
+        return Path(job.hydra_cfg.hydra.runtime.output_dir)
+    return Path(job.working_dir or ".")
+
+
+def read_metrics(job: JobReturn) -> dict[str, Any]:
+    """The run's metrics.json (empty when the job wrote none)."""
+    path = run_dir(job) / METRICS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def outcome(job: JobReturn) -> tuple[str, float | None, dict[str, Any]]:
+    """(status, objective, metrics) of a finished job: status ``ok`` or ``diverged``.
+    Raises the job's own exception when it crashed."""
+    value = job.return_value  # re-raises a crashed job's exception
+    metrics = read_metrics(job)
+    if value is None:
+        if metrics.get("status") != "diverged":
+            raise ValueError("the task function returned None but its run did not diverge")
+        return "diverged", None, metrics
+    value = float(value)
+    return ("ok" if math.isfinite(value) else "diverged"), value, metrics
+
+
+def tell(study: optuna.Study, trial: Trial, job: JobReturn) -> Exception | None:
+    """Record one job's result on its trial; return the exception of a crashed job."""
+    try:
+        status, value, metrics = outcome(job)
+    except Exception as err:  # noqa: BLE001  (any crash of the task is a failed trial)
+        log.warning("trial %d failed: %s", trial.number, err)
+        study.tell(trial, state=TrialState.FAIL)
+        return err
+    trial.set_user_attr("status", status)
+    trial.set_user_attr("run_dir", str(run_dir(job)))
+    for key, metric in metrics.items():
+        if key != "status" and (metric is None or isinstance(metric, (int, float, str))):
+            trial.set_user_attr(f"metrics.{key}", metric)
+    if hasattr(trial, "set_constraint"):  # Optuna >= 5; 4.x samplers see the worst value only
+        trial.set_constraint("diverged", 0.0 if status == "ok" else 1.0)
+    if status == "diverged":
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        value = -math.inf if maximize else math.inf
+        log.info("trial %d diverged: recorded as infeasible", trial.number)
+    study.tell(trial, value)
+    return None
+
+
+# ----------------------------------------------------------------------------- the study
+def finished(study: optuna.Study) -> int:
+    """Trials that produced a result (diverged ones included): what ``n_trials`` counts."""
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def fail_abandoned(study: optuna.Study) -> None:
+    """Trials left RUNNING by a killed sweep can never finish: mark them failed."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        log.warning("trial %d was left running by an earlier sweep: marked failed", trial.number)
+        study.tell(trial.number, state=TrialState.FAIL)
+
+
+def storage_url(storage: str | None, cwd: str) -> str | None:
+    """A relative sqlite path is taken from the launch directory; its folder is created."""
+    prefix = "sqlite:///"
+    if storage is None or not storage.startswith(prefix):
+        return storage
+    path = Path(storage[len(prefix) :])
+    path = path if path.is_absolute() else Path(cwd) / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return prefix + str(path)
+
+
+def make_sampler(factory: functools.partial, done: int) -> optuna.samplers.BaseSampler:
+    """The configured sampler; a seeded one resuming after ``done`` trials gets seed + done,
+    so that a rerun continues instead of replaying the first proposals."""
+    seed = factory.keywords.get("seed")
+    return factory(seed=None if seed is None else seed + done)
+
+
+def default_study_name(config: DictConfig, factory: functools.partial) -> str:
+    """<task>-<cell>-d<depth>-<p<budget>|n<hidden>>-<sampler>, e.g. capacity-rnn-d1-p500-gp."""
+    model = config.model
+    size = f"n{model.hidden}" if model.hidden is not None else f"p{model.budget}"
+    kind = factory.func.__name__.removesuffix("Sampler").lower()
+    return f"{config.task.name}-{config.cell.name}-d{config.depth}-{size}-{kind}"
+
+
+def task_direction(config: DictConfig) -> tuple[str, str]:
+    """(objective, direction) declared by the configured task class."""
+    cls = get_class(config.task._target_)
+    return cls.objective, cls.objective_direction
+
+
+class OptunaSweeperImpl:
+    """See the module docstring; the public class is ``sweeper.RnncapOptunaSweeper``."""
+
+    def __init__(
+        self,
+        sampler: Any,
+        direction: str | None,
+        storage: str | None,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int,
+        max_failure_rate: float,
+        params: DictConfig | None,
+    ) -> None:
+        if direction not in (None, *DIRECTIONS):
+            raise ValueError(f"hydra.sweeper.direction={direction!r}; choose one of {DIRECTIONS}")
+        if n_trials < 1 or n_jobs < 1:
+            raise ValueError(f"hydra.sweeper.n_trials={n_trials}, n_jobs={n_jobs}: must be >= 1")
+        if not 0.0 <= max_failure_rate <= 1.0:
+            raise ValueError(f"hydra.sweeper.max_failure_rate={max_failure_rate}: in [0, 1]")
+        self.sampler, self.direction, self.storage = sampler, direction, storage
+        self.study_name, self.n_trials, self.n_jobs = study_name, n_trials, n_jobs
+        self.max_failure_rate = max_failure_rate
+        self.params = OmegaConf.to_container(params, resolve=True) if params else {}
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
+
+    def open_study(self) -> optuna.Study:
+        objective, declared = task_direction(self.config)
+        direction = self.direction or declared
+        name = self.study_name or default_study_name(self.config, self.sampler)
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage_url(self.storage, self.config.hydra.runtime.cwd),
+            direction=direction,
+            load_if_exists=True,
+        )
+        if study.direction.name.lower() != direction:
+            raise ValueError(f"study {name!r} exists with direction {study.direction.name}")
+        study.sampler = make_sampler(self.sampler, finished(study))
+        cfg = self.config
+        attrs = {"task": cfg.task.name, "cell": cfg.cell.name, "depth": cfg.depth}
+        attrs |= {"objective": objective, "sampler": self.sampler.func.__name__}
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
+        log.info("study %s (%s %s) in %s", name, direction, objective, self.storage)
+        return study
+
+    def known_values(self, fixed: Mapping[str, str]) -> dict[str, Any]:
+        """Values of keys outside the search space, for ``when`` conditions: group choices
+        and the command line's fixed values."""
+        known: dict[str, Any] = dict(self.config.hydra.runtime.choices)
+        known |= {k.lstrip("+~"): v.split("=", 1)[1] for k, v in fixed.items()}
+        return known
+
+    def sweep(self, arguments: list[str]) -> optuna.Study:
+        space, fixed = parse_search_space(self.params, arguments)
+        known = self.known_values(fixed)
+        study = self.open_study()
+        fail_abandoned(study)
+        warnings.filterwarnings("ignore", message="Clip non-finite values")
+        log.info("%d of %d trials finished", finished(study), self.n_trials)
+        while (todo := self.n_trials - finished(study)) > 0:
+            trials = [study.ask() for _ in range(min(todo, self.n_jobs))]
+            batch = [trial_overrides(suggest(t, space, known), fixed) for t in trials]
+            self.validate_batch(batch)
+            jobs = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+            errors = [
+                e for t, j in zip(trials, jobs, strict=True) if (e := tell(study, t, j)) is not None
+            ]
+            if errors and len(errors) / len(jobs) > self.max_failure_rate:
+                raise errors[0]
+        self.write_results(study)
+        return study
+
+    def validate_batch(self, batch: list[list[str]]) -> None:
+        for overrides in batch:
+            self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+
+    def write_results(self, study: optuna.Study) -> None:
+        """optimization_results.yaml in the sweep dir: the best feasible trial and counts."""
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        diverged = sum(t.user_attrs.get("status") == "diverged" for t in trials)
+        results: dict[str, Any] = {"study": study.study_name, "trials": len(trials)}
+        results["diverged"] = diverged
+        if diverged < len(trials):
+            best = study.best_trial
+            results |= {"best_trial": best.number, "best_value": best.value}
+            results["best_params"] = best.params
+            results["best_metrics"] = {
+                k.removeprefix("metrics."): v
+                for k, v in best.user_attrs.items()
+                if k.startswith("metrics.")
+            }
+        out = Path(self.config.hydra.sweep.dir)
+        out.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(results), out / "optimization_results.yaml")
+        log.info("best: %s", {k: v for k, v in results.items() if k != "best_metrics"})

@@ -1,0 +1,86 @@
+"""Structured configs of the sweeper (``hydra/sweeper: rnncap_optuna``) and its samplers
+(``hydra/sweeper/sampler: gp | tpe | random``), stored in Hydra's ConfigStore.
+
+No ``from __future__ import annotations`` here: Hydra executes plugin modules outside
+``sys.modules``, where dataclasses cannot resolve string annotations.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class SamplerConfig:
+    _target_: str = MISSING
+    _partial_: bool = True  # built by the sweeper, which offsets the seed when resuming
+    # null = a fresh random stream per run; a seed gives reproducible proposals: a rerun that
+    # resumes a study with k finished trials uses seed + k, so it never replays old proposals
+    seed: int | None = None
+
+
+@dataclass
+class GPSamplerConfig(SamplerConfig):
+    """optuna.samplers.GPSampler: Gaussian-process Bayesian optimisation (the paper's tuner)."""
+
+    _target_: str = "optuna.samplers.GPSampler"
+    n_startup_trials: int = 10  # random trials before the GP proposes
+    deterministic_objective: bool = False  # training is noisy across settings: keep a noise term
+    warn_independent_sampling: bool = False  # conditional keys (momentum) are sampled at random
+
+
+@dataclass
+class TPESamplerConfig(SamplerConfig):
+    """optuna.samplers.TPESampler: tree-structured Parzen estimator."""
+
+    _target_: str = "optuna.samplers.TPESampler"
+    n_startup_trials: int = 10
+    multivariate: bool = True  # model parameter interactions (lr x optimizer, ...)
+    group: bool = True  # conditional parameters (momentum only for SGD/RMSProp)
+    warn_independent_sampling: bool = False
+
+
+@dataclass
+class RandomSamplerConfig(SamplerConfig):
+    """optuna.samplers.RandomSampler: the random-settings experiment (paper Table 1)."""
+
+    _target_: str = "optuna.samplers.RandomSampler"
+
+
+@dataclass
+class RnncapOptunaSweeperConf:
+    _target_: str = "hydra_plugins.rnncap_optuna.sweeper.RnncapOptunaSweeper"
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "gp"}])
+
+    sampler: SamplerConfig = MISSING
+    # "minimize" | "maximize"; null = the task class's ``objective_direction``
+    direction: str | None = None
+    # SQLAlchemy URL of the study storage; a relative sqlite path is taken from the launch
+    # directory, so reruns of the same command find the same study
+    storage: str | None = "sqlite:///results/tune/studies.db"
+    # null = <task>-<cell>-d<depth>-<p<budget>|n<hidden>>-<sampler>
+    study_name: str | None = None
+    # total number of finished trials the study must hold: a rerun adds only the missing ones
+    n_trials: int = 20
+    # trials asked, launched and told per batch (parallel with a parallel launcher)
+    n_jobs: int = 1
+    # share of crashed (not diverged) trials per batch above which the sweep stops
+    max_failure_rate: float = 0.0
+    # the search space: key -> {type: float|int|categorical, low, high, log, step, choices,
+    # when} or a Hydra sweep string ("tag(log, interval(1e-4, 1e-1))", "choice(a, b)", "a,b")
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="rnncap_optuna", node=RnncapOptunaSweeperConf, provider="rnncap"
+)
+for _name, _node in [
+    ("gp", GPSamplerConfig),
+    ("tpe", TPESamplerConfig),
+    ("random", RandomSamplerConfig),
+]:
+    ConfigStore.instance().store(
+        group="hydra/sweeper/sampler", name=_name, node=_node, provider="rnncap"
+    )

@@ -1,0 +1,1 @@
+"""Analyses of finished runs and tuner studies (capacity fits, trainability)."""

@@ -1,0 +1,264 @@
+"""The Optuna sweeper plugin: discovery, search-space parsing, result recording, and real
+sweeps through the command line (resume to a larger n_trials, a forced divergence)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import CONF, ROOT
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.sweeper import Sweeper
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FixedTrial, TrialState
+
+from hydra_plugins.rnncap_optuna import _impl
+from hydra_plugins.rnncap_optuna.sweeper import RnncapOptunaSweeper
+
+
+def test_plugin_is_discovered_in_the_namespace_package():
+    import hydra_plugins
+
+    assert not hasattr(hydra_plugins, "__file__") or hydra_plugins.__file__ is None  # namespace
+    # Hydra loads plugin modules itself (its own class objects): compare by qualified name
+    found = {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Sweeper)}
+    assert f"{RnncapOptunaSweeper.__module__}.RnncapOptunaSweeper" in found
+
+
+def hydra_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_sweep_group_selects_sampler_and_space_and_default_stays_basic():
+    assert hydra_cfg().hydra.sweeper._target_.endswith("BasicSweeper")
+    gp = hydra_cfg("sweep=gp", "cell=gru").hydra.sweeper
+    assert gp._target_.endswith("RnncapOptunaSweeper")
+    assert gp.sampler._target_ == "optuna.samplers.GPSampler"
+    assert {"optimizer.lr", "cell.gate_bias", "task.samples"} <= set(gp.params)
+    rnn = hydra_cfg("sweep=random", "cell=rnn").hydra.sweeper
+    assert rnn.sampler._target_ == "optuna.samplers.RandomSampler"
+    assert "cell.gate_bias" not in rnn.params  # the RNN has no gate
+    assert "cell.nonlinearity" not in hydra_cfg("sweep=tpe", "cell=irnn").hydra.sweeper.params
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        (
+            {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
+            FloatDistribution(1e-4, 1, log=True),
+        ),
+        ({"type": "float", "low": 0, "high": 1, "step": 0.25}, FloatDistribution(0, 1, step=0.25)),
+        ({"type": "int", "low": 8, "high": 64, "log": True}, IntDistribution(8, 64, log=True)),
+        ({"type": "int", "low": 1, "high": 9, "step": 2}, IntDistribution(1, 9, step=2)),
+        ({"type": "categorical", "choices": ["a", "b"]}, CategoricalDistribution(["a", "b"])),
+    ],
+)
+def test_distribution_from_dict(node, expected):
+    assert _impl.distribution_from_dict("k", node) == expected
+
+
+@pytest.mark.parametrize(
+    "node", [{"type": "uniform", "low": 0, "high": 1}, {"type": "float", "low": 0}]
+)
+def test_bad_distribution_names_the_key(node):
+    with pytest.raises(ValueError, match=r"hydra\.sweeper\.params\.k"):
+        _impl.distribution_from_dict("k", node)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("x=1,2,3", CategoricalDistribution([1, 2, 3])),
+        ("x=choice(adam,sgd)", CategoricalDistribution(["adam", "sgd"])),
+        ("x=range(1,5)", IntDistribution(1, 4)),
+        ("x=range(0.0,1.0,0.25)", FloatDistribution(0.0, 0.75, step=0.25)),
+        ("x=interval(0.5,2.0)", FloatDistribution(0.5, 2.0)),
+        ("x=tag(log,interval(1e-4,1e-1))", FloatDistribution(1e-4, 1e-1, log=True)),
+        ("x=tag(log,int(interval(16,4096)))", IntDistribution(16, 4096, log=True)),
+        ("x=interval(1,5)", FloatDistribution(1.0, 5.0)),  # Hydra intervals are float
+        ("x=0.5", None),
+    ],
+)
+def test_distribution_from_override(text, expected):
+    (override,) = OverridesParser.create().parse_overrides([text])
+    assert _impl.distribution_from_override(override) == expected
+
+
+def test_command_line_fixes_or_replaces_yaml_keys():
+    params = {
+        "optimizer.lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
+        "cell.bias_init": "interval(-1.0,1.0)",
+        "optimizer.momentum": {
+            "type": "float",
+            "low": 0,
+            "high": 0.9,
+            "when": {"optimizer": ["sgd"]},
+        },
+    }
+    space, fixed = _impl.parse_search_space(params, ["optimizer.lr=0.01", "depth=1,2", "cell=gru"])
+    assert list(space) == ["cell.bias_init", "optimizer.momentum", "depth"]
+    assert space["depth"].distribution == CategoricalDistribution([1, 2])
+    assert space["cell.bias_init"].distribution == FloatDistribution(-1.0, 1.0)
+    assert space["optimizer.momentum"].when == {"optimizer": ("sgd",)}
+    assert fixed == {"optimizer.lr": "optimizer.lr=0.01", "cell": "cell=gru"}
+
+
+def test_conditional_key_is_sampled_only_when_its_condition_holds():
+    space, _ = _impl.parse_search_space(
+        {
+            "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
+            "optimizer.momentum": {
+                "type": "float",
+                "low": 0.0,
+                "high": 0.9,
+                "when": {"optimizer": ["sgd"]},
+            },
+        },
+        [],
+    )
+    sgd = _impl.suggest(FixedTrial({"optimizer": "sgd", "optimizer.momentum": 0.5}), space, {})
+    adam = _impl.suggest(FixedTrial({"optimizer": "adam"}), space, {})
+    assert sgd == {"optimizer": "sgd", "optimizer.momentum": 0.5}
+    assert adam == {"optimizer": "adam"}
+    # a key outside the space decides through `known` (the config's group choice)
+    only_momentum = {"optimizer.momentum": space["optimizer.momentum"]}
+    assert _impl.suggest(FixedTrial({}), only_momentum, {"optimizer": "adam"}) == {}
+
+
+def test_trial_overrides_text():
+    chosen = {"optimizer.lr": 1e-05, "optimizer": "sgd", "x": None, "y": True, "task.samples": 300}
+    assert _impl.trial_overrides(chosen, {"cell": "cell=gru"}) == [
+        "cell=gru",
+        "optimizer.lr=1e-05",
+        "optimizer=sgd",
+        "x=null",
+        "y=true",
+        "task.samples=300",
+    ]
+
+
+def job(tmp_path: Path, value, status: JobStatus = JobStatus.COMPLETED, metrics: str | None = None):
+    if metrics is not None:
+        (tmp_path / "metrics.json").write_text(metrics)
+    hydra_cfg = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(tmp_path)}}})
+    ret = JobReturn(working_dir="/elsewhere", hydra_cfg=hydra_cfg, status=status)
+    ret.return_value = value
+    return ret
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_tell_records_ok_diverged_and_crashed_trials(tmp_path, direction):
+    study = optuna.create_study(direction=direction)
+    trials = [study.ask() for _ in range(4)]
+    ok_dir, div_dir, inf_dir = (tmp_path / n for n in "abc")
+    for d in (ok_dir, div_dir, inf_dir):
+        d.mkdir()
+    assert (
+        _impl.tell(study, trials[0], job(ok_dir, 12.5, metrics='{"status": "ok", "bits": 12.5}'))
+        is None
+    )
+    assert (
+        _impl.tell(
+            study, trials[1], job(div_dir, None, metrics='{"status": "diverged", "bits": null}')
+        )
+        is None
+    )
+    assert _impl.tell(study, trials[2], job(inf_dir, math.nan)) is None
+    crash = _impl.tell(study, trials[3], job(tmp_path, RuntimeError("boom"), JobStatus.FAILED))
+    assert isinstance(crash, RuntimeError)
+
+    t = study.get_trials()
+    worst = -math.inf if direction == "maximize" else math.inf
+    assert [x.state for x in t] == [TrialState.COMPLETE] * 3 + [TrialState.FAIL]
+    assert [x.user_attrs.get("status") for x in t] == ["ok", "diverged", "diverged", None]
+    assert t[0].value == 12.5 and t[1].value == worst and t[2].value == worst
+    assert t[0].user_attrs["run_dir"] == str(ok_dir)
+    assert t[0].user_attrs["metrics.bits"] == 12.5 and t[1].user_attrs["metrics.bits"] is None
+    assert [x.constraints for x in t[:3]] == [
+        {"diverged": 0.0},
+        {"diverged": 1.0},
+        {"diverged": 1.0},
+    ]
+    assert study.best_trial.number == 0  # infeasible trials never win
+    assert _impl.finished(study) == 3
+
+
+def test_none_without_divergence_is_a_failure(tmp_path):
+    study = optuna.create_study()
+    trial = study.ask()
+    err = _impl.tell(study, trial, job(tmp_path, None, metrics='{"status": "ok"}'))
+    assert isinstance(err, ValueError) and study.get_trials()[0].state == TrialState.FAIL
+
+
+def test_storage_url_is_anchored_at_the_launch_directory(tmp_path):
+    url = _impl.storage_url("sqlite:///results/tune/s.db", str(tmp_path))
+    assert url == f"sqlite:///{tmp_path}/results/tune/s.db" and (tmp_path / "results/tune").is_dir()
+    assert _impl.storage_url("sqlite:////abs/x.db", str(tmp_path)) == "sqlite:////abs/x.db"
+    assert _impl.storage_url(None, str(tmp_path)) is None
+
+
+TINY = [
+    "model.hidden=4",
+    "task.samples=24",
+    "task.input_dim=6",
+    "task.steps=3",
+    "trainer.max_steps=6",
+    "trainer.eval_every=3",
+    "trainer.checkpoint_every=null",
+]
+
+
+def sweep(tmp_path: Path, n_trials: int, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "sweep=random", *TINY, *overrides]
+    cmd += [f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.sampler.seed=3"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_sweep_resumes_and_records_forced_divergence_as_infeasible(tmp_path):
+    # one learning rate always diverges (unclipped SGD on a ReLU IRNN: the activations overflow;
+    # Adam/RMSProp at 1e30 can stay finite); the sweep must finish regardless
+    lrs = ["cell=irnn", "optimizer=sgd", "trainer.gradient_clip_val=null"]
+    lrs.append("optimizer.lr=choice(0.001,1e30)")
+    first = sweep(tmp_path, 3, *lrs, "hydra.sweep.dir=sweep1")
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = sweep(tmp_path, 5, *lrs, "hydra.sweep.dir=sweep2")
+    assert second.returncode == 0, second.stderr[-2000:]
+
+    storage = f"sqlite:///{tmp_path}/results/tune/studies.db"
+    (summary,) = optuna.get_all_study_summaries(storage)  # the rerun resumed the same study
+    assert summary.study_name == "capacity-irnn-d1-n4-random"
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted(p.name for p in (tmp_path / "sweep2").iterdir() if p.is_dir()) == ["3", "4"]
+    lr = [t.params["optimizer.lr"] for t in trials]
+    assert 1e30 in lr and 0.001 in lr  # the seed gives both cases
+    for t in trials:
+        diverged = t.user_attrs["status"] == "diverged"
+        assert diverged == (t.value == -math.inf) == (t.constraints == {"diverged": 1.0})
+        if t.params["optimizer.lr"] == 1e30:
+            assert diverged and t.user_attrs["metrics.bits"] is None
+    assert study.user_attrs == {
+        "task": "capacity",
+        "cell": "irnn",
+        "depth": 1,
+        "objective": "bits",
+        "sampler": "RandomSampler",
+    }
+    results = (tmp_path / "sweep2" / "optimization_results.yaml").read_text()
+    n_diverged = sum(t.user_attrs["status"] == "diverged" for t in trials)
+    assert "trials: 5" in results and f"diverged: {n_diverged}" in results
+    # the seeded sampler resumed with an offset seed: no replay of the first proposals
+    assert trials[3].params != trials[0].params and trials[4].params != trials[1].params
