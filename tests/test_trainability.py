@@ -1,0 +1,145 @@
+"""The trainability report on a synthetic study storage, checked against hand-computed values."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState, create_trial
+
+from rnncap.analysis import trainability as tr
+
+INF = math.inf
+
+
+def test_tuner_curves_minimise_by_hand():
+    values = [3.0, INF, 1.0, 5.0, 2.0]
+    feasible = [True, False, True, True, True]
+    medians, bests = tr.tuner_curves(values, feasible, maximize=False)
+    # feasible so far: [3], [3], [3,1], [3,1,5], [3,1,5,2]
+    assert medians == [3.0, 3.0, 2.0, 3.0, 2.5]
+    assert bests == [3.0, 3.0, 1.0, 1.0, 1.0]
+
+
+def test_tuner_curves_maximise_and_leading_infeasible():
+    medians, bests = tr.tuner_curves([-INF, 2.0, 4.0], [False, True, True], maximize=True)
+    assert math.isnan(medians[0]) and math.isnan(bests[0])
+    assert medians[1:] == [2.0, 3.0] and bests[1:] == [2.0, 4.0]
+
+
+def add_study(storage, name, cell, depth, sampler, values, maximize=True):
+    direction = "maximize" if maximize else "minimize"
+    study = optuna.create_study(study_name=name, storage=storage, direction=direction)
+    for key, value in {"cell": cell, "depth": depth, "sampler": sampler}.items():
+        study.set_user_attr(key, value)
+    study.set_user_attr("objective", "bits")
+    worst = -INF if maximize else INF
+    for v in values:
+        status = "diverged" if v is None else "ok"
+        value = worst if v is None else v
+        study.add_trial(create_trial(value=value, user_attrs={"status": status}))
+    study.add_trial(create_trial(state=TrialState.FAIL))  # a crash: not counted
+    return study
+
+
+@pytest.fixture
+def storage(tmp_path):
+    url = f"sqlite:///{tmp_path}/studies.db"
+    add_study(url, "rnd-rnn-d1", "rnn", 1, "RandomSampler", [1.0, None, 2.0, None])
+    add_study(url, "rnd-rnn-d8", "rnn", 8, "RandomSampler", [1.0, 3.0])
+    add_study(url, "rnd-gru-d1", "gru", 1, "RandomSampler", [None, 4.0, 5.0, 6.0, 7.0])
+    add_study(url, "rnd-gru-d2", "gru", 2, "RandomSampler", [None])  # depth not in the table
+    add_study(url, "gp-gru-d1", "gru", 1, "GPSampler", [2.0, None, 6.0, 4.0])
+    return url
+
+
+def test_infeasible_table_pools_by_cell_and_depth(storage):
+    studies = [s for s in tr.load_studies(storage) if s.sampler == "RandomSampler"]
+    rows = tr.infeasible_table([s for s in studies if s.depth in (1, 8)])
+    assert rows == [
+        {"cell": "gru", "depth": 1, "trials": 5, "diverged": 1, "percent": 20.0},
+        {"cell": "rnn", "depth": 1, "trials": 4, "diverged": 2, "percent": 50.0},
+        {"cell": "rnn", "depth": 8, "trials": 2, "diverged": 0, "percent": 0.0},
+    ]
+    assert tr.table_markdown(rows, [1, 8]) == (
+        "| cell | depth 1 | depth 8 |\n"
+        "|---|---|---|\n"
+        "| gru | 20.0 (1/5) | - |\n"
+        "| rnn | 50.0 (2/4) | 0.0 (0/2) |\n"
+    )
+
+
+def test_report_writes_figure_tables_and_summary(storage, tmp_path):
+    out = tmp_path / "report"
+    summary = tr.report(storage, out, curve_sampler="GPSampler")
+    assert summary == {
+        "best": {"gp-gru-d1": 6.0},
+        "percent_infeasible": {"gru-d1": 20.0, "rnn-d1": 50.0, "rnn-d8": 0.0},
+    }
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader((out / "curves.csv").open()))
+    assert [r["status"] for r in rows] == ["ok", "diverged", "ok", "ok"]
+    assert [float(r["best"]) for r in rows] == [2.0, 2.0, 6.0, 6.0]
+    assert [float(r["median"]) for r in rows] == [2.0, 2.0, 4.0, 4.0]
+    assert rows[1]["value"] == ""  # an infeasible trial has no objective
+    table = list(csv.DictReader((out / "infeasible.csv").open()))
+    assert [(r["cell"], r["depth"], r["percent"]) for r in table] == [
+        ("gru", "1", "20.0"),
+        ("rnn", "1", "50.0"),
+        ("rnn", "8", "0.0"),
+    ]
+    assert "| rnn | 50.0 (2/4) | 0.0 (0/2) |" in (out / "infeasible.md").read_text()
+
+
+def test_command_line(storage, tmp_path, capsys):
+    tr.main(["--storage", storage, "--out", str(tmp_path / "r"), "--depths", "1"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["percent_infeasible"] == {"gru-d1": 20.0, "rnn-d1": 50.0}
+    assert set(printed["best"]) == {
+        "rnd-rnn-d1",
+        "rnd-rnn-d8",
+        "rnd-gru-d1",
+        "rnd-gru-d2",
+        "gp-gru-d1",
+    }
+    assert printed["best"]["rnd-gru-d2"] is None  # nothing feasible
+
+
+def test_tune_grid_commands_and_skips_invalid_combinations():
+    from rnncap.analysis import tune_grid
+
+    tune = {
+        "storage": "results/t.db",
+        "runs": "results/runs",
+        "task": "capacity",
+        "budget": 300,
+        "overrides": ["trainer.max_steps=5"],
+        "studies": {
+            "random": {"cells": ["rnn", "intersection"], "depths": [1], "n_trials": 3},
+            "gp": {"cells": ["gru"], "depths": [2], "n_trials": 4, "overrides": ["x=1"]},
+        },
+    }
+    runs = list(tune_grid.sweep_commands(tune))
+    assert [label for label, _ in runs] == [
+        "random rnn depth 1",
+        "random intersection depth 1",
+        "gp gru depth 2",
+    ]
+    assert runs[2][1] == [
+        "sweep=gp",
+        "cell=gru",
+        "depth=2",
+        "task=capacity",
+        "model.budget=300",
+        "trainer.max_steps=5",
+        "x=1",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.storage=sqlite:///results/t.db",
+        "hydra.sweep.dir=results/runs/gp-gru-d2",
+    ]
+    assert tune_grid.invalid_reason(runs[0][1]) is None
+    assert "needs depth >= 2" in tune_grid.invalid_reason(runs[1][1])
