@@ -326,22 +326,33 @@ class OptunaSweeperImpl:
         fail_abandoned(study)
         warnings.filterwarnings("ignore", message="Clip non-finite values")
         log.info("%d of %d trials finished", finished(study), self.n_trials)
+        failed = 0
         while (todo := self.n_trials - finished(study)) > 0:
             trials = [study.ask() for _ in range(min(todo, self.n_jobs))]
             batch = [trial_overrides(suggest(t, space, known), fixed) for t in trials]
-            self.validate_batch(batch)
+            self.validate_batch(study, trials, batch)
             jobs = self.launcher.launch(batch, initial_job_idx=trials[0].number)
             errors = [
                 e for t, j in zip(trials, jobs, strict=True) if (e := tell(study, t, j)) is not None
             ]
-            if errors and len(errors) / len(jobs) > self.max_failure_rate:
+            failed += len(errors)
+            # failed trials do not count as finished: never retry more than n_trials times
+            if errors and (
+                len(errors) / len(jobs) > self.max_failure_rate or failed >= self.n_trials
+            ):
                 raise errors[0]
         self.write_results(study)
         return study
 
-    def validate_batch(self, batch: list[list[str]]) -> None:
-        for overrides in batch:
-            self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+    def validate_batch(self, study: optuna.Study, trials: list[Trial], batch: list) -> None:
+        """Compose every trial's config before launching (a bad key fails the trials now)."""
+        try:
+            for overrides in batch:
+                self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        except Exception:
+            for trial in trials:
+                study.tell(trial, state=TrialState.FAIL)
+            raise
 
     def write_results(self, study: optuna.Study) -> None:
         """optimization_results.yaml in the sweep dir: the best feasible trial and counts."""
