@@ -53,6 +53,7 @@ def storage(tmp_path):
     add_study(url, "rnd-gru-d1", "gru", 1, "RandomSampler", [None, 4.0, 5.0, 6.0, 7.0])
     add_study(url, "rnd-gru-d2", "gru", 2, "RandomSampler", [None])  # depth not in the table
     add_study(url, "gp-gru-d1", "gru", 1, "GPSampler", [2.0, None, 6.0, 4.0])
+    add_study(url, "rnd-lstm-d8", "lstm", 8, "RandomSampler", [])  # nothing finished yet
     return url
 
 
@@ -61,6 +62,7 @@ def test_infeasible_table_pools_by_cell_and_depth(storage):
     rows = tr.infeasible_table([s for s in studies if s.depth in (1, 8)])
     assert rows == [
         {"cell": "gru", "depth": 1, "trials": 5, "diverged": 1, "percent": 20.0},
+        {"cell": "lstm", "depth": 8, "trials": 0, "diverged": 0, "percent": None},
         {"cell": "rnn", "depth": 1, "trials": 4, "diverged": 2, "percent": 50.0},
         {"cell": "rnn", "depth": 8, "trials": 2, "diverged": 0, "percent": 0.0},
     ]
@@ -68,6 +70,7 @@ def test_infeasible_table_pools_by_cell_and_depth(storage):
         "| cell | depth 1 | depth 8 |\n"
         "|---|---|---|\n"
         "| gru | 20.0 (1/5) | - |\n"
+        "| lstm | - | - |\n"
         "| rnn | 50.0 (2/4) | 0.0 (0/2) |\n"
     )
 
@@ -77,7 +80,7 @@ def test_report_writes_figure_tables_and_summary(storage, tmp_path):
     summary = tr.report(storage, out, curve_sampler="GPSampler")
     assert summary == {
         "best": {"gp-gru-d1": 6.0},
-        "percent_infeasible": {"gru-d1": 20.0, "rnn-d1": 50.0, "rnn-d8": 0.0},
+        "percent_infeasible": {"gru-d1": 20.0, "lstm-d8": None, "rnn-d1": 50.0, "rnn-d8": 0.0},
     }
     assert json.loads((out / "summary.json").read_text()) == summary
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -89,6 +92,7 @@ def test_report_writes_figure_tables_and_summary(storage, tmp_path):
     table = list(csv.DictReader((out / "infeasible.csv").open()))
     assert [(r["cell"], r["depth"], r["percent"]) for r in table] == [
         ("gru", "1", "20.0"),
+        ("lstm", "8", ""),
         ("rnn", "1", "50.0"),
         ("rnn", "8", "0.0"),
     ]
@@ -99,7 +103,7 @@ def test_command_line(storage, tmp_path, capsys):
     tr.main(["--storage", storage, "--out", str(tmp_path / "r"), "--depths", "1"])
     printed = json.loads(capsys.readouterr().out)
     assert printed["percent_infeasible"] == {"gru-d1": 20.0, "rnn-d1": 50.0}
-    assert set(printed["best"]) == {
+    assert set(printed["best"]) - {"rnd-lstm-d8"} == {
         "rnd-rnn-d1",
         "rnd-rnn-d8",
         "rnd-gru-d1",

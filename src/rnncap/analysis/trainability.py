@@ -117,7 +117,7 @@ def infeasible_table(studies: Sequence[StudyTrials]) -> list[dict]:
             "depth": depth,
             "trials": n,
             "diverged": bad,
-            "percent": round(100.0 * bad / n, 1) if n else math.nan,
+            "percent": round(100.0 * bad / n, 1) if n else None,  # None: no finished trial
         }
         for (cell, depth), (n, bad) in sorted(pooled.items())
     ]
@@ -133,7 +133,8 @@ def table_markdown(rows: Sequence[dict], depths: Sequence[int]) -> str:
         entries = []
         for d in depths:
             r = cell_of.get((cell, d))
-            entries.append("-" if r is None else f"{r['percent']} ({r['diverged']}/{r['trials']})")
+            done = r is not None and r["trials"] > 0
+            entries.append(f"{r['percent']} ({r['diverged']}/{r['trials']})" if done else "-")
         lines.append(f"| {cell} | " + " | ".join(entries) + " |")
     return "\n".join(lines) + "\n"
 
