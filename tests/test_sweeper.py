@@ -262,3 +262,11 @@ def test_sweep_resumes_and_records_forced_divergence_as_infeasible(tmp_path):
     assert "trials: 5" in results and f"diverged: {n_diverged}" in results
     # the seeded sampler resumed with an offset seed: no replay of the first proposals
     assert trials[3].params != trials[0].params and trials[4].params != trials[1].params
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [("capacity", ("bits", "maximize")), ("parentheses", ("loss", "minimize"))],
+)
+def test_direction_comes_from_the_task_class(task, expected):
+    assert _impl.task_direction(hydra_cfg(f"task={task}")) == expected
