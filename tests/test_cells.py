@@ -152,3 +152,36 @@ def test_budget_sizing_picks_largest_fitting_width(cls, depth, budget):
 def test_budget_too_small_for_one_unit():
     with pytest.raises(ValueError, match="model.budget=10 is too small"):
         hidden_for_budget(LSTMCell, 2, 16, 1, 10)
+
+
+def _compiler_missing() -> str | None:
+    """Why torch.compile cannot run here (None when it can)."""
+    import shutil
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        return "torch.compile's CPU backend needs a C++ compiler; none is on PATH"
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("cls", "nonlinearity"), [(GRUCell, "tanh"), (UGRNNCell, "relu"), (IntersectionCell, "tanh")]
+)
+def test_compiled_step_equals_reference_and_eager_gradients(cls, nonlinearity):
+    """cell.compile=true (torch.compile of the step, CPU, float64): the reference equations'
+    outputs, and the eager step loop's gradients for every parameter."""
+    reason = _compiler_missing()
+    if reason:
+        pytest.skip(reason)
+    size = 4 if cls is IntersectionCell else 5
+    x = torch.randn(6, 3, size, dtype=torch.float64)
+    grads = []
+    for compiled in (False, True):
+        cell = randomised(cls, nonlinearity, input_size=size)
+        cell.compile_step = compiled
+        out = cell(x)
+        torch.testing.assert_close(out, reference_layer(cell, x), rtol=1e-12, atol=1e-12)
+        out.sin().sum().backward()
+        grads.append({n: p.grad for n, p in cell.named_parameters()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-10, atol=1e-12)

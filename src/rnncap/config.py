@@ -11,7 +11,7 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from rnncap.cells.base import RECURRENT_INITS
+from rnncap.cells.base import COMPILE_MODES, RECURRENT_INITS
 
 
 class ConfigError(ValueError):
@@ -90,6 +90,10 @@ def _check_cell(cfg: DictConfig) -> None:
     if "recurrent_init" in cell and cell.recurrent_init not in RECURRENT_INITS:
         raise ConfigError(
             f"cell.recurrent_init={cell.recurrent_init!r}; choose one of {list(RECURRENT_INITS)}"
+        )
+    if cell.get("compile", False) not in COMPILE_MODES:
+        raise ConfigError(
+            f"cell.compile={cell.compile!r}; choose one of false, true, 'reduce-overhead'"
         )
     if cls.needs_square_input and cfg.depth < 2:
         raise ConfigError(

@@ -27,6 +27,13 @@ the cell's own packed weights, ``bias`` (+ b_fg on the forget block) as the inpu
 constant zero as the kernel's second bias: no extra trainable parameter. Set
 ``cell.use_native = False`` to run the step loop instead (population training does, since
 ``torch.func.vmap`` cannot batch the fused kernels).
+
+Compiled step (``cell.compile``, off by default): ``true`` runs the step loop with
+``torch.compile(step)`` (one small graph per cell, compiled in seconds: the loop stays in
+Python), which fuses each step's element-wise gate work into a few kernels forward and
+backward; ``reduce-overhead`` adds CUDA graphs of the compiled step on a GPU. It applies where
+the step loop runs (GRU, UGRNN, +RNN, and the others with ``use_native`` off), never inside a
+population's vmap. It needs a working ``torch.compile`` (a C++ compiler on CPU, Triton on GPU).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ State = tuple[Tensor, ...]
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 RECURRENT_INITS = ("orthogonal", "identity", "xavier")
+COMPILE_MODES = (False, True, "reduce-overhead")
 
 
 class RecurrentCell(nn.Module):
@@ -60,6 +68,7 @@ class RecurrentCell(nn.Module):
         recurrent_scale: float = 1.0,
         input_scale: float = 1.0,
         bias_init: float = 0.0,
+        compile: bool | str = False,
     ) -> None:
         super().__init__()
         if nonlinearity not in self.allowed_nonlinearities:
@@ -76,6 +85,10 @@ class RecurrentCell(nn.Module):
                 f"{type(self).__name__} needs input size == hidden size for its depth path "
                 f"y = g*x + (1-g)*y_in, got input {input_size} and hidden {hidden_size}"
             )
+        if compile not in COMPILE_MODES:
+            raise ValueError(f"cell.compile={compile!r}; choose one of {list(COMPILE_MODES)}")
+        self.compile_step: bool | str = compile
+        self._compiled_step = None  # built on first use, never copied or pickled
         self.input_size, self.hidden_size = input_size, hidden_size
         self.nonlinearity = nonlinearity
         self.act = NONLINEARITIES[nonlinearity]
@@ -174,11 +187,25 @@ class RecurrentCell(nn.Module):
             return self.native_forward(x)
         xp = self.project_inputs(x)
         state = self.initial_state(x.shape[1])
+        step = self.step
+        if self.compile_step:
+            step = self._compiled()
+            state = tuple(s.contiguous() for s in state)  # one graph for every step
         outputs = []
         for x_t, xp_t in zip(x.unbind(0), xp.unbind(0), strict=True):
-            state, y_t = self.step(x_t, xp_t, state)
+            state, y_t = step(x_t, xp_t, state)
             outputs.append(y_t)
         return torch.stack(outputs)
+
+    def _compiled(self):
+        """``torch.compile(self.step)``, built once per cell (shapes fixed: ``dynamic=False``)."""
+        if self._compiled_step is None:
+            mode = "reduce-overhead" if self.compile_step == "reduce-overhead" else None
+            self._compiled_step = torch.compile(self.step, dynamic=False, mode=mode)
+        return self._compiled_step
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_compiled_step": None}  # deepcopy / pickle rebuild it on use
 
     def extra_repr(self) -> str:
         return (
