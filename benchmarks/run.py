@@ -51,6 +51,34 @@ def _loop(cell: nn.Module) -> nn.Module:
     return cell
 
 
+def _compiled(cell: nn.Module, mode: bool | str = True) -> nn.Module:
+    cell.compile_step = mode
+    return cell
+
+
+# the step-loop cells compiled (cell.compile=true / reduce-overhead), added with --compiled
+COMPILED: dict[str, tuple[Callable[..., nn.Module], int]] = {
+    "gru-compiled": (lambda i, n: _compiled(GRUCell(i, n, gate_bias=1.0)), 3),
+    "ugrnn-compiled": (lambda i, n: _compiled(UGRNNCell(i, n, gate_bias=1.0)), 2),
+    "intersection-compiled": (lambda i, n: _compiled(IntersectionCell(i, n, gate_bias=1.0)), 4),
+}
+# GPU only: CUDA graphs, of the compiled step (reduce-overhead) or of the whole layer's
+# forward and backward (torch.cuda.make_graphed_callables; marked "graphed")
+GRAPHED: dict[str, tuple[Callable[..., nn.Module], int]] = {
+    "gru-reduce-overhead": (
+        lambda i, n: _compiled(GRUCell(i, n, gate_bias=1.0), "reduce-overhead"),
+        3,
+    ),
+    "gru-graphed": (lambda i, n: GRUCell(i, n, gate_bias=1.0), 3),
+    "gru-compiled-graphed": (lambda i, n: _compiled(GRUCell(i, n, gate_bias=1.0)), 3),
+    "ugrnn-compiled-graphed": (lambda i, n: _compiled(UGRNNCell(i, n, gate_bias=1.0)), 2),
+    "intersection-compiled-graphed": (
+        lambda i, n: _compiled(IntersectionCell(i, n, gate_bias=1.0)),
+        4,
+    ),
+}
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -86,11 +114,24 @@ def cell_step(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return step
 
 
-def bench_cells(device, steps: int, batch: int, hidden: int, repeats: int) -> list[dict]:
+def bench_cells(
+    device, steps: int, batch: int, hidden: int, repeats: int, compiled: bool = False
+) -> list[dict]:
     x = torch.randn(steps, batch, hidden, device=device)
-    modules = {name: make(hidden, hidden).to(device) for name, (make, _) in CELLS.items()}
+    cells = dict(CELLS)
+    if compiled:
+        cells |= COMPILED | (GRAPHED if device.type == "cuda" else {})
+    modules, setup_s = {}, {}
+    for name, (make, _) in cells.items():
+        start = time.perf_counter()
+        module = make(hidden, hidden).to(device)
+        if name.endswith("graphed"):
+            module = torch.cuda.make_graphed_callables(module, (x,))
+        cell_step(module, x)()  # first call: compiles / captures
+        sync(device)
+        modules[name], setup_s[name] = module, time.perf_counter() - start
     ms = race({n: cell_step(m, x) for n, m in modules.items()}, device, repeats, inner=3)
-    flops = {n: 3 * 2 * steps * batch * g * hidden * 2 * hidden for n, (_, g) in CELLS.items()}
+    flops = {n: 3 * 2 * steps * batch * g * hidden * 2 * hidden for n, (_, g) in cells.items()}
     per_flop_gru = ms["nn.GRU"] / flops["nn.GRU"]
     return [
         {
@@ -98,11 +139,12 @@ def bench_cells(device, steps: int, batch: int, hidden: int, repeats: int) -> li
             "ms_per_step": round(ms[name], 4),
             "gflop_per_step": round(flops[name] / 1e9, 4),
             "ratio_vs_gru": round(ms[name] / flops[name] / per_flop_gru, 3),
+            "first_call_s": round(setup_s[name], 2),
             "T": steps,
             "B": batch,
             "H": hidden,
         }
-        for name in CELLS
+        for name in cells
     ]
 
 
@@ -160,6 +202,10 @@ def bench_population(device, sizes, k: int, repeats: int) -> list[dict]:
         population = PopulationStack(models).to(device)  # stacks copies: models stay put
         solo = models[0].to(device)
         fns = {"solo": solo_step(solo, x[0], y[0]), "pop": population_step(population, x, y, mask)}
+        q = k // 4  # the same K models as 4 populations of K/4 in turn (cache-size check)
+        quarter = PopulationStack(models[:q]).to(device)
+        quarter_step = population_step(quarter, x[:q], y[:q], mask[:q])
+        fns["quarters"] = lambda f=quarter_step: [f() for _ in range(4)]
         ms = race(fns, device, repeats, inner=2)
         flops = capacity_flops(cell, hidden, samples)
         rows.append(
@@ -172,6 +218,8 @@ def bench_population(device, sizes, k: int, repeats: int) -> list[dict]:
                 "solo_ms_per_step": round(ms["solo"], 4),
                 "population_ms_per_step": round(ms["pop"], 4),
                 "population_speedup": round(k * ms["solo"] / ms["pop"], 2),
+                "quarters_ms_per_step": round(ms["quarters"], 4),
+                "quarters_speedup": round(k * ms["solo"] / ms["quarters"], 2),
                 "solo_gflops": round(flops / ms["solo"] / 1e6, 3),
                 "population_gflops": round(k * flops / ms["pop"] / 1e6, 3),
             }
@@ -285,7 +333,19 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--compiled",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add the compiled (and, on GPU, CUDA-graphed) step-loop cells; default: on GPU only",
+    )
+    parser.add_argument(
+        "--parts",
+        default="cells,population,lightning,flops",
+        help="comma-separated subset of cells,population,lightning,flops",
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible")
     torch.set_num_threads(args.threads)
@@ -305,16 +365,26 @@ def main() -> None:
         "torch": torch.__version__,
         "quick": args.quick,
     }
-    results["cells"] = [r for s in cell_sizes for r in bench_cells(device, *s, reps)]
-    print(table(results["cells"], ["cell", "T", "B", "H", "ms_per_step", "ratio_vs_gru"]))
-    results["population"] = bench_population(device, pop_sizes, 64, reps)
-    keys = ["K", "cell", "hidden", "samples", "solo_ms_per_step", "population_ms_per_step"]
-    print("\n" + table(results["population"], [*keys, "population_speedup"]))
-    results["lightning_overhead"] = bench_lightning(device, 150 if args.quick else 500, 3)
-    print("\nlightning_overhead:", json.dumps(results["lightning_overhead"]))
-    peak_size = (4096 if gpu else 1024) if args.quick else (8192 if gpu else 2048)
-    results["flop_utilisation"] = flop_utilisation(device, results["population"], peak_size, reps)
-    print("flop_utilisation:", json.dumps(results["flop_utilisation"]))
+    compiled = gpu if args.compiled is None else args.compiled
+    if "cells" in parts:
+        results["cells"] = [
+            r for s in cell_sizes for r in bench_cells(device, *s, reps, compiled=compiled)
+        ]
+        keys = ["cell", "T", "B", "H", "ms_per_step", "ratio_vs_gru", "first_call_s"]
+        print(table(results["cells"], keys), flush=True)
+    if "population" in parts or "flops" in parts:
+        results["population"] = bench_population(device, pop_sizes, 64, reps)
+        keys = ["K", "cell", "hidden", "samples", "solo_ms_per_step", "population_ms_per_step"]
+        keys += ["population_speedup", "quarters_speedup"]
+        print("\n" + table(results["population"], keys), flush=True)
+    if "lightning" in parts:
+        results["lightning_overhead"] = bench_lightning(device, 150 if args.quick else 500, 3)
+        print("\nlightning_overhead:", json.dumps(results["lightning_overhead"]), flush=True)
+    if "flops" in parts:
+        peak_size = (4096 if gpu else 1024) if args.quick else (8192 if gpu else 2048)
+        pop = results["population"]
+        results["flop_utilisation"] = flop_utilisation(device, pop, peak_size, reps)
+        print("flop_utilisation:", json.dumps(results["flop_utilisation"]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
