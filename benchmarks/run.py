@@ -200,10 +200,10 @@ def bench_population(device, sizes, k: int, repeats: int) -> list[dict]:
         models = capacity_models(cell, hidden, k)
         x, y, mask = capacity_data(k, samples, device)
         population = PopulationStack(models).to(device)  # stacks copies: models stay put
-        solo = models[0].to(device)
-        fns = {"solo": solo_step(solo, x[0], y[0]), "pop": population_step(population, x, y, mask)}
         q = k // 4  # the same K models as 4 populations of K/4 in turn (cache-size check)
         quarter = PopulationStack(models[:q]).to(device)
+        solo = models[0].to(device)
+        fns = {"solo": solo_step(solo, x[0], y[0]), "pop": population_step(population, x, y, mask)}
         quarter_step = population_step(quarter, x[:q], y[:q], mask[:q])
         fns["quarters"] = lambda f=quarter_step: [f() for _ in range(4)]
         ms = race(fns, device, repeats, inner=2)

@@ -53,6 +53,7 @@ CATALOGUE = [
         "not allowed for cell=intersection",
     ),
     ("unknown recurrent init", ["cell.recurrent_init=random"], "cell.recurrent_init='random'"),
+    ("unknown compile mode", ["cell.compile=fast"], "cell.compile='fast'; choose one of false"),
     pytest.param("gpu without CUDA", ["hardware=gpu"], "hardware=gpu but no CUDA", marks=no_cuda),
     pytest.param("ddp without CUDA", ["hardware=ddp"], "hardware=ddp but no CUDA", marks=no_cuda),
     ("unknown precision", ["hardware.precision=fp8"], "hardware.precision='fp8'; choose one of"),

@@ -93,7 +93,8 @@ def _check_cell(cfg: DictConfig) -> None:
         )
     if cell.get("compile", False) not in COMPILE_MODES:
         raise ConfigError(
-            f"cell.compile={cell.compile!r}; choose one of false, true, 'reduce-overhead'"
+            f"cell.compile={cell.compile!r}; "
+            "choose one of false, true, 'reduce-overhead', 'graphed'"
         )
     if cls.needs_square_input and cfg.depth < 2:
         raise ConfigError(

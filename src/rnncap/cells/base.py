@@ -31,9 +31,13 @@ constant zero as the kernel's second bias: no extra trainable parameter. Set
 Compiled step (``cell.compile``, off by default): ``true`` runs the step loop with
 ``torch.compile(step)`` (one small graph per cell, compiled in seconds: the loop stays in
 Python), which fuses each step's element-wise gate work into a few kernels forward and
-backward; ``reduce-overhead`` adds CUDA graphs of the compiled step on a GPU. It applies where
-the step loop runs (GRU, UGRNN, +RNN, and the others with ``use_native`` off), never inside a
-population's vmap. It needs a working ``torch.compile`` (a C++ compiler on CPU, Triton on GPU).
+backward; ``reduce-overhead`` adds CUDA graphs of the compiled step on a GPU; ``graphed``
+(GPU) compiles the step and captures the whole layer's forward and backward, all T steps, as
+two CUDA graphs (``torch.cuda.make_graphed_callables``), one pair per input shape, used in
+training mode with gradients on (the fixed-shape capacity job; evaluation runs the compiled
+loop). It applies where the step loop runs (GRU, UGRNN, +RNN, and the others with
+``use_native`` off), never inside a population's vmap. It needs a working ``torch.compile`` (a
+C++ compiler on CPU, Triton on GPU).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ State = tuple[Tensor, ...]
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 RECURRENT_INITS = ("orthogonal", "identity", "xavier")
-COMPILE_MODES = (False, True, "reduce-overhead")
+COMPILE_MODES = (False, True, "reduce-overhead", "graphed")
 
 
 class RecurrentCell(nn.Module):
@@ -89,6 +93,7 @@ class RecurrentCell(nn.Module):
             raise ValueError(f"cell.compile={compile!r}; choose one of {list(COMPILE_MODES)}")
         self.compile_step: bool | str = compile
         self._compiled_step = None  # built on first use, never copied or pickled
+        self._graphs: dict[tuple, nn.Module] = {}  # compile="graphed": per input shape
         self.input_size, self.hidden_size = input_size, hidden_size
         self.nonlinearity = nonlinearity
         self.act = NONLINEARITIES[nonlinearity]
@@ -185,6 +190,13 @@ class RecurrentCell(nn.Module):
         """Run the layer over a sequence: [T, B, I] -> depth outputs [T, B, N]."""
         if self.use_native and self.native_available():
             return self.native_forward(x)
+        graphed = self.compile_step == "graphed" and x.is_cuda and self.training
+        if graphed and torch.is_grad_enabled() and not torch.is_autocast_enabled("cuda"):
+            return self._graphed(x)(x)
+        return self.loop_forward(x)
+
+    def loop_forward(self, x: Tensor) -> Tensor:
+        """The step loop over a sequence (eager, or the compiled step): [T, B, I] -> [T, B, N]."""
         xp = self.project_inputs(x)
         state = self.initial_state(x.shape[1])
         step = self.step
@@ -204,8 +216,16 @@ class RecurrentCell(nn.Module):
             self._compiled_step = torch.compile(self.step, dynamic=False, mode=mode)
         return self._compiled_step
 
+    def _graphed(self, x: Tensor) -> nn.Module:
+        """The layer's forward and backward as CUDA graphs for inputs shaped like ``x``."""
+        key = (tuple(x.shape), x.dtype, x.device, x.requires_grad)
+        if key not in self._graphs:
+            self._graphs[key] = torch.cuda.make_graphed_callables(_LoopOf(self), (x,))
+        return self._graphs[key]
+
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_compiled_step": None}  # deepcopy / pickle rebuild it on use
+        # deepcopy / pickle: compiled step and graphs are rebuilt on first use
+        return {**self.__dict__, "_compiled_step": None, "_graphs": {}}
 
     def extra_repr(self) -> str:
         return (
@@ -213,3 +233,14 @@ class RecurrentCell(nn.Module):
             f"gate_bias={self.gate_bias}, recurrent_init={self.recurrent_init}"
             f"(x{self.recurrent_scale:g})"
         )
+
+
+class _LoopOf(nn.Module):
+    """``cell.loop_forward`` as a module whose parameters are the cell's (for CUDA graphs)."""
+
+    def __init__(self, cell: RecurrentCell) -> None:
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.cell.loop_forward(x)
