@@ -3,11 +3,15 @@
 A task generates (or loads) tensors of inputs [S, T, I] and targets, serves them in batches
 (full batch when ``batch_size`` is None), and knows how to score model outputs [B, T, O].
 An epoch is ``steps_per_epoch`` optimiser steps; evaluation runs after each epoch.
+A task whose ``data_file`` is set loads the sets that ``save_data`` wrote (``rnncap.generate``)
+instead of generating them, after checking they were generated with the same settings.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,11 +20,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
-from rnncap.config import _check_number
+from rnncap.config import ConfigError, _check_number
 
 Batch = tuple[Tensor, ...]
 # key -> (type, minimum, exclusive minimum?, nullable), as in ``rnncap.config.NUMERIC_RULES``
 Rules = dict[str, tuple[type, float, bool, bool]]
+# constructor arguments that say how data is served or found, not which data it is
+_NOT_DATA = {"self", "batch_size", "steps_per_epoch", "data_file"}
 
 
 def check_numbers(node: Any, rules: Rules) -> None:
@@ -127,9 +133,16 @@ class TaskDataModule(pl.LightningDataModule):
     objective: str = "loss"  # the metric a sweep optimises
     objective_direction: str = "minimize"
 
-    def __init__(self, seed: int = 0, batch_size: int | None = None, steps_per_epoch: int = 100):
+    def __init__(
+        self,
+        seed: int = 0,
+        batch_size: int | None = None,
+        steps_per_epoch: int = 100,
+        data_file: str | None = None,
+    ):
         super().__init__()
         self.seed, self.batch_size, self.steps_per_epoch = seed, batch_size, steps_per_epoch
+        self.data_file = data_file
         self.train_set: TensorBatches | None = None
         self.eval_set: TensorBatches | None = None
 
@@ -153,8 +166,35 @@ class TaskDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None:
+        if self.train_set is None and self.data_file:
+            self.train_set, self.eval_set = self.load_data(self.data_file)
+        elif self.train_set is None:
             self.train_set, self.eval_set = self.generate(torch.Generator().manual_seed(self.seed))
+
+    def data_key(self) -> dict[str, Any]:
+        """The task name and the constructor arguments that determine its data (seed included)."""
+        names = inspect.signature(type(self).__init__).parameters
+        args = {n: getattr(self, n) for n in names if n not in _NOT_DATA and hasattr(self, n)}
+        return {"task": self.name, **args}
+
+    def save_data(self, path: str | Path) -> None:
+        """Generate the sets from ``seed`` and save them, keyed by ``data_key``, to ``path``."""
+        train, evaluate = self.generate(torch.Generator().manual_seed(self.seed))
+        data = {"key": self.data_key(), "train": train.tensors, "eval": evaluate.tensors}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(data, path)
+
+    def load_data(self, path: str | Path) -> tuple[TensorBatches, TensorBatches]:
+        """The sets saved by ``save_data``; a file generated with other settings is refused."""
+        if not Path(path).is_file():
+            raise ConfigError(f"task.data_file={path} does not exist (see rnncap.generate)")
+        data = torch.load(path, weights_only=True)
+        if data["key"] != self.data_key():
+            raise ConfigError(
+                f"task.data_file={path} holds data for {data['key']}, not for this run's "
+                f"{self.data_key()}: regenerate it or drop task.data_file"
+            )
+        return TensorBatches(*data["train"]), TensorBatches(*data["eval"])
 
     @property
     def step_batch_size(self) -> int:

@@ -50,8 +50,9 @@ class CapacityTask(TaskDataModule):
         seed: int = 0,
         batch_size: int | None = None,
         steps_per_epoch: int = 100,
+        data_file: str | None = None,
     ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
+        super().__init__(seed, batch_size, steps_per_epoch, data_file)
         self.samples, self.input_dim, self.steps = samples, input_dim, steps
 
     @classmethod

@@ -68,8 +68,9 @@ class MemoryTask(TaskDataModule):
         seed: int = 0,
         batch_size: int | None = 256,
         steps_per_epoch: int = 100,
+        data_file: str | None = None,
     ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
+        super().__init__(seed, batch_size, steps_per_epoch, data_file)
         self.input_dim, self.delay, self.input_scale = input_dim, delay, input_scale
         self.distribution, self.samples, self.eval_samples = distribution, samples, eval_samples
         self.mc_delays, self.mc_samples = mc_delays, mc_samples
@@ -115,9 +116,12 @@ class MemoryTask(TaskDataModule):
     def generate(self, generator: torch.Generator) -> tuple[TensorBatches, TensorBatches]:
         train = self._sequences(self.samples, generator)
         evaluation = self._sequences(self.eval_samples, generator)
-        x = evaluation.tensors[1].double()
-        self.eval_sst = float(((x - x.mean(0)) ** 2).sum())
         return train, evaluation
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        x = self.eval_set.tensors[1].double()  # r2's SST, whether generated or loaded
+        self.eval_sst = float(((x - x.mean(0)) ** 2).sum())
 
     def settings(self) -> dict[str, Any]:
         return {

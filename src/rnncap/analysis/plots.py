@@ -1,0 +1,204 @@
+"""Figures of the capacity analysis, as PNG files (Collins et al. 2017, Figures 1 and 2c).
+
+- ``capacity_vs_params.png``: bits stored against parameters on log axes, one panel per depth,
+  one line per cell, with lines of constant bits per parameter for reference (Figure 1);
+- ``bits_per_param.png``: bits per parameter per cell and depth (the fitted slope) with its
+  bootstrap confidence interval as error bars;
+- ``memory_per_unit.png``: normalised reconstruction error against units per layer, one line
+  per cell, against the theory line ``max(0, (d - N) / d)`` (Figure 2c).
+
+    python -m rnncap.analysis.plots --tables results/capacity --out results/figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed
+import matplotlib.lines  # noqa: E402
+import matplotlib.patches  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from rnncap.analysis.capacity import (  # noqa: E402
+    ALL_DEPTHS,
+    CELL_LABELS,
+    MEMORY_SETTINGS,
+    Row,
+    cell_sort_key,
+    read_csv,
+    theory_mse,
+)
+
+COLORS = {
+    "rnn": "#1f77b4",
+    "ugrnn": "#2ca02c",
+    "gru": "#d62728",
+    "lstm": "#ff7f0e",
+    "intersection": "#9467bd",
+    "irnn": "#8c564b",
+}
+REFERENCE_BITS = (1, 2, 5)  # dashed lines of constant bits per parameter; ~5 in the paper
+FIGURES = ("capacity_vs_params", "bits_per_param", "memory_per_unit")
+
+
+def _label(cell: str) -> str:
+    return CELL_LABELS.get(cell, cell)
+
+
+def _color(cell: str) -> str:
+    return COLORS.get(cell, "#7f7f7f")
+
+
+def _cells(rows: Sequence[Row]) -> list[str]:
+    return sorted({r["cell"] for r in rows}, key=cell_sort_key)
+
+
+def _empty(ax: plt.Axes, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} runs", ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+
+
+def capacity_figure(table: Sequence[Row]) -> plt.Figure:
+    """Capacity (bits) against parameters, log-log, a panel per depth and a line per cell."""
+    rows = [r for r in table if r["capacity"] is not None and math.isfinite(r["capacity"])]
+    depths = sorted({r["depth"] for r in rows}) or [1]
+    fig, axes = plt.subplots(
+        1, len(depths), figsize=(4.2 * len(depths), 4), squeeze=False, sharex=True, sharey=True
+    )
+    if not rows:
+        _empty(axes[0, 0], "capacity")
+        return fig
+    pmin, pmax = min(r["params"] for r in rows), max(r["params"] for r in rows)
+    grid = np.geomspace(pmin / 1.5, pmax * 1.5, 50)
+    for ax, depth in zip(axes[0], depths, strict=True):
+        for bits in REFERENCE_BITS:
+            ax.plot(grid, bits * grid, ls=":", lw=0.8, color="0.6")
+            label = f"{bits} bit{'s' * (bits > 1)}/param"
+            ax.annotate(label, (grid[-1], bits * grid[-1]), fontsize=7, color="0.45",
+                        ha="right", va="top")  # fmt: skip
+        at_depth = [r for r in rows if r["depth"] == depth]
+        for cell in _cells(at_depth):
+            own = sorted((r for r in at_depth if r["cell"] == cell), key=lambda r: r["params"])
+            ax.plot([r["params"] for r in own], [r["capacity"] for r in own], "o-",
+                    color=_color(cell), label=_label(cell), ms=5)  # fmt: skip
+        title = f"{depth} layer" + ("s" if depth > 1 else "")
+        ax.set(xscale="log", yscale="log", xlabel="number of parameters", title=title)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    axes[0, 0].set_ylabel("capacity (bits)")
+    fig.suptitle("Capacity (max of bits over b and seeds) against parameters", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def bits_per_param_figure(fits: Sequence[Row]) -> plt.Figure:
+    """Fitted bits per parameter per cell (groups) and depth (bars), bootstrap CI error bars."""
+    rows = [r for r in fits if r["depth"] != ALL_DEPTHS and math.isfinite(r["slope"])]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if not rows:
+        _empty(ax, "capacity")
+        return fig
+    cells, depths = _cells(rows), sorted({r["depth"] for r in rows})
+    width = 0.8 / len(depths)
+    shades = np.linspace(1.0, 0.45, len(depths))
+    for j, depth in enumerate(depths):
+        for i, cell in enumerate(cells):
+            row = next((r for r in rows if r["cell"] == cell and r["depth"] == depth), None)
+            if row is None:
+                continue
+            x = i - 0.4 + width * (j + 0.5)
+            err = [[row["slope"] - row["slope_lo"]], [row["slope_hi"] - row["slope"]]]
+            color = matplotlib.colors.to_rgb(_color(cell))
+            ax.bar(x, row["slope"], width * 0.92, yerr=err, capsize=3,
+                   color=tuple(c * shades[j] for c in color), edgecolor="k", lw=0.5)  # fmt: skip
+    ax.set_xticks(range(len(cells)), [_label(c) for c in cells])
+    ax.set_ylabel("bits per parameter")
+    ax.set_title("Bits per parameter: slope of capacity against parameters", fontsize=10)
+    depth_keys = [
+        matplotlib.patches.Patch(color=str(0.75 * shade), label=f"{depth} layer{'s' * (depth > 1)}")
+        for depth, shade in zip(depths, shades, strict=True)
+    ]
+    error = matplotlib.lines.Line2D([], [], color="k", marker="_", ms=8, label="95% bootstrap CI")
+    ax.legend(handles=[*depth_keys, error], fontsize=8, loc="upper right")
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def memory_figure(memory: Sequence[Row]) -> plt.Figure:
+    """Normalised error against units per layer, one panel per task setting, theory dashed."""
+    panels: dict[tuple, list[Row]] = defaultdict(list)
+    for row in memory:
+        if row["mse"] is not None and math.isfinite(row["mse"]):
+            panels[tuple(row[k] for k in MEMORY_SETTINGS)].append(row)
+    keys = sorted(panels, key=lambda k: tuple(v or 0 for v in k)) or [None]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 4), squeeze=False)
+    if not panels:
+        _empty(axes[0, 0], "memory")
+        return fig
+    for ax, key in zip(axes[0], keys, strict=True):
+        rows, (dim, scale, delay) = panels[key], key
+        widths = np.arange(0, 1.1 * max(dim, *(r["hidden"] for r in rows)) + 1)
+        theory = [theory_mse(int(n), dim) for n in widths]
+        ax.plot(widths, theory, "k--", lw=1.2, label=f"theory max(0, ({dim}-N)/{dim})")
+        styles = {d: s for d, s in zip(sorted({r["depth"] for r in rows}), "os^D")}  # noqa: B905
+        for cell in _cells(rows):
+            for depth, marker in styles.items():
+                own = sorted((r for r in rows if (r["cell"], r["depth"]) == (cell, depth)),
+                             key=lambda r: r["hidden"])  # fmt: skip
+                if own:
+                    layers = f" ({depth} layer{'s' * (depth > 1)})" if len(styles) > 1 else ""
+                    name = _label(cell) + layers
+                    ax.plot([r["hidden"] for r in own], [r["mse"] for r in own], marker + "-",
+                            color=_color(cell), label=name, ms=4, alpha=0.85)  # fmt: skip
+        ax.axvline(dim, color="0.7", lw=0.8)
+        ax.set(xlabel="units per layer N", ylim=(-0.03, 1.05), xlim=(0, widths[-1]))
+        ax.set_title(f"input dim {dim}, input scale {scale}, delay {delay}", fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("normalised reconstruction error")
+    fig.suptitle("Per-unit capacity: reconstruction error against units", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_all(tables: Path, out: Path) -> list[Path]:
+    """Read the fit stage's CSV tables and write the three PNG figures into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "capacity_vs_params": capacity_figure(read_csv(tables / "capacity.csv")),
+        "bits_per_param": bits_per_param_figure(read_csv(tables / "fits.csv")),
+        "memory_per_unit": memory_figure(read_csv(tables / "memory.csv")),
+    }
+    paths = []
+    for name, fig in figures.items():
+        paths.append(out / f"{name}.png")
+        fig.savefig(paths[-1], dpi=130)
+        plt.close(fig)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m rnncap.analysis.plots", description=__doc__)
+    parser.add_argument("--tables", type=Path, default=Path("results/capacity"))
+    parser.add_argument("--out", type=Path, default=Path("results/figures"))
+    parser.add_argument("--experiment", default="default", help="W&B group")
+    parser.add_argument("--wandb", default="offline", choices=["offline", "online", "disabled"])
+    args = parser.parse_args(argv)
+    paths = plot_all(args.tables, args.out)
+    print("wrote " + ", ".join(map(str, paths)))
+    from rnncap.analysis.tracking import log_figures
+
+    tables = {k: read_csv(args.tables / f"{k}.csv") for k in ("capacity", "fits", "memory")}
+    log_figures(paths, tables, args.experiment, args.wandb)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""The DVC pipeline: data files, cell configs, the grid in dvc.yaml, figures, W&B, `dvc repro`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+import torch
+import yaml
+from conftest import ROOT, compose_cfg
+from test_analysis import capacity_run, memory_run, synthetic_grid, write_runs
+
+from rnncap.analysis.capacity import analyse
+from rnncap.analysis.plots import capacity_figure, plot_all
+from rnncap.config import ConfigError
+from rnncap.generate import generate, write_cell_configs
+from rnncap.run import train
+from rnncap.tasks.capacity import CapacityTask
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_generated_file_holds_the_sets_the_task_generates(tmp_path):
+    out = tmp_path / "d.pt"
+    key = generate(out, ["task.samples=40", "task.input_dim=7", "task.steps=3", "seed=5"])
+    assert key == {"task": "capacity", "samples": 40, "input_dim": 7, "steps": 3, "seed": 5}
+    loaded = CapacityTask(samples=40, input_dim=7, steps=3, seed=5, data_file=str(out))
+    fresh = CapacityTask(samples=40, input_dim=7, steps=3, seed=5)
+    loaded.setup()
+    fresh.setup()
+    for a, b in zip(loaded.train_set.tensors, fresh.train_set.tensors, strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(loaded.eval_set.tensors[1], fresh.eval_set.tensors[1])
+
+
+def test_a_data_file_from_other_settings_or_missing_is_refused(tmp_path):
+    out = tmp_path / "d.pt"
+    generate(out, ["task.samples=40", "task.input_dim=7", "seed=5"])
+    with pytest.raises(ConfigError, match="task.data_file=.*seed': 6"):
+        CapacityTask(samples=40, input_dim=7, seed=6, data_file=str(out)).setup()
+    with pytest.raises(ConfigError, match="task.data_file=.*does not exist"):
+        CapacityTask(data_file=str(tmp_path / "nope.pt")).setup()
+
+
+def test_generate_refuses_bad_config_with_exit_2(tmp_path):
+    cmd = [sys.executable, "-m", "rnncap.generate", "data", str(tmp_path / "x.pt")]
+    proc = subprocess.run(
+        [*cmd, "task.samples=100", "task.input_dim=4"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "task.samples=100 exceeds" in proc.stderr
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_run_with_data_file_matches_run_that_generates(make_cfg, tmp_path):
+    data = tmp_path / "data.pt"
+    generate(data, ["task.samples=32", "task.input_dim=6", "task.steps=3", "seed=2"])
+    results = []
+    for sub, extra in [("gen", []), ("file", [f"task.data_file={data}"])]:
+        cfg = make_cfg("seed=2", "model.hidden=4", *extra)
+        cfg.output_dir = str(tmp_path / sub)
+        train(cfg)
+        results.append(json.loads((tmp_path / sub / "metrics.json").read_text()))
+    assert results[0] == results[1]
+
+
+def test_memory_run_with_data_file_matches_run_that_generates(tmp_path):
+    task = ["task=memory", "task.input_dim=4", "task.samples=64", "task.eval_samples=32"]
+    task += ["task.mc_delays=0", "seed=1"]
+    data = tmp_path / "memory.pt"
+    generate(data, task)
+    results = []
+    for sub, extra in [("gen", []), ("file", [f"task.data_file={data}"])]:
+        train_args = ["model.hidden=3", "trainer.max_steps=20", "trainer.eval_every=10"]
+        cfg = compose_cfg([*task, *train_args, "trainer.checkpoint_every=null", *extra], tmp_path)
+        cfg.output_dir = str(tmp_path / sub)
+        train(cfg)
+        results.append(json.loads((tmp_path / sub / "metrics.json").read_text()))
+    assert results[0] == results[1] and math.isfinite(results[1]["r2"])
+    assert results[1]["r2"] == pytest.approx(1 - results[1]["mse"], abs=0.1)
+
+
+def test_cell_configs_are_composed_with_their_defaults(tmp_path):
+    paths = write_cell_configs(tmp_path, ROOT / "conf")
+    assert sorted(p.stem for p in paths) == sorted(
+        ["rnn", "irnn", "gru", "lstm", "ugrnn", "intersection"]
+    )
+    irnn = yaml.safe_load((tmp_path / "irnn.yaml").read_text())
+    rnn = yaml.safe_load((tmp_path / "rnn.yaml").read_text())
+    assert irnn["_target_"] == rnn["_target_"] and irnn["nonlinearity"] == "relu"
+    assert irnn.keys() == rnn.keys()  # the RNN's keys come through IRNN's `defaults`
+
+
+def dvc_stages(root: Path) -> dict:
+    """Stage name -> resolved stage definition, as DVC expands dvc.yaml with params.yaml."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return {s.addressing: s for s in repo.index.stages}
+
+
+def expected_train_stages(params: dict) -> set[str]:
+    """The training stages a grid should give: its own product of lists per stage."""
+    names = set()
+    for task, sizes in [("capacity", ["budgets", "loads"]), ("memory", ["widths"])]:
+        grid = params[task]
+        for stage, cells, depths in [
+            ("", "cells", "depths"),
+            ("_deep", "deep_cells", "deep_depths"),
+        ]:
+            lists = [grid[cells], grid[depths], *(grid[k] for k in sizes), grid["seeds"]]
+            names |= {
+                f"train_{task}{stage}@" + "-".join(map(str, item))
+                for item in itertools.product(*lists)
+            }
+    return names
+
+
+def test_dvc_yaml_expands_the_grid_in_params_yaml():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    stages = dvc_stages(ROOT)
+    assert {n for n in stages if n.startswith("train_")} == expected_train_stages(params)
+    for grid in (params["capacity"], params["memory"]):
+        assert all(d >= 2 for d in grid["deep_depths"]) and "intersection" not in grid["cells"]
+    memory = stages["train_memory@lstm-1-12-0"]
+    assert "task=memory cell=lstm depth=1 model.hidden=12 seed=0" in memory.cmd
+    assert {str(Path(d.def_path)) for d in memory.deps} >= {"data/memory/s0.pt"}
+    stage = stages["train_capacity@gru-2-300-4-0"]
+    assert "cell=gru depth=2 model.budget=300 task.samples=$((300*4))" in stage.cmd
+    assert "hydra.run.dir=results/train/capacity/gru-d2-p300-x4-s0" in stage.cmd
+    deps = {str(Path(d.def_path)) for d in stage.deps}
+    assert "results/configs/cell/gru.yaml" in deps and "data/capacity/p300-x4-s0.pt" in deps
+    assert not any(d.startswith("conf/cell") for d in deps)  # only its own composed config
+
+
+def test_paper_params_have_the_same_keys_as_the_default():
+    def keys(node, prefix=""):
+        if not isinstance(node, dict):
+            return {prefix}
+        return set().union(*(keys(v, f"{prefix}.{k}") for k, v in node.items()))
+
+    default = yaml.safe_load((ROOT / "params.yaml").read_text())
+    paper = yaml.safe_load((ROOT / "params-paper.yaml").read_text())
+    assert keys(paper) == keys(default)
+    assert paper["capacity"]["depths"] == [1, 2, 4, 8]
+    assert max(paper["capacity"]["budgets"]) >= 100_000
+    samples = max(paper["capacity"]["budgets"]) * max(paper["capacity"]["loads"])
+    assert samples <= 2 ** paper["capacity"]["task"]["input_dim"]  # distinct inputs exist
+
+
+def synthetic_tables(tmp_path: Path, memory: bool = True) -> Path:
+    import numpy as np
+
+    runs = synthetic_grid({"rnn": 5.0, "gru": 4.0, "intersection": 3.5}, np.random.default_rng(0))
+    if memory:
+        runs += [memory_run(c, n, max(0.0, (64 - n) / 64) + 0.02) for c in ("rnn", "gru")
+                 for n in (8, 32, 64, 96)]  # fmt: skip
+    write_runs(tmp_path / "runs", runs)
+    analyse(tmp_path / "runs", tmp_path / "tables", tmp_path / "metrics.json", boot=100)
+    return tmp_path / "tables"
+
+
+@pytest.mark.parametrize("memory", [True, False])
+def test_plot_stage_writes_png_figures(tmp_path, memory):
+    paths = plot_all(synthetic_tables(tmp_path, memory), tmp_path / "figures")
+    assert [p.name for p in paths] == [
+        "capacity_vs_params.png",
+        "bits_per_param.png",
+        "memory_per_unit.png",
+    ]
+    for path in paths:
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+        height, width, _ = matplotlib.image.imread(path).shape
+        assert width > 500 and height > 400
+
+
+def test_capacity_figure_has_a_panel_per_depth_and_a_line_per_cell():
+    rows = [
+        {**capacity_run(c, d, p, 4.0 * p), "capacity": 4.0 * p}
+        for c, d in [("rnn", 1), ("gru", 1), ("rnn", 2), ("gru", 2), ("intersection", 2)]
+        for p in (100, 1000)
+    ]
+    fig = capacity_figure(rows)
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == ["1 layer", "2 layers"]
+    assert [ax.get_xscale() for ax in axes] == ["log", "log"]
+    labels = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in axes]
+    assert labels == [["RNN", "GRU"], ["RNN", "GRU", "+RNN"]]
+
+
+def test_fit_and_plot_log_to_wandb_offline_and_finish(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    write_runs(tmp_path / "runs", [capacity_run("rnn", 1, 100, 300.0)])
+    common = ["--experiment", "exp-x", "--wandb", "online"]  # no key: falls back to offline
+    fit = [sys.executable, "-m", "rnncap.analysis.capacity", "--runs", "runs", "--out", "tables"]
+    fit += ["--metrics", "m.json"]
+    subprocess.run([*fit, *common], check=True, stdin=subprocess.DEVNULL, timeout=300)
+    plot = [sys.executable, "-m", "rnncap.analysis.plots", "--tables", "tables", "--out", "fig"]
+    subprocess.run([*plot, *common], check=True, stdin=subprocess.DEVNULL, timeout=300)
+    runs = sorted((tmp_path / "results" / "wandb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2  # one fit run for the one cell, one plot run
+    for run in runs:
+        assert list(run.glob("*.wandb"))  # the run's log was written and closed
+
+
+def tiny_params() -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params |= {"experiment": "tiny", "wandb": "disabled"}
+    params["capacity"] |= {
+        "cells": ["rnn"],
+        "depths": [1],
+        "deep_cells": ["intersection"],
+        "deep_depths": [2],
+        "budgets": [60, 150],
+        "loads": [2],
+        "seeds": [0],
+    }
+    params["capacity"]["task"] = {"input_dim": 10, "steps": 3}
+    params["capacity"]["train"] |= {"max_steps": 20}
+    params["memory"] |= {
+        "cells": ["rnn"],
+        "depths": [1],
+        "deep_cells": ["intersection"],
+        "deep_depths": [2],
+        "widths": [2],
+        "seeds": [0],
+    }
+    params["memory"]["task"] |= {"input_dim": 3, "samples": 64, "mc_delays": 0}
+    params["memory"]["train"] |= {"max_steps": 20}
+    return params
+
+
+def make_repo(tmp_path: Path) -> Path:
+    """A git repository holding the project's pipeline files and a tiny 2-cell grid."""
+    repo = tmp_path / "repo"
+    for name in ("conf", "src", ".dvc"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("cache", "tmp"))
+    for name in ("train.py", "dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(ROOT / name, repo / name)
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "tiny"], cwd=repo, check=True)
+    return repo
+
+
+def dvc_repro(repo: Path) -> str:
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    dvc = [sys.executable, "-m", "dvc", "repro", "plot"]
+    proc = subprocess.run(dvc, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_a_tiny_grid_then_does_nothing_then_reruns_one_cell(tmp_path):
+    repo = make_repo(tmp_path)
+    first = dvc_repro(repo)
+    trained = sorted((repo / "results" / "train" / "capacity").iterdir())
+    assert [p.name for p in trained] == [
+        "intersection-d2-p150-x2-s0",
+        "intersection-d2-p60-x2-s0",
+        "rnn-d1-p150-x2-s0",
+        "rnn-d1-p60-x2-s0",
+    ]
+    assert first.count("Running stage 'train_capacity") == 4
+    assert first.count("Running stage 'train_memory") == 2
+    for name in ("capacity_vs_params", "bits_per_param", "memory_per_unit"):
+        assert (repo / "results" / "figures" / f"{name}.png").read_bytes()[:8] == PNG_SIGNATURE
+    metrics = json.loads((repo / "results" / "capacity.json").read_text())
+    memory = (repo / "results" / "capacity" / "memory.csv").read_text().splitlines()
+    assert len(memory) == 3  # header, rnn and +RNN at width 2
+    assert set(metrics["capacity"]) == set(metrics["memory"]) == {"rnn", "intersection"}
+
+    second = dvc_repro(repo)
+    assert "Running stage" not in second
+
+    cell = repo / "conf" / "cell" / "rnn.yaml"  # one cell's config changes: only its runs rerun
+    cell.write_text(cell.read_text().replace("recurrent_scale: 1.0", "recurrent_scale: 0.9"))
+    third = dvc_repro(repo)
+    reran = {line.split("'")[1] for line in third.splitlines() if "Running stage" in line}
+    assert reran == {
+        "cell_configs",
+        "train_capacity@rnn-1-60-2-0",
+        "train_capacity@rnn-1-150-2-0",
+        "train_memory@rnn-1-2-0",
+        "fit",
+        "plot",
+    }
