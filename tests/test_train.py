@@ -114,3 +114,16 @@ def test_multirun_from_the_command_line(tmp_path):
         for m in (json.loads(p.read_text()) for p in tmp_path.glob("sweep/*/metrics.json"))
     )
     assert found == [("gru", 1), ("gru", 2), ("rnn", 1), ("rnn", 2)]
+
+
+def test_rerun_with_another_config_in_the_same_run_dir_is_refused(make_cfg):
+    from rnncap.config import ConfigError
+
+    train(make_cfg("model.hidden=4", "trainer.checkpoint_every=10"))
+    with pytest.raises(
+        ConfigError, match=r"another config \(cell.nonlinearity: 'tanh' -> 'relu'\)"
+    ):
+        train(make_cfg("model.hidden=4", "trainer.checkpoint_every=10", "cell.nonlinearity=relu"))
+    longer = make_cfg("model.hidden=4", "trainer.checkpoint_every=10", "trainer.max_steps=30")
+    train(longer)  # more steps (or other hardware) resume the same run
+    assert read_metrics(longer)["status"] == "ok"

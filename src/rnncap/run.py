@@ -86,6 +86,7 @@ def train(cfg: DictConfig) -> float | None:
     if rank_zero:  # never leave an earlier run's result, not even when this one is refused
         (run_dir / METRICS_FILE).unlink(missing_ok=True)
     validate(cfg)
+    check_resumable(cfg, run_dir / "checkpoints" / "last.ckpt")
     if cfg.model.get("population", 1) != 1:  # K models in one module: rnncap.population
         from rnncap.population import train_population
 
@@ -131,6 +132,38 @@ def train(cfg: DictConfig) -> float | None:
         finish_loggers(logger)
     value = results.get(task.objective)
     return None if value is None else float(value)
+
+
+# what defines a run: a checkpoint may resume on other hardware, loggers or step counts only
+RUN_DEFINING_KEYS = ("cell", "task", "depth", "seed", "model", "optimizer", "scheduler")
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(old.keys() | new.keys())
+        return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+def check_resumable(cfg: DictConfig, last: Path) -> None:
+    """Refuse to resume a checkpoint that another config wrote into the same run dir."""
+    if not last.exists():
+        return
+    saved = torch.load(last, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    saved = saved.get("config")
+    if not saved:
+        return
+    current = OmegaConf.to_container(cfg, resolve=True)
+    diffs = [
+        d
+        for key in RUN_DEFINING_KEYS
+        for d in _differences(saved.get(key), current.get(key), f"{key}.")
+    ]
+    if diffs:
+        raise ConfigError(
+            f"{last.parent.parent} holds a checkpoint of another config ({'; '.join(diffs[:3])}): "
+            "use another hydra.run.dir, or delete its checkpoints/ to start over"
+        )
 
 
 def fit(trainer: pl.Trainer, module: RNNCapModule, task: TaskDataModule, last: Path) -> None:
