@@ -50,6 +50,37 @@ def test_sweep_group_selects_sampler_and_space_and_default_stays_basic():
     assert "cell.nonlinearity" not in hydra_cfg("sweep=tpe", "cell=irnn").hydra.sweeper.params
 
 
+def test_capacity_space_scales_b_with_the_budget_and_tunes_steps_and_clipping():
+    params = hydra_cfg("sweep=gp", "task=capacity", "model.budget=800").hydra.sweeper.params
+    space, _ = _impl.parse_search_space(OmegaConf.to_container(params, resolve=True), [])
+    # b from 2 to 10 samples per budgeted parameter; the default budget when only a width is set
+    assert space["task.samples"].distribution == IntDistribution(1600, 8000, log=True)
+    hidden = hydra_cfg("sweep=gp", "task=capacity", "model.hidden=8").hydra.sweeper.params
+    assert OmegaConf.to_container(hidden, resolve=True)["task.samples"]["low"] == 1000
+    assert space["trainer.max_steps"].distribution == IntDistribution(1000, 10000, log=True)
+    clip = space["trainer.gradient_clip_val"].distribution
+    assert None in clip.choices and 0.1 in clip.choices  # no clipping is a choice
+    # the chosen "no clipping" reaches the run config as null
+    trial = FixedTrial({"trainer.gradient_clip_val": None})
+    only_clip = {"trainer.gradient_clip_val": space["trainer.gradient_clip_val"]}
+    (override,) = _impl.trial_overrides(_impl.suggest(trial, only_clip, {}), {})
+    assert override == "trainer.gradient_clip_val=null"
+    assert hydra_cfg(override).trainer.gradient_clip_val is None
+    # other tasks keep the shared space: SGD and rates up to 1 (random settings can diverge)
+    paren = hydra_cfg("sweep=random", "task=parentheses").hydra.sweeper.params
+    assert "sgd" in paren.optimizer.choices and paren["optimizer.lr"].high == 1.0
+    assert "task.samples" not in paren and "trainer.max_steps" not in paren
+
+
+@pytest.mark.parametrize(
+    ("value", "factor", "expected"), [(500, 2, 1000), (333, 3, 999), (None, 10, 5000)]
+)
+def test_scaled_resolver_by_hand(value, factor, expected):
+    from rnncap.config import _scaled
+
+    assert _scaled(value, factor, 500) == expected
+
+
 @pytest.mark.parametrize(
     ("node", "expected"),
     [

@@ -125,6 +125,13 @@ def test_tune_grid_commands_and_skips_invalid_combinations():
         "studies": {
             "random": {"cells": ["rnn", "intersection"], "depths": [1], "n_trials": 3},
             "gp": {"cells": ["gru"], "depths": [2], "n_trials": 4, "overrides": ["x=1"]},
+            "tpe": {
+                "task": "parentheses",
+                "budget": 900,
+                "cells": ["lstm"],
+                "depths": [8],
+                "n_trials": 2,
+            },
         },
     }
     runs = list(tune_grid.sweep_commands(tune))
@@ -132,6 +139,7 @@ def test_tune_grid_commands_and_skips_invalid_combinations():
         "random rnn depth 1",
         "random intersection depth 1",
         "gp gru depth 2",
+        "tpe lstm depth 8",
     ]
     assert runs[2][1] == [
         "sweep=gp",
@@ -145,5 +153,6 @@ def test_tune_grid_commands_and_skips_invalid_combinations():
         "hydra.sweeper.storage=sqlite:///results/t.db",
         "hydra.sweep.dir=results/runs/gp-gru-d2",
     ]
+    assert runs[3][1][3:5] == ["task=parentheses", "model.budget=900"]  # the group's own
     assert tune_grid.invalid_reason(runs[0][1]) is None
     assert "needs depth >= 2" in tune_grid.invalid_reason(runs[1][1])

@@ -23,9 +23,17 @@ def _if_null(value: Any, default: Any) -> Any:
     return default if value is None else None
 
 
+def _scaled(value: Any, factor: float, fallback: float) -> int:
+    """``${scaled:${model.budget},2,500}``: round(value * factor), with ``fallback`` for a null
+    value (search-space bounds relative to the parameter budget)."""
+    return round((fallback if value is None else value) * factor)
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("if_null"):
         OmegaConf.register_new_resolver("if_null", _if_null)
+    if not OmegaConf.has_resolver("scaled"):
+        OmegaConf.register_new_resolver("scaled", _scaled)
 
 
 # key -> (type, minimum, exclusive minimum?, nullable)

@@ -1,6 +1,8 @@
 """Run the tuning grid of ``params.yaml`` (key ``tune``): one Optuna study per sampler, cell and
 depth, each a ``python train.py -m sweep=<sampler> ...`` process writing into one storage.
 
+A study group may set its own ``task`` and ``budget`` (else the top-level ones apply); the
+top-level ``overrides`` go to every trial, a group's ``overrides`` after them.
 Rerunning resumes every study to its ``n_trials`` (the sweeper counts finished trials).
 Invalid combinations (the +RNN at depth 1, which the paper excludes) are skipped with a note.
 ``python -m rnncap.analysis.tune_grid [--params params.yaml] [--dry-run]``.
@@ -29,8 +31,8 @@ def sweep_commands(tune: Mapping[str, Any]) -> Iterator[tuple[str, list[str]]]:
                     f"sweep={sampler}",
                     f"cell={cell}",
                     f"depth={depth}",
-                    f"task={tune['task']}",
-                    f"model.budget={tune['budget']}",
+                    f"task={grid.get('task', tune.get('task'))}",
+                    f"model.budget={grid.get('budget', tune.get('budget'))}",
                     *tune.get("overrides", []),
                     *grid.get("overrides", []),
                     f"hydra.sweeper.n_trials={grid['n_trials']}",
