@@ -1,0 +1,67 @@
+"""Tuned studies as runs (rnncap.analysis.studies) on a synthetic study recorded by the
+sweeper's own ``tell``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
+
+from hydra_plugins.rnncap_optuna import _impl
+from rnncap.analysis.studies import study_runs, trial_row
+
+
+def record(study: optuna.Study, run_dir: Path, metrics: dict | None, value) -> None:
+    """One trial told through the sweeper, with ``metrics`` as its run's metrics.json."""
+    run_dir.mkdir(parents=True)
+    if metrics is not None:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    cfg = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(run_dir)}}})
+    job = JobReturn(hydra_cfg=cfg, status=JobStatus.COMPLETED)
+    job.return_value = value
+    if isinstance(value, Exception):
+        job.status = JobStatus.FAILED
+    _impl.tell(study, study.ask(), job)
+
+
+def run(bits: float | None, samples: int, status: str = "ok") -> dict:
+    base = {"cell": "rnn", "task": "capacity", "depth": 1, "hidden": 3, "params": 40}
+    return {**base, "status": status, "samples": samples, "bits": bits}
+
+
+@pytest.fixture
+def storage(tmp_path):
+    url = f"sqlite:///{tmp_path}/studies.db"
+    cap = optuna.create_study(study_name="cap", storage=url, direction="maximize")
+    cap.set_user_attr("task", "capacity")
+    record(cap, tmp_path / "0", run(100.0, 200), 100.0)
+    record(cap, tmp_path / "1", run(None, 400, "diverged"), None)
+    record(cap, tmp_path / "2", run(180.5, 300), 180.5)
+    record(cap, tmp_path / "3", None, RuntimeError("crash"))  # FAIL: no row
+    par = optuna.create_study(study_name="par", storage=url, direction="minimize")
+    par.set_user_attr("task", "parentheses")
+    record(par, tmp_path / "p0", {"task": "parentheses", "status": "ok", "loss": 0.5}, 0.5)
+    return url
+
+
+def test_study_trials_become_metrics_rows(storage):
+    rows = study_runs([storage], task="capacity")
+    assert [r["run"] for r in rows] == ["cap#0", "cap#1", "cap#2"]
+    assert [r["bits"] for r in rows] == [100.0, None, 180.5]
+    assert [r["status"] for r in rows] == ["ok", "diverged", "ok"]
+    assert rows[2] == {**run(180.5, 300), "run": "cap#2"}
+    everything = study_runs([storage])
+    assert len(everything) == 4 and everything[-1]["run"] == "par#0"
+
+
+def test_trial_without_metrics_is_no_row():
+    assert trial_row("s", 0, {"run_dir": "x"}) is None
+    assert trial_row("s", 1, {"status": "ok", "metrics.bits": 3.0}) == {
+        "bits": 3.0,
+        "status": "ok",
+        "run": "s#1",
+    }
