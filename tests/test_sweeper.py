@@ -53,10 +53,10 @@ def test_sweep_group_selects_sampler_and_space_and_default_stays_basic():
 def test_capacity_space_scales_b_with_the_budget_and_tunes_steps_and_clipping():
     params = hydra_cfg("sweep=gp", "task=capacity", "model.budget=800").hydra.sweeper.params
     space, _ = _impl.parse_search_space(OmegaConf.to_container(params, resolve=True), [])
-    # b from 2 to 10 samples per budgeted parameter; the default budget when only a width is set
-    assert space["task.samples"].distribution == IntDistribution(1600, 8000, log=True)
+    # b from 3 to 10 samples per budgeted parameter; the default budget when only a width is set
+    assert space["task.samples"].distribution == IntDistribution(2400, 8000, log=True)
     hidden = hydra_cfg("sweep=gp", "task=capacity", "model.hidden=8").hydra.sweeper.params
-    assert OmegaConf.to_container(hidden, resolve=True)["task.samples"]["low"] == 1000
+    assert OmegaConf.to_container(hidden, resolve=True)["task.samples"]["low"] == 1500
     assert space["trainer.max_steps"].distribution == IntDistribution(1000, 10000, log=True)
     clip = space["trainer.gradient_clip_val"].distribution
     assert None in clip.choices and 0.1 in clip.choices  # no clipping is a choice
