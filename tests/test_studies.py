@@ -65,3 +65,26 @@ def test_trial_without_metrics_is_no_row():
         "status": "ok",
         "run": "s#1",
     }
+
+
+def test_capacity_fit_takes_maxima_from_runs_and_studies(storage, tmp_path):
+    from rnncap.analysis.capacity import analyse, main
+
+    runs = tmp_path / "runs"
+    for name, bits, params in [("a", 150.0, 40), ("b", 300.0, 80)]:  # one size also tuned
+        (runs / name).mkdir(parents=True)
+        metrics = {**run(bits, 1000), "params": params, "hidden": params // 10 - 1}
+        (runs / name / "metrics.json").write_text(json.dumps(metrics))
+    plain = analyse(runs, tmp_path / "o1", tmp_path / "m1.json", boot=20)
+    assert [r["capacity"] for r in plain["table"]] == [150.0, 300.0]
+    tuned = analyse(runs, tmp_path / "o2", tmp_path / "m2.json", boot=20, studies=[storage])
+    small, large = tuned["table"]
+    # the tuned trial (180.5 bits at b = 300) beats the plain run; the diverged trial counts
+    assert (small["capacity"], small["best_samples"]) == (180.5, 300)
+    assert (small["runs"], small["diverged"]) == (4, 1)
+    assert small["bits_per_param"] == pytest.approx(180.5 / 40)
+    assert large["capacity"] == 300.0 and large["runs"] == 1
+    out = tmp_path / "o3"
+    argv = ["--runs", str(runs), "--out", str(out), "--metrics", str(tmp_path / "m3.json")]
+    main([*argv, "--boot", "20", "--wandb", "disabled", "--studies", storage])
+    assert "180.5" in (out / "capacity.csv").read_text()

@@ -3,7 +3,8 @@
 From every ``metrics.json`` under a results folder:
 
 - capacity of a model size (cell, depth, params) = the maximum of ``bits`` over all its runs
-  (sample counts b and seeds): b is a tuned hyperparameter, as in the paper;
+  (sample counts b and seeds): b is a tuned hyperparameter, as in the paper; ``--studies``
+  adds the trials of tuned Optuna studies (``rnncap.analysis.studies``) to the runs;
 - bits per parameter = capacity / params;
 - per cell, and per cell and depth, the least-squares line through the origin
   ``capacity = slope * params`` (the slope is the bits stored per parameter), with a bootstrap
@@ -273,9 +274,17 @@ MEMORY_COLUMNS = [
 ]
 
 
-def analyse(runs_dir: Path, out: Path, metrics: Path, boot: int = 2000) -> dict[str, Any]:
-    """Read the runs, write capacity.csv, fits.csv, memory.csv and the metrics JSON."""
+def analyse(
+    runs_dir: Path, out: Path, metrics: Path, boot: int = 2000, studies: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Read the runs, write capacity.csv, fits.csv, memory.csv and the metrics JSON.
+    ``studies``: Optuna storages (``sqlite:///...``) whose tuner trials join the runs, so a
+    model size's capacity is the max over its runs and its tuned trials."""
     runs = read_runs(runs_dir)
+    if studies:
+        from rnncap.analysis.studies import study_runs
+
+        runs += study_runs(studies)
     table, memory = capacity_table(runs), memory_table(runs)
     fits = capacity_fits(table, boot)
     write_csv(table, out / "capacity.csv", CAPACITY_COLUMNS)
@@ -293,10 +302,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("results/capacity"))
     parser.add_argument("--metrics", type=Path, default=Path("results/capacity.json"))
     parser.add_argument("--boot", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument(
+        "--studies",
+        nargs="*",
+        default=[],
+        metavar="URL",
+        help="Optuna storages (sqlite:///results/tune/studies.db) whose trials join the runs",
+    )
     parser.add_argument("--experiment", default="default", help="W&B group")
     parser.add_argument("--wandb", default="offline", choices=["offline", "online", "disabled"])
     args = parser.parse_args(argv)
-    result = analyse(args.runs, args.out, args.metrics, args.boot)
+    result = analyse(args.runs, args.out, args.metrics, args.boot, args.studies)
     print(f"read {result['runs']} runs; wrote {args.out}/*.csv and {args.metrics}")
     for fit in result["fits"]:
         if fit["depth"] == ALL_DEPTHS:
