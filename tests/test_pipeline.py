@@ -132,11 +132,12 @@ def test_dvc_yaml_expands_the_grid_in_params_yaml():
     memory = stages["train_memory@lstm-1-12-0"]
     assert "task=memory cell=lstm depth=1 model.hidden=12 seed=0" in memory.cmd
     assert {str(Path(d.def_path)) for d in memory.deps} >= {"data/memory/s0.pt"}
-    stage = stages["train_capacity@gru-2-300-4-0"]
-    assert "cell=gru depth=2 model.budget=300 task.samples=$((300*4))" in stage.cmd
-    assert "hydra.run.dir=results/train/capacity/gru-d2-p300-x4-s0" in stage.cmd
+    load = params["capacity"]["loads"][-1]
+    stage = stages[f"train_capacity@gru-2-300-{load}-0"]
+    assert f"cell=gru depth=2 model.budget=300 task.samples=$((300*{load}))" in stage.cmd
+    assert f"hydra.run.dir=results/train/capacity/gru-d2-p300-x{load}-s0" in stage.cmd
     deps = {str(Path(d.def_path)) for d in stage.deps}
-    assert "results/configs/cell/gru.yaml" in deps and "data/capacity/p300-x4-s0.pt" in deps
+    assert "results/configs/cell/gru.yaml" in deps and f"data/capacity/p300-x{load}-s0.pt" in deps
     assert not any(d.startswith("conf/cell") for d in deps)  # only its own composed config
 
 
