@@ -8,8 +8,6 @@ re-running the command), ``ddp_spawn`` (N GPUs, processes spawned from the job: 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,8 @@ from lightning_fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.strategies import DDPStrategy, Strategy
+
+from rnncap.io import write_atomic
 
 # strategy name -> how DDPStrategy starts the other processes
 START_METHODS = {"ddp": "popen", "ddp_spawn": "spawn"}
@@ -31,18 +31,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
     ) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, lambda f: torch.save(checkpoint, f), binary=True)
 
 
 def build_strategy(hw: DictConfig) -> str | Strategy:

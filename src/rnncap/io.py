@@ -6,8 +6,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -16,19 +17,29 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: str | Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON to a temporary file in the same directory, then rename it."""
+def write_atomic(path: str | Path, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Call ``write(file)`` on a temporary file in ``path``'s directory, flush it to disk, then
+    rename it onto ``path``: readers see the old file or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean = {k: _finite_or_none(v) for k, v in data.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(clean, f, indent=2, sort_keys=True)
-            f.write("\n")
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON (non-finite floats as null) atomically."""
+    clean = {k: _finite_or_none(v) for k, v in data.items()}
+
+    def dump(f: IO) -> None:
+        json.dump(clean, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+    write_atomic(path, dump)

@@ -35,6 +35,15 @@ def distinct_binary_rows(samples: int, width: int, generator: torch.Generator) -
     return rows[:samples]
 
 
+def check_distinct_inputs(node: Any) -> None:
+    """``task.samples`` distinct binary inputs need samples <= 2^input_dim."""
+    if node.input_dim < 63 and node.samples > 2**node.input_dim:
+        raise ConfigError(
+            f"task.samples={node.samples} exceeds the 2^{node.input_dim} distinct inputs of "
+            f"task.input_dim={node.input_dim}: raise task.input_dim or lower task.samples"
+        )
+
+
 class CapacityTask(TaskDataModule):
     """Random binary inputs -> random binary labels; metric: bits stored."""
 
@@ -57,11 +66,7 @@ class CapacityTask(TaskDataModule):
 
     @classmethod
     def check_config(cls, node: Any) -> None:
-        if node.input_dim < 63 and node.samples > 2**node.input_dim:
-            raise ConfigError(
-                f"task.samples={node.samples} exceeds the 2^{node.input_dim} distinct inputs of "
-                f"task.input_dim={node.input_dim}: raise task.input_dim or lower task.samples"
-            )
+        check_distinct_inputs(node)
 
     @property
     def input_size(self) -> int:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from rnncap.config import ConfigError
 from rnncap.tasks.base import Batch, TaskDataModule, TensorBatches, check_numbers
-from rnncap.tasks.capacity import distinct_binary_rows
+from rnncap.tasks.capacity import check_distinct_inputs, distinct_binary_rows
 
 FUNCTIONS = ("table", "smooth")
 SMOOTH_HIDDEN = 64
@@ -65,11 +65,7 @@ class RCFTask(TaskDataModule):
         check_numbers(node, {"output_dim": (int, 1, False, False)})
         if node.function not in FUNCTIONS:
             raise ConfigError(f"task.function={node.function!r}; choose one of {list(FUNCTIONS)}")
-        if node.input_dim < 63 and node.samples > 2**node.input_dim:
-            raise ConfigError(
-                f"task.samples={node.samples} exceeds the 2^{node.input_dim} distinct inputs of "
-                f"task.input_dim={node.input_dim}: raise task.input_dim or lower task.samples"
-            )
+        check_distinct_inputs(node)
 
     @property
     def input_size(self) -> int:
