@@ -43,8 +43,8 @@ from rnncap.cells.base import RecurrentCell
 from rnncap.config import ConfigError, validate
 from rnncap.io import write_json_atomic
 from rnncap.loggers import build_logger, finish_loggers, log_final
-from rnncap.run import METRICS_FILE, _without_name, build_model, build_trainer, finish
-from rnncap.stack import RecurrentStack, count_parameters
+from rnncap.run import METRICS_FILE, _without_name, build_model, build_trainer, finish, run_info
+from rnncap.stack import RecurrentStack
 from rnncap.tasks.base import RepeatedFullBatch, TaskDataModule, TensorBatches, _identity
 from rnncap.tasks.capacity import CapacityTask
 
@@ -266,8 +266,7 @@ def train_population(cfg: DictConfig) -> float | None:
     member's objective."""
     members = member_settings(cfg)
     solo_cfgs = check_population(cfg)
-    run_dir = Path(cfg.output_dir)
-    (run_dir / METRICS_FILE).unlink(missing_ok=True)
+    run_dir = Path(cfg.output_dir)  # train() removed any earlier metrics.json
     torch.set_num_threads(cfg.hardware.threads)
     tasks, models = [], []
     for solo in solo_cfgs:  # each member built exactly as its solo run builds it
@@ -278,16 +277,8 @@ def train_population(cfg: DictConfig) -> float | None:
         models.append(build_model(solo, task))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     population = PopulationStack(models)
-    params = count_parameters(models[0])
-    info = {
-        "cell": cfg.cell.name,
-        "task": cfg.task.name,
-        "depth": cfg.depth,
-        "hidden": models[0].hidden_size,
-        "input_dim": tasks[0].input_size,
-        "params": params,
-        "population": len(members),
-    }
+    info = {**run_info(cfg, models[0], tasks[0]), "population": len(members)}
+    params = info["params"]
     log.info("population: %s", info)
     config = OmegaConf.to_container(cfg, resolve=True)
     module = PopulationModule(

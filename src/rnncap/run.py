@@ -49,6 +49,18 @@ def build_model(cfg: DictConfig, task: TaskDataModule) -> RecurrentStack:
     return RecurrentStack(cell, cfg.depth, task.input_size, hidden, task.output_size)
 
 
+def run_info(cfg: DictConfig, model: RecurrentStack, task: TaskDataModule) -> dict[str, Any]:
+    """The metrics.json keys that say what ran (a population adds its own)."""
+    return {
+        "cell": cfg.cell.name,
+        "task": cfg.task.name,
+        "depth": cfg.depth,
+        "hidden": model.hidden_size,
+        "input_dim": task.input_size,
+        "params": count_parameters(model),
+    }
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, logger: Any) -> pl.Trainer:
     hw, tr = cfg.hardware, cfg.trainer
     callbacks = []
@@ -99,16 +111,8 @@ def train(cfg: DictConfig) -> float | None:
     )
     task.setup("fit")
     model = build_model(cfg, task)
-    params = count_parameters(model)
-    info = {
-        "cell": cfg.cell.name,
-        "task": cfg.task.name,
-        "depth": cfg.depth,
-        "hidden": model.hidden_size,
-        "input_dim": task.input_size,
-        "params": params,
-        "seed": cfg.seed,
-    }
+    info = {**run_info(cfg, model, task), "seed": cfg.seed}
+    params = info["params"]
     log.info("model: %s", info)
     module = RNNCapModule(
         model,
