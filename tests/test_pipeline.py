@@ -17,6 +17,7 @@ import torch
 import yaml
 from conftest import ROOT, compose_cfg
 from test_analysis import capacity_run, memory_run, synthetic_grid, write_runs
+from test_train import cli_env
 
 from rnncap.analysis.capacity import analyse
 from rnncap.analysis.plots import capacity_figure, plot_all
@@ -256,7 +257,7 @@ def make_repo(tmp_path: Path) -> Path:
 
 
 def dvc_repro(repo: Path) -> str:
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = cli_env() | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     dvc = [sys.executable, "-m", "dvc", "repro", "plot"]
     proc = subprocess.run(dvc, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

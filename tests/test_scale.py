@@ -4,7 +4,6 @@ the SLURM launcher config, resume after SIGKILL, and same-seed determinism acros
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 import torch
 from conftest import CONF, ROOT, compose_cfg
 from hydra import compose, initialize_config_dir
-from test_train import run_cli
+from test_train import cli_env, run_cli
 
 from rnncap.config import ConfigError, _check_launch
 from rnncap.run import train
@@ -135,9 +134,10 @@ def test_slurm_launcher_config_takes_its_sizes_from_hardware():
 
 # -- resume after SIGKILL ----------------------------------------------------------------------
 def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "WANDB_SILENT": "true"}
     cmd = [sys.executable, str(ROOT / "train.py"), *args]
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        cmd, cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def kill_after_first_checkpoint(proc: subprocess.Popen, ckpt: Path, timeout: float = 240) -> None:

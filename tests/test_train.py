@@ -91,12 +91,19 @@ def test_wandb_offline_run_is_finished_and_grouped(make_cfg, monkeypatch):
     assert (Path(cfg.output_dir) / "wandb_id.txt").read_text().strip() in runs[0].name
 
 
+def cli_env() -> dict[str, str]:
+    """The environment of a command-line job started by a test: like a fresh shell's. An
+    in-process W&B run of an earlier test leaves WANDB_SERVICE set, and a child would attach to
+    that service, where a killed child's run stays registered ("run ID ... is in use")."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    return {**env, "HYDRA_FULL_ERROR": "0", "WANDB_SILENT": "true"}
+
+
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     return subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *args],
         cwd=cwd,
-        env=env,
+        env=cli_env(),
         capture_output=True,
         text=True,
         timeout=300,
