@@ -5,8 +5,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from rnncap.config import ConfigError
-from rnncap.run import train
+from rnncap.core.config import ConfigError
+from rnncap.core.run import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from rnncap.cells import GRUCell, IntersectionCell, LSTMCell, RNNCell, UGRNNCell  # noqa: E402
-from rnncap.population import PopulationStack, member_losses, member_step  # noqa: E402
-from rnncap.stack import RecurrentStack  # noqa: E402
+from rnncap.core.population import PopulationStack, member_losses, member_step  # noqa: E402
+from rnncap.core.stack import RecurrentStack  # noqa: E402
 
 CELLS: dict[str, tuple[Callable[..., nn.Module], int]] = {  # name -> (factory(I, N), gates G)
     "nn.GRU": (lambda i, n: nn.GRU(i, n), 3),
@@ -229,7 +229,7 @@ def bench_population(device, sizes, k: int, repeats: int) -> list[dict]:
 
 # ---------------------------------------------------------------------- Lightning overhead
 def bench_lightning(device, max_steps: int, repeats: int) -> dict:
-    """A real run's Lightning step (RNNCapModule + rnncap.run.build_trainer) over a bare loop
+    """A real run's Lightning step (RNNCapModule + rnncap.core.run.build_trainer) over a bare loop
     doing the same forward, backward and Adam step, on the default capacity job."""
     import logging
 
@@ -238,8 +238,8 @@ def bench_lightning(device, max_steps: int, repeats: int) -> dict:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf, open_dict
 
-    from rnncap.module import RNNCapModule
-    from rnncap.run import _without_name, build_model, build_trainer
+    from rnncap.core.module import RNNCapModule
+    from rnncap.core.run import _without_name, build_model, build_trainer
 
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     overrides = [f"trainer.max_steps={max_steps}", f"trainer.eval_every={max_steps}"]

@@ -10,13 +10,13 @@ import torch
 from hydra.errors import ConfigCompositionException
 from test_train import run_cli
 
-from rnncap.config import ConfigError
-from rnncap.run import train
+from rnncap.core.config import ConfigError
+from rnncap.core.run import train
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
 
 # (kind of bad input, overrides, what the error says). Hydra refuses unknown group options and
-# keys while composing (its message lists the options); rnncap.config refuses values.
+# keys while composing (its message lists the options); rnncap.core.config refuses values.
 CATALOGUE = [
     ("unknown cell", ["cell=foo"], "Could not find 'cell/foo'"),
     ("unknown task", ["task=foo"], "Could not find 'task/foo'"),

@@ -10,8 +10,8 @@ import torch
 from reference import reference_layer
 
 from rnncap.cells import GRUCell, IntersectionCell, LSTMCell, RNNCell, UGRNNCell
-from rnncap.sizing import hidden_for_budget
-from rnncap.stack import RecurrentStack, count_parameters
+from rnncap.core.sizing import hidden_for_budget
+from rnncap.core.stack import RecurrentStack, count_parameters
 
 VARIANTS = [
     (RNNCell, "tanh"),

@@ -10,7 +10,7 @@ import yaml
 from conftest import CONF, compose_cfg
 from omegaconf import OmegaConf
 
-from rnncap.run import train
+from rnncap.core.run import train
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 

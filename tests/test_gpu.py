@@ -9,7 +9,7 @@ from test_cells import NATIVE, randomised
 from test_population import LRS, MEMBERS, SAMPLES, SEEDS, read_metrics, record_losses  # noqa: F401
 
 from rnncap.cells import GRUCell, IntersectionCell, UGRNNCell
-from rnncap.run import train
+from rnncap.core.run import train
 
 pytestmark = [
     pytest.mark.gpu,

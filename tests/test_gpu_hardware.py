@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnncap.run import train
+from rnncap.core.run import train
 
 pytestmark = [
     pytest.mark.gpu,

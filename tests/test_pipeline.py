@@ -21,9 +21,9 @@ from test_train import cli_env
 
 from rnncap.analysis.capacity import analyse
 from rnncap.analysis.plots import capacity_figure, plot_all
-from rnncap.config import ConfigError
+from rnncap.core.config import ConfigError
+from rnncap.core.run import train
 from rnncap.generate import generate, write_cell_configs
-from rnncap.run import train
 from rnncap.tasks.capacity import CapacityTask
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnncap.config import ConfigError
-from rnncap.module import RNNCapModule
-from rnncap.population import PopulationModule, member_losses
-from rnncap.run import train
+from rnncap.core.config import ConfigError
+from rnncap.core.module import RNNCapModule
+from rnncap.core.population import PopulationModule, member_losses
+from rnncap.core.run import train
 
 SEEDS, LRS, SAMPLES = [3, 7, 11], [0.01, 0.03, 0.004], [32, 20, 9]
 MEMBERS = f"model.members={{seed:{SEEDS},lr:{LRS},samples:{SAMPLES}}}".replace(" ", "")

@@ -17,8 +17,8 @@ from conftest import CONF, ROOT, compose_cfg
 from hydra import compose, initialize_config_dir
 from test_train import cli_env, run_cli
 
-from rnncap.config import ConfigError, _check_launch
-from rnncap.run import train
+from rnncap.core.config import ConfigError, _check_launch
+from rnncap.core.run import train
 from rnncap.tasks.base import StepBatches
 
 TINY = ["task.samples=48", "task.input_dim=7", "task.steps=3", "model.hidden=6"]

@@ -76,7 +76,7 @@ def test_capacity_space_scales_b_with_the_budget_and_tunes_steps_and_clipping():
     ("value", "factor", "expected"), [(500, 2, 1000), (333, 3, 999), (None, 10, 5000)]
 )
 def test_scaled_resolver_by_hand(value, factor, expected):
-    from rnncap.config import _scaled
+    from rnncap.core.config import _scaled
 
     assert _scaled(value, factor, 500) == expected
 

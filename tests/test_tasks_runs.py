@@ -11,8 +11,8 @@ from conftest import CELL_NAMES, compose_cfg
 from test_tasks import tiny_text
 from test_train import run_cli
 
-from rnncap.config import ConfigError
-from rnncap.run import train
+from rnncap.core.config import ConfigError
+from rnncap.core.run import train
 
 TINY = {
     "memory": ["task.input_dim=6", "task.delay=2", "task.samples=64", "task.eval_samples=32"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import CELL_NAMES, ROOT
 
-from rnncap.run import train
+from rnncap.core.run import train
 
 CONTRACT = {"cell", "depth", "hidden", "input_dim", "params", "seed", "status"}
 CAPACITY = {"samples", "accuracy", "bits", "bits_per_param"}
@@ -124,7 +124,7 @@ def test_multirun_from_the_command_line(tmp_path):
 
 
 def test_rerun_with_another_config_in_the_same_run_dir_is_refused(make_cfg):
-    from rnncap.config import ConfigError
+    from rnncap.core.config import ConfigError
 
     train(make_cfg("model.hidden=4", "trainer.checkpoint_every=10"))
     with pytest.raises(

@@ -1,6 +1,6 @@
 """rnncap: capacity and trainability of recurrent networks (Collins et al. 2017)."""
 
-from rnncap.config import register_resolvers
+from rnncap.core.config import register_resolvers
 
 register_resolvers()
 

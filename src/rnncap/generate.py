@@ -23,7 +23,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rnncap.config import ConfigError, validate
+from rnncap.core.config import ConfigError, validate
 from rnncap.tasks.base import TaskDataModule
 
 

@@ -19,7 +19,7 @@ from rnncap.analysis.capacity import (
     Row,
     cell_sort_key,
 )
-from rnncap.loggers import _wandb_has_key
+from rnncap.core.loggers import _wandb_has_key
 
 log = logging.getLogger(__name__)
 PROJECT = "rnncap"

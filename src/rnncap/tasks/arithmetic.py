@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnncap.config import ConfigError
+from rnncap.core.config import ConfigError
 from rnncap.tasks.base import Batch, TaskDataModule, TensorBatches, check_numbers
 
 PLUS, EQUALS, BLANK = 10, 11, 12  # input symbols after the digits

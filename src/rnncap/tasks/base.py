@@ -20,10 +20,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
-from rnncap.config import ConfigError, _check_number
+from rnncap.core.config import ConfigError, _check_number
 
 Batch = tuple[Tensor, ...]
-# key -> (type, minimum, exclusive minimum?, nullable), as in ``rnncap.config.NUMERIC_RULES``
+# key -> (type, minimum, exclusive minimum?, nullable), as in ``rnncap.core.config.NUMERIC_RULES``
 Rules = dict[str, tuple[type, float, bool, bool]]
 # constructor arguments that say how data is served or found, not which data it is
 _NOT_DATA = {"self", "batch_size", "steps_per_epoch", "data_file"}
@@ -148,8 +148,8 @@ class TaskDataModule(pl.LightningDataModule):
 
     @classmethod
     def check_config(cls, node: Any) -> None:
-        """Raise ``rnncap.config.ConfigError`` (one line naming the key) on bad task values
-        that the generic numeric rules in ``rnncap.config`` do not cover."""
+        """Raise ``rnncap.core.config.ConfigError`` (one line naming the key) on bad task values
+        that the generic numeric rules in ``rnncap.core.config`` do not cover."""
 
     # -- sizes of the model's input and readout
     @property

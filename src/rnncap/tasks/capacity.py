@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnncap.config import ConfigError
-from rnncap.metrics import stored_bits
+from rnncap.core.config import ConfigError
+from rnncap.core.metrics import stored_bits
 from rnncap.tasks.base import Batch, TaskDataModule, TensorBatches
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnncap.config import ConfigError
+from rnncap.core.config import ConfigError
 from rnncap.tasks.base import Batch, TaskDataModule, TensorBatches, check_numbers
 
 DISTRIBUTIONS = ("normal", "uniform")

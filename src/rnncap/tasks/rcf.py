@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnncap.config import ConfigError
+from rnncap.core.config import ConfigError
 from rnncap.tasks.base import Batch, TaskDataModule, TensorBatches, check_numbers
 from rnncap.tasks.capacity import check_distinct_inputs, distinct_binary_rows
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rnncap.config import ConfigError
+from rnncap.core.config import ConfigError
 from rnncap.tasks.base import Batch, TaskDataModule, check_numbers
 
 ALPHABET = " abcdefghijklmnopqrstuvwxyz"  # symbol i is ALPHABET[i]

@@ -40,11 +40,18 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.data import DataLoader
 
 from rnncap.cells.base import RecurrentCell
-from rnncap.config import ConfigError, validate
-from rnncap.io import write_json_atomic
-from rnncap.loggers import build_logger, finish_loggers, log_final
-from rnncap.run import METRICS_FILE, _without_name, build_model, build_trainer, finish, run_info
-from rnncap.stack import RecurrentStack
+from rnncap.core.config import ConfigError, validate
+from rnncap.core.io import write_json_atomic
+from rnncap.core.loggers import build_logger, finish_loggers, log_final
+from rnncap.core.run import (
+    METRICS_FILE,
+    _without_name,
+    build_model,
+    build_trainer,
+    finish,
+    run_info,
+)
+from rnncap.core.stack import RecurrentStack
 from rnncap.tasks.base import RepeatedFullBatch, TaskDataModule, TensorBatches, _identity
 from rnncap.tasks.capacity import CapacityTask
 

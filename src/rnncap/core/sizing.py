@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rnncap.stack import CellFactory, RecurrentStack
+from rnncap.core.stack import CellFactory, RecurrentStack
 
 
 def hidden_for_budget(

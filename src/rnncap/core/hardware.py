@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.strategies import DDPStrategy, Strategy
 
-from rnncap.io import write_atomic
+from rnncap.core.io import write_atomic
 
 # strategy name -> how DDPStrategy starts the other processes
 START_METHODS = {"ddp": "popen", "ddp_spawn": "spawn"}

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from rnncap.stack import RecurrentStack
+from rnncap.core.stack import RecurrentStack
 from rnncap.tasks.base import Batch, TaskDataModule
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]

@@ -16,13 +16,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rnncap.config import ConfigError, validate
-from rnncap.hardware import is_rank_zero, trainer_hardware
-from rnncap.io import write_json_atomic
-from rnncap.loggers import build_logger, finish_loggers, log_final
-from rnncap.module import RNNCapModule
-from rnncap.sizing import hidden_for_budget
-from rnncap.stack import RecurrentStack, count_parameters
+from rnncap.core.config import ConfigError, validate
+from rnncap.core.hardware import is_rank_zero, trainer_hardware
+from rnncap.core.io import write_json_atomic
+from rnncap.core.loggers import build_logger, finish_loggers, log_final
+from rnncap.core.module import RNNCapModule
+from rnncap.core.sizing import hidden_for_budget
+from rnncap.core.stack import RecurrentStack, count_parameters
 from rnncap.tasks.base import TaskDataModule
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,8 @@ def train(cfg: DictConfig) -> float | None:
         (run_dir / METRICS_FILE).unlink(missing_ok=True)
     validate(cfg)
     check_resumable(cfg, run_dir / "checkpoints" / "last.ckpt")
-    if cfg.model.get("population", 1) != 1:  # K models in one module: rnncap.population
-        from rnncap.population import train_population
+    if cfg.model.get("population", 1) != 1:  # K models in one module: rnncap.core.population
+        from rnncap.core.population import train_population
 
         return train_population(cfg)
     torch.set_num_threads(cfg.hardware.threads)

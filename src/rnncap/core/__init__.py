@@ -1,0 +1,1 @@
+"""The training core: config schema and validation, building, the Lightning module, one run."""
