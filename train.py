@@ -1,11 +1,10 @@
 """Train one recurrent network (or a sweep with -m): ``python train.py cell=gru depth=8``."""
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
-from rnncap.core.config import ConfigError
+from rnncap.core.command_line import fail, one_line_errors
+from rnncap.core.errors import ConfigError
 from rnncap.core.run import train
 
 
@@ -13,10 +12,10 @@ from rnncap.core.run import train
 def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except ConfigError as err:  # exit here: a refused run also ends a sweep
+        fail(str(err))
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

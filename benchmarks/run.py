@@ -229,29 +229,28 @@ def bench_population(device, sizes, k: int, repeats: int) -> list[dict]:
 
 # ---------------------------------------------------------------------- Lightning overhead
 def bench_lightning(device, max_steps: int, repeats: int) -> dict:
-    """A real run's Lightning step (RNNCapModule + rnncap.core.run.build_trainer) over a bare loop
+    """A real run's Lightning step (rnncap.core.build: module and trainer) over a bare loop
     doing the same forward, backward and Adam step, on the default capacity job."""
     import logging
 
     import pytorch_lightning as pl
-    from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import OmegaConf
 
-    from rnncap.core.module import RNNCapModule
-    from rnncap.core.run import _without_name, build_model, build_trainer
+    from rnncap.core.build import (
+        build_model,
+        build_module,
+        build_task,
+        build_trainer,
+        compose_run_config,
+    )
 
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    overrides = [f"trainer.max_steps={max_steps}", f"trainer.eval_every={max_steps}"]
-    overrides += ["trainer.checkpoint_every=null", "trainer.progress_bar=false"]
+    overrides = [f"trainer.max_steps={max_steps}", f"trainer.val_check_interval={max_steps}"]
+    overrides += ["trainer.checkpoint_every=null", "trainer.enable_progress_bar=false"]
     if device.type == "cuda":
         overrides.append("hardware=gpu")
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.output_dir = str(Path("/tmp") / "rnncap-bench")
-    task = instantiate(_without_name(cfg.task), steps_per_epoch=max_steps)
-    task.setup("fit")
+    cfg = compose_run_config(overrides, ROOT / "conf", str(Path("/tmp") / "rnncap-bench"))
+    task = build_task(cfg)
     warm = max_steps // 5
 
     class Clock(pl.Callback):
@@ -265,8 +264,8 @@ def bench_lightning(device, max_steps: int, repeats: int) -> dict:
             self.ms = (time.perf_counter() - self.start) * 1e3 / (max_steps - warm)
 
     def lightning() -> float:
-        module = RNNCapModule(build_model(cfg, task), task, instantiate(cfg.optimizer))
-        trainer = build_trainer(cfg, Path(cfg.output_dir), None)
+        module = build_module(cfg, build_model(cfg, task), task)
+        trainer = build_trainer(cfg, Path(cfg.output_dir), None, cfg.trainer.gradient_clip_val)
         clock = Clock()
         trainer.callbacks.append(clock)
         trainer.fit(module, datamodule=task)
@@ -291,7 +290,8 @@ def bench_lightning(device, max_steps: int, repeats: int) -> dict:
         times["bare"].append(bare())
     light, loop = statistics.median(times["lightning"]), statistics.median(times["bare"])
     return {
-        "job": OmegaConf.to_container(cfg.task, resolve=True) | {"cell": cfg.cell.name},
+        "job": OmegaConf.to_container(cfg.task, resolve=True, enum_to_str=True)
+        | {"cell": cfg.cell.name},
         "lightning_ms_per_step": round(light, 4),
         "bare_ms_per_step": round(loop, 4),
         "overhead": round(light / loop - 1, 3),

@@ -36,7 +36,7 @@ def make_cfg(tmp_path):
             "task.input_dim=6",
             "task.steps=3",
             "trainer.max_steps=20",
-            "trainer.eval_every=10",
+            "trainer.val_check_interval=10",
             "trainer.checkpoint_every=null",
         ]
         return compose_cfg([*tiny, *overrides], tmp_path)

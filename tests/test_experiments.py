@@ -36,7 +36,11 @@ def test_experiment_overrides_the_defaults(name, tmp_path):
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_runs_when_shrunk(name, tmp_path):
-    shrink = ["trainer.max_steps=4", "trainer.eval_every=2", "trainer.checkpoint_every=null"]
+    shrink = [
+        "trainer.max_steps=4",
+        "trainer.val_check_interval=2",
+        "trainer.checkpoint_every=null",
+    ]
     cfg = compose_cfg([f"experiment={name}", *shrink], tmp_path)
     if cfg.task.name == "memory":  # shrink the data too
         cfg.task.samples, cfg.task.eval_samples, cfg.task.mc_samples = 64, 32, 64

@@ -21,7 +21,7 @@ from test_train import cli_env
 
 from rnncap.analysis.capacity import analyse
 from rnncap.analysis.plots import capacity_figure, plot_all
-from rnncap.core.config import ConfigError
+from rnncap.core.errors import ConfigError
 from rnncap.core.run import train
 from rnncap.generate import generate, write_cell_configs
 from rnncap.tasks.capacity import CapacityTask
@@ -79,7 +79,7 @@ def test_memory_run_with_data_file_matches_run_that_generates(tmp_path):
     generate(data, task)
     results = []
     for sub, extra in [("gen", []), ("file", [f"task.data_file={data}"])]:
-        train_args = ["model.hidden=3", "trainer.max_steps=20", "trainer.eval_every=10"]
+        train_args = ["model.hidden=3", "trainer.max_steps=20", "trainer.val_check_interval=10"]
         cfg = compose_cfg([*task, *train_args, "trainer.checkpoint_every=null", *extra], tmp_path)
         cfg.output_dir = str(tmp_path / sub)
         train(cfg)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnncap.core.config import ConfigError
+from rnncap.core.errors import ConfigError
 from rnncap.core.module import RNNCapModule
 from rnncap.core.population import PopulationModule, member_losses
 from rnncap.core.run import train
@@ -123,7 +123,7 @@ def test_masked_member_loss_by_hand():
 
 
 BAD = [
-    (["model.population=0"], "model.population=0 must be an integer >= 1"),
+    (["model.population=0"], "model.population=0 is out of range: must be >= 1"),
     (["model.population=2", "model.members={lr:[0.1]}"], "model.members.lr must be a list of"),
     (["model.population=2", "model.members={rate:[1,2]}"], "model.members has unknown keys"),
     (["model.population=2", "model.members={lr:[0.1,-1]}"], "optimizer.lr=-1 is out of range"),

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,9 @@ from conftest import CONF, ROOT, compose_cfg
 from hydra import compose, initialize_config_dir
 from test_train import cli_env, run_cli
 
-from rnncap.core.config import ConfigError, _check_launch
+from rnncap.core.errors import ConfigError
 from rnncap.core.run import train
+from rnncap.core.validate import check_launch
 from rnncap.tasks.base import StepBatches
 
 TINY = ["task.samples=48", "task.input_dim=7", "task.steps=3", "model.hidden=6"]
@@ -26,7 +28,7 @@ TINY = ["task.samples=48", "task.input_dim=7", "task.steps=3", "model.hidden=6"]
 
 # -- the batches of each step ------------------------------------------------------------------
 def test_full_batch_shards_partition_every_step():
-    ranks = [list(StepBatches(10, 3, None, seed=0, rank=r, world=3)) for r in range(3)]
+    ranks = [list(islice(StepBatches(10, None, seed=0, rank=r, world=3), 3)) for r in range(3)]
     for step in range(3):
         shards = [ranks[r][step] for r in range(3)]
         assert shards == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
@@ -34,17 +36,17 @@ def test_full_batch_shards_partition_every_step():
 
 def test_minibatches_follow_seeded_permutations_across_pass_boundaries():
     perm = [np.random.default_rng((5, 1, p)).permutation(10).tolist() for p in range(2)]
-    batches = list(StepBatches(10, 3, 4, seed=5))
+    batches = list(islice(StepBatches(10, 4, seed=5), 3))
     assert batches == [perm[0][0:4], perm[0][4:8], perm[0][8:10] + perm[1][0:2]]
-    assert list(StepBatches(10, 3, 4, seed=6)) != batches
+    assert list(islice(StepBatches(10, 4, seed=6), 3)) != batches
 
 
 def test_iteration_starts_at_the_global_step():
     """A resumed run (global step 7) sees the batches an uninterrupted run sees from step 7."""
-    whole = list(StepBatches(20, 12, 6, seed=1))
-    resumed = list(StepBatches(20, 5, 6, seed=1, start_step=lambda: 7))
+    whole = list(islice(StepBatches(20, 6, seed=1), 12))
+    resumed = list(islice(StepBatches(20, 6, seed=1, start_step=lambda: 7), 5))
     assert resumed == whole[7:12]
-    shard = list(StepBatches(20, 5, 6, seed=1, rank=1, world=2, start_step=lambda: 7))
+    shard = list(islice(StepBatches(20, 6, seed=1, rank=1, world=2, start_step=lambda: 7), 5))
     assert shard == [b[1::2] for b in whole[7:12]]
 
 
@@ -56,7 +58,7 @@ def read(path: Path) -> dict:
 def test_ddp_cpu_two_processes_match_one_process(tmp_path, monkeypatch):
     """2 gloo processes, each on half of every batch, train the model one process trains on the
     whole batch; rank 0 alone scores the whole set, writes metrics.json and logs to W&B."""
-    args = [*TINY, "task.samples=45", "trainer.max_steps=30", "trainer.eval_every=10"]
+    args = [*TINY, "task.samples=45", "trainer.max_steps=30", "trainer.val_check_interval=10"]
     monkeypatch.setenv("WANDB_SILENT", "true")
     proc = run_cli("hardware=ddp_cpu", "logger=wandb", *args, "hydra.run.dir=ddp", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -75,7 +77,7 @@ def test_ddp_cpu_two_processes_match_one_process(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_ddp_spawn_on_cpu_matches_one_process(tmp_path):
-    args = [*TINY, "trainer.max_steps=30", "trainer.eval_every=10"]
+    args = [*TINY, "trainer.max_steps=30", "trainer.val_check_interval=10"]
     proc = run_cli(
         "hardware=ddp_cpu", "hardware.strategy=ddp_spawn", *args, "hydra.run.dir=sp", cwd=tmp_path
     )
@@ -109,9 +111,9 @@ def test_multirun_refuses_only_ddp_that_reruns_the_command(
     )
     if refused:
         with pytest.raises(ConfigError, match="use hardware=ddp_spawn.*hydra/launcher=slurm"):
-            _check_launch(cfg, multirun, launcher)
+            check_launch(cfg, multirun, launcher)
     else:
-        _check_launch(cfg, multirun, launcher)
+        check_launch(cfg, multirun, launcher)
 
 
 def test_multirun_with_ddp_is_refused_from_the_command_line(tmp_path):
@@ -129,7 +131,7 @@ def test_slurm_launcher_config_takes_its_sizes_from_hardware():
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes) == (4, 4, 1)
     assert launcher.timeout_min > 0 and "partition" in launcher
-    _check_launch(cfg, True, launcher._target_)  # multi-GPU DDP inside a SLURM sweep is fine
+    check_launch(cfg, True, launcher._target_)  # multi-GPU DDP inside a SLURM sweep is fine
 
 
 # -- resume after SIGKILL ----------------------------------------------------------------------
@@ -152,9 +154,9 @@ def kill_after_first_checkpoint(proc: subprocess.Popen, ckpt: Path, timeout: flo
 
 @pytest.mark.parametrize("batch", ["full", "minibatch"])
 def test_run_killed_mid_training_resumes_to_the_same_metrics(tmp_path, batch):
-    """SIGKILL right after the first checkpoint (step 130: mid-epoch, as eval_every=100), then
+    """SIGKILL right after the first checkpoint (step 130: mid-epoch, val_check_interval=100), then
     the same command again: it resumes and ends with the uninterrupted run's exact metrics."""
-    args = [*TINY, "trainer.max_steps=1500", "trainer.eval_every=100"]
+    args = [*TINY, "trainer.max_steps=1500", "trainer.val_check_interval=100"]
     args += ["trainer.checkpoint_every=130"]
     if batch == "minibatch":
         args += ["task.batch_size=20", "logger=wandb"]  # 20 does not divide 48: batches straddle
@@ -183,7 +185,7 @@ def test_run_killed_mid_training_resumes_to_the_same_metrics(tmp_path, batch):
 def test_same_seed_same_metrics_in_fresh_processes(tmp_path):
     """Minibatch shuffling, data and initialisation all follow the seed: two fresh processes
     agree exactly; another seed does not."""
-    args = [*TINY, "task.batch_size=16", "trainer.max_steps=60", "trainer.eval_every=20"]
+    args = [*TINY, "task.batch_size=16", "trainer.max_steps=60", "trainer.val_check_interval=20"]
     for name, seed in [("a", 3), ("b", 3), ("c", 4)]:
         proc = run_cli(*args, f"seed={seed}", f"hydra.run.dir={name}", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-2000:]

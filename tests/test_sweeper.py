@@ -76,9 +76,9 @@ def test_capacity_space_scales_b_with_the_budget_and_tunes_steps_and_clipping():
     ("value", "factor", "expected"), [(500, 2, 1000), (333, 3, 999), (None, 10, 5000)]
 )
 def test_scaled_resolver_by_hand(value, factor, expected):
-    from rnncap.core.config import _scaled
+    from rnncap.core.resolvers import scaled
 
-    assert _scaled(value, factor, 500) == expected
+    assert scaled(value, factor, 500) == expected
 
 
 @pytest.mark.parametrize(
@@ -244,7 +244,7 @@ TINY = [
     "task.input_dim=6",
     "task.steps=3",
     "trainer.max_steps=6",
-    "trainer.eval_every=3",
+    "trainer.val_check_interval=3",
     "trainer.checkpoint_every=null",
 ]
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from rnncap.core.config import ConfigError
+from rnncap.core.errors import ConfigError
 from rnncap.tasks.arithmetic import ArithmeticTask
 from rnncap.tasks.memory import MemoryTask, squared_correlation
 from rnncap.tasks.parentheses import ParenthesesTask

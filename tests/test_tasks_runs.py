@@ -11,7 +11,7 @@ from conftest import CELL_NAMES, compose_cfg
 from test_tasks import tiny_text
 from test_train import run_cli
 
-from rnncap.core.config import ConfigError
+from rnncap.core.errors import ConfigError
 from rnncap.core.run import train
 
 TINY = {
@@ -45,7 +45,7 @@ def task_cfg(tmp_path):
             f"task={task}",
             *TINY[task],
             "trainer.max_steps=20",
-            "trainer.eval_every=10",
+            "trainer.val_check_interval=10",
             "trainer.checkpoint_every=null",
         ]
         if task == "text8":
@@ -87,7 +87,7 @@ def test_memory_error_follows_one_real_per_unit(task_cfg, width, expected, toler
         "task.eval_samples=256",
         f"model.hidden={width}",
         "trainer.max_steps=500",
-        "trainer.eval_every=500",
+        "trainer.val_check_interval=500",
     )
     train(cfg)
     m = read_metrics(cfg)
@@ -101,7 +101,7 @@ BAD = [
     ("memory", ["task.input_scale=0"], "task.input_scale=0 is out of range: must be > 0"),
     ("memory", ["task.distribution=cauchy"], "task.distribution='cauchy'; choose one of"),
     ("memory", ["task.mc_delays=100"], "task.mc_delays=100 must be < 100"),
-    ("rcf", ["task.function=sine"], "task.function='sine'; choose one of ['table', 'smooth']"),
+    ("rcf", ["task.function=sine"], "task.function='sine'; choose one of table, smooth"),
     ("rcf", ["task.output_dim=0"], "task.output_dim=0 is out of range"),
     ("parentheses", ["task.streams=0"], "task.streams=0 is out of range: must be >= 1"),
     ("parentheses", ["task.max_count=0"], "task.max_count=0 is out of range"),

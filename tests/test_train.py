@@ -111,7 +111,12 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_multirun_from_the_command_line(tmp_path):
-    tiny = ["task.samples=16", "task.input_dim=5", "trainer.max_steps=5", "trainer.eval_every=5"]
+    tiny = [
+        "task.samples=16",
+        "task.input_dim=5",
+        "trainer.max_steps=5",
+        "trainer.val_check_interval=5",
+    ]
     proc = run_cli(
         "-m", "cell=rnn,gru", "depth=1,2", *tiny, f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path
     )
@@ -124,7 +129,7 @@ def test_multirun_from_the_command_line(tmp_path):
 
 
 def test_rerun_with_another_config_in_the_same_run_dir_is_refused(make_cfg):
-    from rnncap.core.config import ConfigError
+    from rnncap.core.errors import ConfigError
 
     train(make_cfg("model.hidden=4", "trainer.checkpoint_every=10"))
     with pytest.raises(

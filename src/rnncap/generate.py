@@ -23,7 +23,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rnncap.core.config import ConfigError, validate
+from rnncap.core.errors import ConfigError
+from rnncap.core.validate import validate
 from rnncap.tasks.base import TaskDataModule
 
 

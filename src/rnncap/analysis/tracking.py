@@ -19,7 +19,7 @@ from rnncap.analysis.capacity import (
     Row,
     cell_sort_key,
 )
-from rnncap.core.loggers import _wandb_has_key
+from rnncap.core.loggers import wandb_has_key
 
 log = logging.getLogger(__name__)
 PROJECT = "rnncap"
@@ -30,7 +30,7 @@ def start_run(experiment: str, job_type: str, name: str, mode: str, config: dict
     """A W&B run in group ``experiment``; online only when asked for and a key is set."""
     import wandb
 
-    if mode == "online" and not _wandb_has_key():
+    if mode == "online" and not wandb_has_key():
         log.warning("W&B online was asked for but no API key is set: logging offline instead")
         mode = "offline"
     WANDB_DIR.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,8 @@ def invalid_reason(overrides: list[str]) -> str | None:
     """The validation error of the composed run config, or None when it is valid."""
     from hydra import compose, initialize_config_dir
 
-    from rnncap.core.config import ConfigError, validate
+    from rnncap.core.errors import ConfigError
+    from rnncap.core.validate import validate
 
     plain = [o for o in overrides if not o.startswith(("hydra.", "sweep="))]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 from lightning_fabric.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.strategies import DDPStrategy, Strategy
 
@@ -34,22 +33,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomic(path, lambda f: torch.save(checkpoint, f), binary=True)
 
 
-def build_strategy(hw: DictConfig) -> str | Strategy:
+def build_strategy(hw: dict[str, Any]) -> str | Strategy:
     """``hardware.strategy`` as Lightning takes it; a DDPStrategy when a backend is named."""
-    backend = hw.get("backend")
-    if backend is None or hw.strategy not in START_METHODS:
-        return hw.strategy
-    return DDPStrategy(start_method=START_METHODS[hw.strategy], process_group_backend=backend)
+    backend, strategy = hw["backend"], hw["strategy"]
+    if backend is None or strategy not in START_METHODS:
+        return strategy
+    return DDPStrategy(start_method=START_METHODS[strategy], process_group_backend=backend)
 
 
-def trainer_hardware(hw: DictConfig) -> dict[str, Any]:
-    """The Trainer keyword arguments that ``cfg.hardware`` sets."""
+def trainer_hardware(hw: dict[str, Any]) -> dict[str, Any]:
+    """The Trainer keyword arguments that ``cfg.hardware`` (as a plain dict) sets."""
     return {
-        "accelerator": hw.accelerator,
-        "devices": hw.devices,
+        "accelerator": hw["accelerator"],
+        "devices": hw["devices"],
         "strategy": build_strategy(hw),
-        "precision": hw.precision,
-        "deterministic": hw.get("deterministic", False),
+        "precision": hw["precision"],
+        "deterministic": hw["deterministic"],
         "plugins": [AtomicCheckpointIO()],
     }
 

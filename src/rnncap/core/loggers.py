@@ -18,22 +18,23 @@ from pytorch_lightning.loggers import Logger
 log = logging.getLogger(__name__)
 
 
-def _wandb_has_key() -> bool:
+def wandb_has_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
     return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
-def build_logger(cfg: DictConfig, run_dir: Path, info: dict[str, Any]) -> Logger | None:
-    """Instantiate ``cfg.logger`` (None for ``logger=none``) with run-specific names and tags."""
+def build_logger(cfg: DictConfig, run_dir: Path) -> Logger | None:
+    """Instantiate ``cfg.logger`` (None for ``logger=none``); W&B's run name and tags are in
+    ``conf/logger/wandb.yaml``, its offline mode and run id are decided here."""
     if not cfg.logger:
         return None
     target = cfg.logger._target_
     if not target.endswith("WandbLogger"):
         return instantiate(cfg.logger)
     offline = cfg.logger.get("offline", True)
-    if not offline and not _wandb_has_key():
+    if not offline and not wandb_has_key():
         log.warning("logger.offline=false but no W&B API key is set: logging offline instead")
         offline = True
     id_file = run_dir / "wandb_id.txt"  # a rerun in the same run dir resumes the same W&B run
@@ -43,11 +44,9 @@ def build_logger(cfg: DictConfig, run_dir: Path, info: dict[str, Any]) -> Logger
         offline=offline,
         id=run_id,
         resume="allow",
-        name=f"{info['cell']}-d{info['depth']}-{info['task']}-s{info['seed']}",
-        tags=[f"cell={info['cell']}", f"depth={info['depth']}", f"task={info['task']}"],
     )
     id_file.write_text(logger.experiment.id)
-    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     return logger
 
 
@@ -55,6 +54,7 @@ def log_final(logger: Logger | None, results: dict[str, Any]) -> None:
     """Record the final metrics: as the W&B run summary, or as a last row elsewhere."""
     if logger is None:
         return
+    results = {k: v for k, v in results.items() if not isinstance(v, list)}  # a population's rows
     numbers = {k: v for k, v in results.items() if isinstance(v, (int, float))}
     if hasattr(logger, "experiment") and hasattr(logger.experiment, "summary"):
         logger.experiment.summary.update({f"final/{k}": v for k, v in results.items()})

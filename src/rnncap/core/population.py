@@ -26,8 +26,6 @@ import copy
 import logging
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytorch_lightning as pl
@@ -40,19 +38,11 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.data import DataLoader
 
 from rnncap.cells.base import RecurrentCell
-from rnncap.core.config import ConfigError, validate
-from rnncap.core.io import write_json_atomic
-from rnncap.core.loggers import build_logger, finish_loggers, log_final
-from rnncap.core.run import (
-    METRICS_FILE,
-    _without_name,
-    build_model,
-    build_trainer,
-    finish,
-    run_info,
-)
+from rnncap.core.build import Job, build_model, build_task, final_metrics, plain, run_info
+from rnncap.core.errors import ConfigError
 from rnncap.core.stack import RecurrentStack
-from rnncap.tasks.base import RepeatedFullBatch, TaskDataModule, TensorBatches, _identity
+from rnncap.core.validate import validate
+from rnncap.tasks.base import RepeatedFullBatch, TaskDataModule, TensorBatches, whole_batch
 from rnncap.tasks.capacity import CapacityTask
 
 log = logging.getLogger(__name__)
@@ -206,22 +196,21 @@ class PopulationModule(pl.LightningModule):
         optimizer: Any,
         scheduler: Any = None,
         clip: float | None = None,
-        steps_per_epoch: int = 100,
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.population, self.data = population, data
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.clip, self.steps_per_epoch = clip, steps_per_epoch
+        self.clip = clip
         self.register_buffer("lrs", torch.tensor(lrs, dtype=torch.float64))
         self.register_buffer("alive", torch.ones(len(lrs), dtype=torch.bool))
         self.save_hyperparameters({"config": config or {}})
         self.last_losses: Tensor | None = None
 
     def train_dataloader(self) -> DataLoader:
-        batches = RepeatedFullBatch(len(self.data), self.steps_per_epoch)
-        return DataLoader(self.data, batch_sampler=batches, collate_fn=_identity)
+        batches = RepeatedFullBatch(len(self.data))
+        return DataLoader(self.data, batch_sampler=batches, collate_fn=whole_batch)
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         x, labels, mask = batch
@@ -261,61 +250,39 @@ class PopulationModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
 
 
-def _null_floats(values: dict[str, Any]) -> dict[str, Any]:
+def null_floats(values: dict[str, Any]) -> dict[str, Any]:
     return {
         k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()
     }
 
 
-def train_population(cfg: DictConfig) -> float | None:
-    """Train ``model.population`` members as one module; write ``metrics.json`` (the best
-    member's keys at the top level, plus ``population`` and ``members``); return the best
-    member's objective."""
+def population_job(cfg: DictConfig) -> Job:
+    """``model.population`` members built exactly as their solo runs, trained as one module;
+    results: the best member's keys at the top level, plus ``population`` and ``members``."""
     members = member_settings(cfg)
     solo_cfgs = check_population(cfg)
-    run_dir = Path(cfg.output_dir)  # train() removed any earlier metrics.json
-    torch.set_num_threads(cfg.hardware.threads)
     tasks, models = [], []
     for solo in solo_cfgs:  # each member built exactly as its solo run builds it
         pl.seed_everything(solo.seed, workers=True, verbose=False)
-        task = instantiate(_without_name(solo.task), steps_per_epoch=cfg.trainer.eval_every)
-        task.setup("fit")
-        tasks.append(task)
-        models.append(build_model(solo, task))
+        tasks.append(build_task(solo))
+        models.append(build_model(solo, tasks[-1]))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    population = PopulationStack(models)
     info = {**run_info(cfg, models[0], tasks[0]), "population": len(members)}
-    params = info["params"]
-    log.info("population: %s", info)
-    config = OmegaConf.to_container(cfg, resolve=True)
     module = PopulationModule(
-        population,
+        PopulationStack(models),
         stack_member_data(tasks),
         [m.lr for m in members],
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
         clip=cfg.trainer.gradient_clip_val,
-        steps_per_epoch=cfg.trainer.eval_every,
-        config=config,
+        config=plain(cfg),
     )
-    trainer_cfg = copy.deepcopy(cfg)
-    trainer_cfg.trainer.gradient_clip_val = None  # clipped per member by the module
-    logger = build_logger(cfg, run_dir, info)
-    try:
-        trainer = build_trainer(trainer_cfg, run_dir, logger)
-        last = run_dir / "checkpoints" / "last.ckpt"
-        if last.exists():
-            log.info("resuming from checkpoint %s", last)
-        trainer.fit(module, ckpt_path=last if last.exists() else None)
-        results = summarise(module, tasks, members, params, info)
-        if trainer.is_global_zero:
-            write_json_atomic(run_dir / METRICS_FILE, results)
-        log_final(logger, {k: v for k, v in results.items() if k != "members"})
-        log.info("results: %s", {k: v for k, v in results.items() if k != "members"})
-    finally:
-        finish_loggers(logger)
-    value = results.get(tasks[0].objective)
-    return None if value is None else float(value)
+
+    def results() -> dict[str, Any]:
+        return summarise(module, tasks, members, info["params"], info)
+
+    # clipped per member by the module, not by the trainer
+    return Job(module, None, info, results, tasks[0].objective, gradient_clip_val=None)
 
 
 def summarise(
@@ -329,8 +296,8 @@ def summarise(
     task objective) on top, so the file keeps the solo metrics.json contract."""
     rows = []
     for k, (task, member) in enumerate(zip(tasks, members, strict=True)):
-        solo = SimpleNamespace(model=module.population.member(k), diverged=not module.alive[k])
-        rows.append(_null_floats({**asdict(member), **finish(solo, task, params)}))
+        model, diverged = module.population.member(k), not bool(module.alive[k])
+        rows.append(null_floats({**asdict(member), **final_metrics(model, diverged, task, params)}))
     objective, sign = tasks[0].objective, 1 if tasks[0].objective_direction == "maximize" else -1
     ranked = [k for k, r in enumerate(rows) if r.get(objective) is not None]
     best = max(ranked, key=lambda k: sign * rows[k][objective]) if ranked else 0

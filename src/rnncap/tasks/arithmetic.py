@@ -16,14 +16,16 @@ Metrics: ``accuracy`` = fraction of problems whose whole answer (digits and end)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnncap.core.config import ConfigError
-from rnncap.tasks.base import Batch, TaskDataModule, TensorBatches, check_numbers
+from rnncap.core.errors import ConfigError
+from rnncap.core.fields import bounded
+from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 
 PLUS, EQUALS, BLANK = 10, 11, 12  # input symbols after the digits
 END = 10  # output class after the digits
@@ -72,6 +74,20 @@ def encode_problems(a: Tensor, b: Tensor, max_digits: int) -> tuple[Tensor, Tens
     return inputs, answer
 
 
+@dataclass
+class ArithmeticConfig(TaskConfig):
+    """``task=arithmetic``: "123+45=" as characters, then the sum's digits and an end mark."""
+
+    _target_: str = "rnncap.tasks.arithmetic.ArithmeticTask"
+    name: str = "arithmetic"
+    # D: operands have 1..D digits (digit count uniform, then value uniform); at most 17
+    max_digits: int = bounded(3, ge=1)
+    samples: int = bounded(10000, ge=1)  # training problems (fixed set)
+    # held-out problems (drawn independently, so small D repeats some training ones)
+    eval_samples: int = bounded(1000, ge=1)
+    batch_size: int | None = bounded(64, ge=1)  # problems per training step; null = full batch
+
+
 class ArithmeticTask(TaskDataModule):
     """Add two integers written as characters; metrics: whole-answer accuracy, loss."""
 
@@ -86,16 +102,12 @@ class ArithmeticTask(TaskDataModule):
         eval_samples: int = 1000,
         seed: int = 0,
         batch_size: int | None = 64,
-        steps_per_epoch: int = 100,
     ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
+        super().__init__(seed=seed, batch_size=batch_size)
         self.max_digits, self.samples, self.eval_samples = max_digits, samples, eval_samples
 
     @classmethod
     def check_config(cls, node: Any) -> None:
-        check_numbers(
-            node, {"max_digits": (int, 1, False, False), "eval_samples": (int, 1, False, False)}
-        )
         if node.max_digits > MAX_DIGITS:
             raise ConfigError(f"task.max_digits={node.max_digits} must be <= {MAX_DIGITS}")
 

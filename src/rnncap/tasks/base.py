@@ -1,39 +1,48 @@
 """What a task provides: seeded data as a LightningDataModule, plus its loss and metrics.
 
 A task generates (or loads) tensors of inputs [S, T, I] and targets, serves them in batches
-(full batch when ``batch_size`` is None), and knows how to score model outputs [B, T, O].
-An epoch is ``steps_per_epoch`` optimiser steps; evaluation runs after each epoch.
-A task whose ``data_file`` is set loads the sets that ``save_data`` wrote (``rnncap.generate``)
+(full batch when ``batch_size`` is None), one batch per optimiser step for as long as the
+trainer asks (the trainer's ``max_steps`` and ``val_check_interval`` say when to stop and to
+evaluate), and knows how to score model outputs [B, T, O].
+A task whose ``data_file`` is set loads the sets that ``save_data`` wrote (``rnncap generate``)
 instead of generating them, after checking they were generated with the same settings.
+
+Its config is a ``TaskConfig`` subclass beside the task class, found by
+``rnncap.core.schema.task_configs``; ``conf/task/<module>.yaml`` names it in its defaults.
 """
 
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from omegaconf import II, MISSING
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
-from rnncap.core.config import ConfigError, _check_number
+from rnncap.core.errors import ConfigError
+from rnncap.core.fields import bounded
 
 Batch = tuple[Tensor, ...]
-# key -> (type, minimum, exclusive minimum?, nullable), as in ``rnncap.core.config.NUMERIC_RULES``
-Rules = dict[str, tuple[type, float, bool, bool]]
 # constructor arguments that say how data is served or found, not which data it is
-_NOT_DATA = {"self", "batch_size", "steps_per_epoch", "data_file"}
+NOT_DATA = {"self", "batch_size", "data_file"}
 
 
-def check_numbers(node: Any, rules: Rules) -> None:
-    """Check a task node's numeric keys against ``rules``; errors name ``task.<key>``."""
-    for key, rule in rules.items():
-        if key in node:
-            _check_number(f"task.{key}", node[key], *rule)
+@dataclass
+class TaskConfig:
+    """The keys every task takes; a task's config subclasses it beside the task's class."""
+
+    _target_: str = MISSING
+    name: str = MISSING
+    seed: int = bounded(II("seed"), ge=0)  # data seed (defaults to the run seed)
+    batch_size: int | None = bounded(None, ge=1)  # samples per training step; null = full batch
 
 
 class TensorBatches(Dataset):
@@ -55,21 +64,20 @@ class TensorBatches(Dataset):
         return tuple(t[idx] for t in self.tensors)
 
 
-def _identity(batch: Batch) -> Batch:
+def whole_batch(batch: Batch) -> Batch:
+    """The collate function of ``TensorBatches``: the batch is already stacked."""
     return batch
 
 
 class RepeatedFullBatch:
-    """A batch sampler that yields all indices ``steps`` times (full-batch training)."""
+    """A batch sampler that yields all indices at every step, endlessly (full-batch training:
+    the trainer's ``max_steps`` ends it)."""
 
-    def __init__(self, size: int, steps: int) -> None:
-        self.indices, self.steps = list(range(size)), steps
+    def __init__(self, size: int) -> None:
+        self.indices = list(range(size))
 
-    def __iter__(self):
-        return (self.indices for _ in range(self.steps))
-
-    def __len__(self) -> int:
-        return self.steps
+    def __iter__(self) -> Iterator[list[int]]:
+        return itertools.repeat(self.indices)
 
 
 _SHUFFLE_STREAM = 1  # keeps the shuffling stream apart from the data-generation stream
@@ -78,7 +86,9 @@ _SHUFFLE_STREAM = 1  # keeps the shuffling stream apart from the data-generation
 class StepBatches(Sampler[list[int]]):
     """The index batch of every optimiser step, a pure function of (seed, global step).
 
-    Full batch (``batch_size`` None or >= size): every step sees all indices. Minibatches:
+    Endless: the trainer's ``max_steps`` ends training, its ``val_check_interval`` (counted in
+    steps, not epochs) sets when to evaluate. Full batch (``batch_size`` None or >= size):
+    every step sees all indices. Minibatches:
     consecutive ``batch_size`` slices of an endless stream of permutations, permutation ``p``
     drawn from ``numpy.random.default_rng((seed, 1, p))``. An iterator starts at the step
     ``start_step()`` returns when it is created (the trainer's global step), so a run resumed
@@ -89,20 +99,16 @@ class StepBatches(Sampler[list[int]]):
     def __init__(
         self,
         size: int,
-        steps: int,
         batch_size: int | None = None,
         seed: int = 0,
         rank: int = 0,
         world: int = 1,
         start_step: Callable[[], int] | None = None,
     ) -> None:
-        self.size, self.steps, self.seed, self.rank, self.world = size, steps, seed, rank, world
+        self.size, self.seed, self.rank, self.world = size, seed, rank, world
         self.batch_size = size if batch_size is None else min(batch_size, size)
         self.start_step = start_step
         self._perms: dict[int, np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return self.steps
 
     def _permutation(self, index: int) -> np.ndarray:
         if index not in self._perms:  # keep the latest two: a batch may straddle two
@@ -123,7 +129,7 @@ class StepBatches(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         first = self.start_step() if self.start_step is not None else 0  # read now, not lazily
-        return (self.batch(s)[self.rank :: self.world] for s in range(first, first + self.steps))
+        return (self.batch(s)[self.rank :: self.world] for s in itertools.count(first))
 
 
 class TaskDataModule(pl.LightningDataModule):
@@ -137,19 +143,18 @@ class TaskDataModule(pl.LightningDataModule):
         self,
         seed: int = 0,
         batch_size: int | None = None,
-        steps_per_epoch: int = 100,
         data_file: str | None = None,
     ):
         super().__init__()
-        self.seed, self.batch_size, self.steps_per_epoch = seed, batch_size, steps_per_epoch
+        self.seed, self.batch_size = seed, batch_size
         self.data_file = data_file
         self.train_set: TensorBatches | None = None
         self.eval_set: TensorBatches | None = None
 
     @classmethod
     def check_config(cls, node: Any) -> None:
-        """Raise ``rnncap.core.config.ConfigError`` (one line naming the key) on bad task values
-        that the generic numeric rules in ``rnncap.core.config`` do not cover."""
+        """Raise ``ConfigError`` (one line naming the key) on bad combinations of the task's
+        values; single values are checked from the config's field metadata."""
 
     # -- sizes of the model's input and readout
     @property
@@ -174,7 +179,7 @@ class TaskDataModule(pl.LightningDataModule):
     def data_key(self) -> dict[str, Any]:
         """The task name and the constructor arguments that determine its data (seed included)."""
         names = inspect.signature(type(self).__init__).parameters
-        args = {n: getattr(self, n) for n in names if n not in _NOT_DATA and hasattr(self, n)}
+        args = {n: getattr(self, n) for n in names if n not in NOT_DATA and hasattr(self, n)}
         return {"task": self.name, **args}
 
     def save_data(self, path: str | Path) -> None:
@@ -187,7 +192,7 @@ class TaskDataModule(pl.LightningDataModule):
     def load_data(self, path: str | Path) -> tuple[TensorBatches, TensorBatches]:
         """The sets saved by ``save_data``; a file generated with other settings is refused."""
         if not Path(path).is_file():
-            raise ConfigError(f"task.data_file={path} does not exist (see rnncap.generate)")
+            raise ConfigError(f"task.data_file={path} does not exist (see `rnncap generate data`)")
         data = torch.load(path, weights_only=True)
         if data["key"] != self.data_key():
             raise ConfigError(
@@ -210,14 +215,13 @@ class TaskDataModule(pl.LightningDataModule):
         rank, world = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
         batches = StepBatches(
             len(self.train_set),
-            self.steps_per_epoch,
             self.batch_size,
             seed=self.seed,
             rank=rank,
             world=world,
             start_step=self._global_step,
         )
-        return DataLoader(self.train_set, batch_sampler=batches, collate_fn=_identity)
+        return DataLoader(self.train_set, batch_sampler=batches, collate_fn=whole_batch)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader()
@@ -227,7 +231,7 @@ class TaskDataModule(pl.LightningDataModule):
         dataset = self.eval_set if dataset is None else dataset
         size = len(dataset)
         batches = BatchSampler(range(size), self.batch_size or size, drop_last=False)
-        return DataLoader(dataset, batch_sampler=batches, collate_fn=_identity)
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=whole_batch)
 
     def settings(self) -> dict[str, Any]:
         """Task settings reported in metrics.json next to the measurements."""

@@ -8,6 +8,7 @@ classified correctly, the model stores ``bits = b * (1 - H2(p))``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnncap.core.config import ConfigError
+from rnncap.core.errors import ConfigError
+from rnncap.core.fields import bounded
 from rnncap.core.metrics import stored_bits
-from rnncap.tasks.base import Batch, TaskDataModule, TensorBatches
+from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 
 
 def distinct_binary_rows(samples: int, width: int, generator: torch.Generator) -> Tensor:
@@ -44,6 +46,18 @@ def check_distinct_inputs(node: Any) -> None:
         )
 
 
+@dataclass
+class CapacityConfig(TaskConfig):
+    """``task=capacity``: b random binary inputs -> random binary labels."""
+
+    _target_: str = "rnncap.tasks.capacity.CapacityTask"
+    name: str = "capacity"
+    samples: int = bounded(1000, ge=1)  # b, the number of (input, label) pairs to memorise
+    input_dim: int = bounded(16, ge=1)  # n_in; inputs are distinct, so samples <= 2^input_dim
+    steps: int = bounded(5, ge=1)  # T: input at step 1, zeros after, label read out at step T
+    data_file: str | None = None  # a file from `rnncap generate data` to load instead
+
+
 class CapacityTask(TaskDataModule):
     """Random binary inputs -> random binary labels; metric: bits stored."""
 
@@ -58,10 +72,9 @@ class CapacityTask(TaskDataModule):
         steps: int = 5,
         seed: int = 0,
         batch_size: int | None = None,
-        steps_per_epoch: int = 100,
         data_file: str | None = None,
     ) -> None:
-        super().__init__(seed, batch_size, steps_per_epoch, data_file)
+        super().__init__(seed, batch_size, data_file)
         self.samples, self.input_dim, self.steps = samples, input_dim, steps
 
     @classmethod

@@ -20,13 +20,15 @@ on held-out streams. It is at most N for linear networks (Jaeger 2002).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from rnncap.core.config import ConfigError
-from rnncap.tasks.base import Batch, TaskDataModule, TensorBatches, check_numbers
+from rnncap.core.errors import ConfigError
+from rnncap.core.fields import bounded, choice
+from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 
 DISTRIBUTIONS = ("normal", "uniform")
 MC_STREAM_STEPS = 100  # length of each driving stream for ``mc``, washout included
@@ -48,6 +50,27 @@ def squared_correlation(target: Tensor, estimate: Tensor) -> Tensor:
     return torch.where(var > 0, cov**2 / var.clamp_min(1e-300), torch.zeros_like(var))
 
 
+@dataclass
+class MemoryConfig(TaskConfig):
+    """``task=memory``: show a random vector once, reconstruct it ``delay`` steps later."""
+
+    _target_: str = "rnncap.tasks.memory.MemoryTask"
+    name: str = "memory"
+    input_dim: int = bounded(64, ge=1)  # n_in, the paper's 64; theory: max(0, (n_in - N)/n_in)
+    # steps between showing x (step 1, zeros after) and reading it (step delay+1); open in the
+    # paper: 4 gives 5 steps, the capacity task's T
+    delay: int = bounded(4, ge=0)
+    input_scale: float = bounded(1.0, gt=0)  # std s of each component (mse is divided by s^2)
+    # normal | uniform (on [-sqrt(3)s, sqrt(3)s]); both i.i.d., variance s^2
+    distribution: str = choice("normal", *DISTRIBUTIONS)
+    samples: int = bounded(4096, ge=1)  # fixed training set of vectors
+    eval_samples: int = bounded(1024, ge=1)  # held-out vectors: mse, r2 are measured here
+    mc_delays: int = bounded(10, ge=0)  # delays of the memory capacity mc; 0 = skip (mc: null)
+    mc_samples: int = bounded(2000, ge=1)  # (state, delayed input) pairs to fit mc's readouts
+    batch_size: int | None = bounded(256, ge=1)  # minibatch of training vectors; null = full
+    data_file: str | None = None  # a file from `rnncap generate data` to load instead
+
+
 class MemoryTask(TaskDataModule):
     """Show a random vector once, reconstruct it ``delay`` steps later; metric: normalised mse."""
 
@@ -67,10 +90,9 @@ class MemoryTask(TaskDataModule):
         mc_samples: int = 2000,
         seed: int = 0,
         batch_size: int | None = 256,
-        steps_per_epoch: int = 100,
         data_file: str | None = None,
     ) -> None:
-        super().__init__(seed, batch_size, steps_per_epoch, data_file)
+        super().__init__(seed, batch_size, data_file)
         self.input_dim, self.delay, self.input_scale = input_dim, delay, input_scale
         self.distribution, self.samples, self.eval_samples = distribution, samples, eval_samples
         self.mc_delays, self.mc_samples = mc_delays, mc_samples
@@ -78,20 +100,6 @@ class MemoryTask(TaskDataModule):
 
     @classmethod
     def check_config(cls, node: Any) -> None:
-        check_numbers(
-            node,
-            {
-                "delay": (int, 0, False, False),
-                "input_scale": (float, 0, True, False),
-                "eval_samples": (int, 1, False, False),
-                "mc_delays": (int, 0, False, False),
-                "mc_samples": (int, 1, False, False),
-            },
-        )
-        if node.distribution not in DISTRIBUTIONS:
-            raise ConfigError(
-                f"task.distribution={node.distribution!r}; choose one of {list(DISTRIBUTIONS)}"
-            )
         if node.mc_delays >= MC_STREAM_STEPS:
             raise ConfigError(f"task.mc_delays={node.mc_delays} must be < {MC_STREAM_STEPS}")
 

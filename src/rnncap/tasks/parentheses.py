@@ -14,13 +14,15 @@ over steps and streams, ``loss`` = cross-entropy per step and stream (nats).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnncap.tasks.base import Batch, TaskDataModule, TensorBatches, check_numbers
+from rnncap.core.fields import bounded
+from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 
 
 def capped_depths(symbols: Tensor, streams: int, max_count: int) -> Tensor:
@@ -33,6 +35,24 @@ def capped_depths(symbols: Tensor, streams: int, max_count: int) -> Tensor:
         depth = (depth + delta[:, t]).clamp_min(0)
         targets[:, t] = depth.clamp_max(max_count)
     return targets
+
+
+@dataclass
+class ParenthesesConfig(TaskConfig):
+    """``task=parentheses``: interleaved streams, output each stream's capped depth."""
+
+    _target_: str = "rnncap.tasks.parentheses.ParenthesesTask"
+    name: str = "parentheses"
+    # S independent streams, each with its own ( and ) symbol (open: the paper says "several")
+    streams: int = bounded(10, ge=1)
+    # symbols of no stream; each step draws uniformly from 2S + noise symbols
+    noise_symbols: int = bounded(10, ge=0)
+    # output class per stream = min(depth, max_count); the depth itself is not capped
+    max_count: int = bounded(5, ge=1)
+    steps: int = bounded(50, ge=1)  # sequence length; the output is read at every step
+    samples: int = bounded(2000, ge=1)  # training sequences (fixed set)
+    eval_samples: int = bounded(500, ge=1)  # held-out sequences: accuracy and loss
+    batch_size: int | None = bounded(64, ge=1)  # sequences per training step; null = full
 
 
 class ParenthesesTask(TaskDataModule):
@@ -52,23 +72,10 @@ class ParenthesesTask(TaskDataModule):
         eval_samples: int = 500,
         seed: int = 0,
         batch_size: int | None = 64,
-        steps_per_epoch: int = 100,
     ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
+        super().__init__(seed=seed, batch_size=batch_size)
         self.streams, self.noise_symbols, self.max_count = streams, noise_symbols, max_count
         self.steps, self.samples, self.eval_samples = steps, samples, eval_samples
-
-    @classmethod
-    def check_config(cls, node: Any) -> None:
-        check_numbers(
-            node,
-            {
-                "streams": (int, 1, False, False),
-                "noise_symbols": (int, 0, False, False),
-                "max_count": (int, 1, False, False),
-                "eval_samples": (int, 1, False, False),
-            },
-        )
 
     @property
     def vocabulary(self) -> int:

@@ -15,13 +15,14 @@ evaluation set, as in the capacity task).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from rnncap.core.config import ConfigError
-from rnncap.tasks.base import Batch, TaskDataModule, TensorBatches, check_numbers
+from rnncap.core.fields import bounded, choice
+from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 from rnncap.tasks.capacity import check_distinct_inputs, distinct_binary_rows
 
 FUNCTIONS = ("table", "smooth")
@@ -36,6 +37,21 @@ def random_function(x: Tensor, kind: str, output_dim: int, generator: torch.Gene
     c = torch.randn(SMOOTH_HIDDEN, generator=generator)
     a = torch.randn(SMOOTH_HIDDEN, output_dim, generator=generator)
     return torch.tanh(x @ w + c) @ a / math.sqrt(SMOOTH_HIDDEN)
+
+
+@dataclass
+class RCFConfig(TaskConfig):
+    """``task=rcf``: b random binary inputs -> fixed random real targets."""
+
+    _target_: str = "rnncap.tasks.rcf.RCFTask"
+    name: str = "rcf"
+    samples: int = bounded(1000, ge=1)  # b, held fixed (the paper fixes it; its value is open)
+    input_dim: int = bounded(16, ge=1)  # n_in; distinct binary inputs, so samples <= 2^input_dim
+    steps: int = bounded(5, ge=1)  # T: input at step 1, zeros after, targets read at step T
+    output_dim: int = bounded(1, ge=1)  # m real outputs per input
+    # table: an i.i.d. N(0,1) target per input (real-valued random labels);
+    # smooth: a fixed random tanh network of the input (64 hidden units)
+    function: str = choice("table", *FUNCTIONS)
 
 
 class RCFTask(TaskDataModule):
@@ -54,17 +70,13 @@ class RCFTask(TaskDataModule):
         function: str = "table",
         seed: int = 0,
         batch_size: int | None = None,
-        steps_per_epoch: int = 100,
     ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
+        super().__init__(seed=seed, batch_size=batch_size)
         self.samples, self.input_dim, self.steps = samples, input_dim, steps
         self.output_dim, self.function = output_dim, function
 
     @classmethod
     def check_config(cls, node: Any) -> None:
-        check_numbers(node, {"output_dim": (int, 1, False, False)})
-        if node.function not in FUNCTIONS:
-            raise ConfigError(f"task.function={node.function!r}; choose one of {list(FUNCTIONS)}")
         check_distinct_inputs(node)
 
     @property

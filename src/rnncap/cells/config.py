@@ -1,0 +1,34 @@
+"""The keys every cell takes (``conf/cell/<cell>.yaml`` holds only its differences)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from omegaconf import MISSING
+
+from rnncap.cells.base import COMPILE_MODES
+from rnncap.core.fields import bounded, choice
+
+
+class RecurrentInit(str, Enum):
+    orthogonal = "orthogonal"
+    identity = "identity"
+    xavier = "xavier"
+
+
+@dataclass
+class CellConfig:
+    """Constructor arguments of ``RecurrentCell`` (after input and hidden size)."""
+
+    _target_: str = MISSING
+    name: str = MISSING  # the config option's name (irnn is the rnn class with another config)
+    nonlinearity: str = "tanh"  # s of the (candidate) state; the class says which it allows
+    gate_bias: float = 0.0  # b_fg inside the update/forget gate sigmoid (unused without gates)
+    recurrent_init: RecurrentInit = RecurrentInit.orthogonal  # per N x N recurrent block
+    recurrent_scale: float = bounded(1.0, ge=0)
+    input_scale: float = bounded(1.0, gt=0)  # times the Xavier-uniform input weights
+    bias_init: float = 0.0
+    # the step loop: false, true (torch.compile), reduce-overhead, graphed (GPU); see the cells
+    compile: Any = choice(False, *COMPILE_MODES)

@@ -1,0 +1,189 @@
+"""Validation of a composed run config: one clear line per bad key, before any work.
+
+Hydra refuses unknown keys and options and, through the structured configs
+(``rnncap.core.schema``), values of the wrong type while composing; ``compose_error`` turns
+those refusals into the same one line. ``validate`` then walks the composed config once,
+checking every field's range or choices from its schema's field metadata
+(``rnncap.core.fields``), and applies the rules that relate several keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from rnncap.core.errors import ConfigError
+from rnncap.core.fields import CHOICES, GE, GT
+
+CONVERSIONS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
+
+
+def as_yaml(value: Any) -> str:
+    return {None: "null", True: "true", False: "false"}.get(value, str(value))
+
+
+def shown(value: Any) -> str:
+    """A value as the user typed it: 0 for a float field's 0.0, quotes around text."""
+    return f"{value:g}" if isinstance(value, float) else repr(value)
+
+
+# ------------------------------------------------------------------ field by field
+def check_field(key: str, value: Any, rules: dict[str, Any]) -> None:
+    """Raise ConfigError when ``value`` breaks the range or choices in ``rules``."""
+    if CHOICES in rules:
+        if not any(value == c and type(value) is type(c) for c in rules[CHOICES]):
+            allowed = ", ".join(as_yaml(c) for c in rules[CHOICES])
+            raise ConfigError(f"{key}={shown(value)}; choose one of {allowed}")
+    elif value is not None and GE in rules and value < rules[GE]:
+        raise ConfigError(f"{key}={shown(value)} is out of range: must be >= {rules[GE]:g}")
+    elif value is not None and GT in rules and value <= rules[GT]:
+        raise ConfigError(f"{key}={shown(value)} is out of range: must be > {rules[GT]:g}")
+
+
+def walk(node: DictConfig, prefix: str = "") -> None:
+    """Check every field of ``node`` and of the structured nodes inside it against the field
+    metadata of its schema (``OmegaConf.get_type`` names the dataclass of a typed node)."""
+    schema = OmegaConf.get_type(node)
+    rules = {}
+    if dataclasses.is_dataclass(schema):
+        rules = {f.name: f.metadata for f in dataclasses.fields(schema) if f.metadata}
+    for key in node:
+        if key not in rules and OmegaConf.is_interpolation(node, key):
+            continue  # e.g. output_dir, resolved only inside a Hydra app
+        value = node[key]
+        if isinstance(value, DictConfig):
+            walk(value, f"{prefix}{key}.")
+        elif key in rules:
+            check_field(f"{prefix}{key}", value, rules[key])
+
+
+# ------------------------------------------------------------------ rules across keys
+def check_model_size(cfg: DictConfig) -> None:
+    """Exactly one of ``model.hidden`` (a width) and ``model.budget`` (a parameter count)."""
+    hidden, budget = cfg.model.hidden, cfg.model.budget
+    if hidden is not None and budget is not None:
+        raise ConfigError(
+            f"model.hidden={hidden} and model.budget={budget} are both set: give one "
+            "(model.hidden=N for a fixed width, model.budget=P for the largest width that fits)"
+        )
+    if hidden is None and budget is None:
+        raise ConfigError("neither model.hidden nor model.budget is set: give one of them")
+
+
+def check_cell_options(cfg: DictConfig) -> None:
+    """The cell class decides which nonlinearities it takes and whether it needs depth >= 2."""
+    cell = cfg.cell
+    cls = get_class(cell._target_)
+    if "nonlinearity" in cell and cell.nonlinearity not in cls.allowed_nonlinearities:
+        raise ConfigError(
+            f"cell.nonlinearity={cell.nonlinearity!r} is not allowed for cell={cell.name}; "
+            f"choose one of {list(cls.allowed_nonlinearities)}"
+        )
+    if cls.needs_square_input and cfg.depth < 2:
+        raise ConfigError(
+            f"cell={cell.name} needs depth >= 2 (got depth={cfg.depth}): the +RNN's depth gate "
+            "only acts between layers, and the paper excludes depth 1"
+        )
+
+
+def check_task_options(cfg: DictConfig) -> None:
+    """Rules that relate a task's own keys live with the task: ``TaskDataModule.check_config``."""
+    get_class(cfg.task._target_).check_config(cfg.task)
+
+
+def check_hardware_combination(cfg: DictConfig) -> None:
+    hw = cfg.hardware
+    if hw.devices > 1 and hw.strategy == "auto":
+        raise ConfigError(
+            f"hardware.devices={hw.devices} needs hardware.strategy=ddp or ddp_spawn (got auto)"
+        )
+    if hw.accelerator == "cpu" and hw.precision.startswith("16-"):
+        raise ConfigError(
+            f"hardware.precision={hw.precision} needs a GPU: on CPU use 32-true or bf16-mixed"
+        )
+    if hw.accelerator == "cpu" and hw.backend == "nccl":
+        raise ConfigError("hardware.backend=nccl needs GPUs: on CPU use gloo (or null)")
+
+
+def launch_mode() -> tuple[bool, str]:
+    """(is this a Hydra multirun job?, the launcher's target) from the running Hydra app."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return False, ""
+    hydra = HydraConfig.get()
+    return hydra.mode == RunMode.MULTIRUN, str(hydra.launcher.get("_target_", ""))
+
+
+def check_launch(cfg: DictConfig, multirun: bool | None = None, launcher: str = "") -> None:
+    """Lightning's ``ddp`` starts the other processes by re-running the command line: inside a
+    ``-m`` sweep on the basic launcher every process would re-run the whole sweep."""
+    if multirun is None:
+        multirun, launcher = launch_mode()
+    hw = cfg.hardware
+    if multirun and hw.strategy == "ddp" and hw.devices > 1 and "submitit" not in launcher:
+        raise ConfigError(
+            f"-m with hardware.strategy=ddp on hardware.devices={hw.devices} would re-run the "
+            "whole sweep in every process: in sweeps use hardware=ddp_spawn "
+            "(hardware.strategy=ddp_spawn), or the SLURM launcher (hydra/launcher=slurm)"
+        )
+
+
+def check_devices_visible(cfg: DictConfig) -> None:
+    import torch
+
+    hw = cfg.hardware
+    if hw.accelerator != "gpu":
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"hardware={hw.name} but no CUDA device is visible "
+            "(hardware.accelerator=gpu): use hardware=cpu or hardware=ddp_cpu"
+        )
+    if hw.devices > torch.cuda.device_count():
+        raise ConfigError(
+            f"hardware.devices={hw.devices} but {torch.cuda.device_count()} CUDA device(s) are "
+            "visible: lower hardware.devices"
+        )
+
+
+RULES = (
+    check_model_size,
+    check_cell_options,
+    check_task_options,
+    check_hardware_combination,
+    check_launch,
+    check_devices_visible,
+)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError on the first bad value of the composed run config."""
+    walk(cfg)
+    for rule in RULES:
+        rule(cfg)
+
+
+# ------------------------------------------------------------------ compose-time refusals
+def compose_error(err: BaseException) -> str | None:
+    """The one-line message for a value Hydra refused while composing (a wrong type, a value
+    outside an enum, a null for a required key); None for other errors (unknown options and
+    keys keep Hydra's own message, which lists what exists)."""
+    cause = err.__cause__ or err
+    key, value = getattr(cause, "full_key", None), getattr(cause, "value", None)
+    message = str(getattr(cause, "msg", "")).split("\n")[0]
+    if not key:
+        return None
+    for word, wanted in CONVERSIONS.items():
+        if message.endswith(f"could not be converted to {word}"):
+            return f"{key}={value!r} must be {wanted}"
+    if message.startswith("Invalid value") and ", expected one of [" in message:
+        allowed = message.split(", expected one of [", 1)[1].rstrip("]")
+        return f"{key}={value!r}; choose one of {allowed}"
+    if message.endswith("is not Optional"):
+        return f"{key} must be set (got null)"
+    return None
