@@ -28,16 +28,8 @@ constant zero as the kernel's second bias: no extra trainable parameter. Set
 ``cell.use_native = False`` to run the step loop instead (population training does, since
 ``torch.func.vmap`` cannot batch the fused kernels).
 
-Compiled step (``cell.compile``, off by default): ``true`` runs the step loop with
-``torch.compile(step)`` (one small graph per cell, compiled in seconds: the loop stays in
-Python), which fuses each step's element-wise gate work into a few kernels forward and
-backward; ``reduce-overhead`` adds CUDA graphs of the compiled step on a GPU; ``graphed``
-(GPU) compiles the step and captures the whole layer's forward and backward, all T steps, as
-two CUDA graphs (``torch.cuda.make_graphed_callables``), one pair per input shape, used in
-training mode with gradients on (the fixed-shape capacity job; evaluation runs the compiled
-loop). It applies where the step loop runs (GRU, UGRNN, +RNN, and the others with
-``use_native`` off), never inside a population's vmap. It needs a working ``torch.compile`` (a
-C++ compiler on CPU, Triton on GPU).
+``cell.compile`` (off by default) runs the step loop compiled or CUDA-graphed (see
+``rnncap.cells.compiled``).
 """
 
 from __future__ import annotations
@@ -45,11 +37,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rnncap.cells.compiled import COMPILE_MODES, CompiledLoop
+
 State = tuple[Tensor, ...]
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 RECURRENT_INITS = ("orthogonal", "identity", "xavier")
-COMPILE_MODES = (False, True, "reduce-overhead", "graphed")
 
 
 class RecurrentCell(nn.Module):
@@ -92,8 +85,7 @@ class RecurrentCell(nn.Module):
         if compile not in COMPILE_MODES:
             raise ValueError(f"cell.compile={compile!r}; choose one of {list(COMPILE_MODES)}")
         self.compile_step: bool | str = compile
-        self._compiled_step = None  # built on first use, never copied or pickled
-        self._graphs: dict[tuple, nn.Module] = {}  # compile="graphed": per input shape
+        self._compiled = CompiledLoop()  # built on first use, never copied or pickled
         self.input_size, self.hidden_size = input_size, hidden_size
         self.nonlinearity = nonlinearity
         self.act = NONLINEARITIES[nonlinearity]
@@ -190,42 +182,19 @@ class RecurrentCell(nn.Module):
         """Run the layer over a sequence: [T, B, I] -> depth outputs [T, B, N]."""
         if self.use_native and self.native_available():
             return self.native_forward(x)
-        graphed = self.compile_step == "graphed" and x.is_cuda and self.training
-        if graphed and torch.is_grad_enabled() and not torch.is_autocast_enabled("cuda"):
-            return self._graphed(x)(x)
-        return self.loop_forward(x)
+        graphed = self._compiled.graphed_layer(self, x)  # None unless compile="graphed" applies
+        return self.loop_forward(x) if graphed is None else graphed(x)
 
     def loop_forward(self, x: Tensor) -> Tensor:
         """The step loop over a sequence (eager, or the compiled step): [T, B, I] -> [T, B, N]."""
         xp = self.project_inputs(x)
         state = self.initial_state(x.shape[1])
-        step = self.step
-        if self.compile_step:
-            step = self._compiled()
-            state = tuple(s.contiguous() for s in state)  # one graph for every step
+        step, state = self._compiled.loop_step(self.step, self.compile_step, state)
         outputs = []
         for x_t, xp_t in zip(x.unbind(0), xp.unbind(0), strict=True):
             state, y_t = step(x_t, xp_t, state)
             outputs.append(y_t)
         return torch.stack(outputs)
-
-    def _compiled(self):
-        """``torch.compile(self.step)``, built once per cell (shapes fixed: ``dynamic=False``)."""
-        if self._compiled_step is None:
-            mode = "reduce-overhead" if self.compile_step == "reduce-overhead" else None
-            self._compiled_step = torch.compile(self.step, dynamic=False, mode=mode)
-        return self._compiled_step
-
-    def _graphed(self, x: Tensor) -> nn.Module:
-        """The layer's forward and backward as CUDA graphs for inputs shaped like ``x``."""
-        key = (tuple(x.shape), x.dtype, x.device, x.requires_grad)
-        if key not in self._graphs:
-            self._graphs[key] = torch.cuda.make_graphed_callables(_LoopOf(self), (x,))
-        return self._graphs[key]
-
-    def __getstate__(self) -> dict:
-        # deepcopy / pickle: compiled step and graphs are rebuilt on first use
-        return {**self.__dict__, "_compiled_step": None, "_graphs": {}}
 
     def extra_repr(self) -> str:
         return (
@@ -233,14 +202,3 @@ class RecurrentCell(nn.Module):
             f"gate_bias={self.gate_bias}, recurrent_init={self.recurrent_init}"
             f"(x{self.recurrent_scale:g})"
         )
-
-
-class _LoopOf(nn.Module):
-    """``cell.loop_forward`` as a module whose parameters are the cell's (for CUDA graphs)."""
-
-    def __init__(self, cell: RecurrentCell) -> None:
-        super().__init__()
-        self.cell = cell
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.cell.loop_forward(x)
