@@ -6,11 +6,13 @@ import hydra
 from omegaconf import DictConfig
 
 from rnncap.core.config import ConfigError
+from rnncap.core.quiet import quiet_libraries
 from rnncap.core.run import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    quiet_libraries()
     try:
         return train(cfg)
     except ConfigError as err:
