@@ -16,8 +16,8 @@ x_{t-k} for the delays k = 1 .. mc_delays, and
 
     mc = sum_{k=1}^{mc_delays} sum_d corr^2(x_{t-k, d}, readout_{k, d}(h_t))
 
-on held-out streams. Delay 0 (the current input) is not counted. Summed over all delays it is at
-most N per input component for a linear network (Jaeger 2002).
+on held-out streams. Delay 0 (the current input) is not counted. Summed over all delays and
+components it is at most N, the top layer's width (Jaeger 2002).
 """
 
 from __future__ import annotations
