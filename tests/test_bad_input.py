@@ -18,7 +18,7 @@ from rnncap.core.validate import compose_error
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
 
 # (kind of bad input, overrides, what the error says). Hydra refuses unknown group options and
-# keys while composing (its message lists the options); rnncap.core.config refuses values.
+# keys while composing (its message lists the options); rnncap.core.validate refuses values.
 CATALOGUE = [
     ("unknown cell", ["cell=foo"], "Could not find 'cell/foo'"),
     ("unknown task", ["task=foo"], "Could not find 'task/foo'"),

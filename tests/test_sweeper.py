@@ -3,9 +3,11 @@ sweeps through the command line (resume to a larger n_trials, a forced divergenc
 
 from __future__ import annotations
 
+import functools
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import optuna
@@ -16,6 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.sweeper import Sweeper
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FixedTrial, TrialState
@@ -187,9 +190,32 @@ def job(tmp_path: Path, value, status: JobStatus = JobStatus.COMPLETED, metrics:
     return ret
 
 
+def stored_constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
+    """The trial's ``constraints`` system attribute: what Optuna 4's and 5's samplers read."""
+    return list(trial.system_attrs.get("constraints") or [])
+
+
+@pytest.mark.parametrize(("name", "constrained"), [("gp", True), ("tpe", True), ("random", False)])
+def test_configured_samplers_record_the_divergence_constraint(name, constrained):
+    factory = instantiate(hydra_cfg(f"sweep={name}").hydra.sweeper.sampler)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sampler = _impl.make_sampler(factory, done=0)
+    assert not [w for w in caught if "constraints_func" in str(w.message)]
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    for status, value in [("ok", 1.0), ("diverged", -math.inf)]:
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        trial.set_user_attr("status", status)
+        study.tell(trial, value)
+    expected = [[0.0], [1.0]] if constrained else [[], []]
+    assert [stored_constraints(t) for t in study.get_trials()] == expected
+
+
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
 def test_tell_records_ok_diverged_and_crashed_trials(tmp_path, direction):
-    study = optuna.create_study(direction=direction)
+    tpe = _impl.make_sampler(functools.partial(optuna.samplers.TPESampler), done=0)
+    study = optuna.create_study(direction=direction, sampler=tpe)
     trials = [study.ask() for _ in range(4)]
     ok_dir, div_dir, inf_dir = (tmp_path / n for n in "abc")
     for d in (ok_dir, div_dir, inf_dir):
@@ -215,11 +241,7 @@ def test_tell_records_ok_diverged_and_crashed_trials(tmp_path, direction):
     assert t[0].value == 12.5 and t[1].value == worst and t[2].value == worst
     assert t[0].user_attrs["run_dir"] == str(ok_dir)
     assert t[0].user_attrs["metrics.bits"] == 12.5 and t[1].user_attrs["metrics.bits"] is None
-    assert [x.constraints for x in t[:3]] == [
-        {"diverged": 0.0},
-        {"diverged": 1.0},
-        {"diverged": 1.0},
-    ]
+    assert [stored_constraints(x) for x in t] == [[0.0], [1.0], [1.0], []]
     assert study.best_trial.number == 0  # infeasible trials never win
     assert _impl.finished(study) == 3
 
@@ -250,7 +272,7 @@ TINY = [
 
 
 def sweep(tmp_path: Path, n_trials: int, *overrides: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "sweep=random", *TINY, *overrides]
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "sweep=tpe", *TINY, *overrides]
     cmd += [f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.sampler.seed=3"]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -268,7 +290,7 @@ def test_sweep_resumes_and_records_forced_divergence_as_infeasible(tmp_path):
 
     storage = f"sqlite:///{tmp_path}/results/tune/studies.db"
     (summary,) = optuna.get_all_study_summaries(storage)  # the rerun resumed the same study
-    assert summary.study_name == "capacity-irnn-d1-n4-random"
+    assert summary.study_name == "capacity-irnn-d1-n4-tpe"
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     trials = study.get_trials()
     assert [t.number for t in trials] == [0, 1, 2, 3, 4]
@@ -278,7 +300,7 @@ def test_sweep_resumes_and_records_forced_divergence_as_infeasible(tmp_path):
     assert 1e30 in lr and 0.001 in lr  # the seed gives both cases
     for t in trials:
         diverged = t.user_attrs["status"] == "diverged"
-        assert diverged == (t.value == -math.inf) == (t.constraints == {"diverged": 1.0})
+        assert diverged == (t.value == -math.inf) == (stored_constraints(t) == [1.0])
         if t.params["optimizer.lr"] == 1e30:
             assert diverged and t.user_attrs["metrics.bits"] is None
     assert study.user_attrs == {
@@ -286,7 +308,7 @@ def test_sweep_resumes_and_records_forced_divergence_as_infeasible(tmp_path):
         "cell": "irnn",
         "depth": 1,
         "objective": "bits",
-        "sampler": "RandomSampler",
+        "sampler": "TPESampler",
     }
     results = (tmp_path / "sweep2" / "optimization_results.yaml").read_text()
     n_diverged = sum(t.user_attrs["status"] == "diverged" for t in trials)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import CELL_NAMES, ROOT
 
+from rnncap.core.module import RNNCapModule
 from rnncap.core.run import train
 
 CONTRACT = {"cell", "depth", "hidden", "input_dim", "params", "seed", "status"}
@@ -60,22 +64,68 @@ def test_diverged_run_is_recorded_and_returns(make_cfg):
     assert m["status"] == "diverged" and m["bits"] is None and m["samples"] == 32
 
 
-def test_checkpoint_written_and_rerun_resumes(make_cfg, caplog):
-    cfg = make_cfg("model.hidden=4", "trainer.checkpoint_every=10")
-    train(cfg)
-    first = read_metrics(cfg)
-    assert (Path(cfg.output_dir) / "checkpoints" / "last.ckpt").exists()
-    with caplog.at_level("INFO"):
+def test_run_stopped_part_way_resumes_to_the_uninterrupted_result(make_cfg, tmp_path, caplog):
+    """A run stopped at step 15 (mid-epoch, minibatches) and rerun to step 20 ends where an
+    uninterrupted run ends; the control resumes a checkpoint whose weights were nudged and ends
+    elsewhere, so a rerun that ignored the checkpoint (and trained from scratch) would fail."""
+    args = ["model.hidden=4", "task.batch_size=10", "trainer.checkpoint_every=5"]
+
+    def run(name: str, *extra: str) -> dict:
+        cfg = make_cfg(*args, *extra)
+        cfg.output_dir = str(tmp_path / name)
         train(cfg)
-    assert "resuming from checkpoint" in caplog.text
-    assert read_metrics(cfg) == first
+        return read_metrics(cfg)
+
+    whole = run("whole")
+    results = {}
+    for name in ["resumed", "nudged"]:
+        run(name, "trainer.max_steps=15")
+        last = tmp_path / name / "checkpoints" / "last.ckpt"
+        state = torch.load(last, weights_only=True)
+        assert state["global_step"] == 15
+        if name == "nudged":
+            for value in state["state_dict"].values():
+                if value.is_floating_point():
+                    value.add_(0.05)
+            torch.save(state, last)
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            results[name] = run(name)
+        assert f"resuming from checkpoint {last}" in caplog.text
+    assert results["resumed"] == whole
+    assert results["nudged"]["loss"] != whole["loss"]
 
 
-def test_csv_logger_records_training_curve(make_cfg):
-    cfg = make_cfg("logger=csv", "model.hidden=4")
+def test_csv_logger_records_what_the_run_logged(make_cfg, monkeypatch):
+    """metrics.csv holds the module's train/loss values, one validation row per
+    val_check_interval steps whose last values are the final metrics, and a last row equal to
+    metrics.json."""
+    logged: list[float] = []
+    log = RNNCapModule.log
+
+    def spy(self, name, value, *args, **kwargs):
+        if name == "train/loss":
+            logged.append(float(value.detach()))
+        return log(self, name, value, *args, **kwargs)
+
+    monkeypatch.setattr(RNNCapModule, "log", spy)
+    cfg = make_cfg("logger=csv", "model.hidden=4")  # 20 steps, evaluated every 10
     train(cfg)
-    text = (Path(cfg.output_dir) / "csv" / "metrics.csv").read_text()
-    assert "train/loss" in text and "val/accuracy" in text
+    with open(Path(cfg.output_dir) / "csv" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    m = read_metrics(cfg)
+
+    train_rows = [r for r in rows if r["train/loss"]]
+    assert len(logged) == 2 and [float(r["train/loss"]) for r in train_rows] == logged
+    assert [int(r["step"]) for r in train_rows] == [9, 19]  # log_every_n_steps = val_check_interval
+    assert all(math.isfinite(v) and v > 0 for v in logged)
+    val_rows = [r for r in rows if r["val/loss"]]
+    assert [int(r["step"]) for r in val_rows] == [9, 19]  # after steps 10 and 20
+    assert float(val_rows[-1]["val/loss"]) == pytest.approx(m["loss"], rel=1e-6)
+    assert float(val_rows[-1]["val/accuracy"]) == m["accuracy"]
+    final = {k[6:]: float(v) for k, v in rows[-1].items() if k.startswith("final/")}
+    numbers = {k: v for k, v in m.items() if isinstance(v, (int, float))}
+    assert final == numbers
 
 
 def test_wandb_offline_run_is_finished_and_grouped(make_cfg, monkeypatch):

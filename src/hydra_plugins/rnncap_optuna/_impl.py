@@ -4,15 +4,20 @@ holds ``n_trials`` finished trials.
 
 A trial whose run diverged (the task function returns None and the run's ``metrics.json`` says
 ``status: diverged``, or it returns a non-finite number) is *infeasible*: it is told COMPLETE
-with the worst possible value (-inf when maximising, +inf when minimising), user attribute
-``status = diverged`` and the constraint ``diverged = 1`` (feasible trials get 0), so that
-constrained samplers (GP, TPE) learn to avoid the region and ``study.best_trial`` skips it.
-Only a crash (an exception in the job) is a FAIL, bounded by ``max_failure_rate``.
+with the worst possible value (-inf when maximising, +inf when minimising) and user attribute
+``status = diverged``, so ``study.best_trial`` skips it. Samplers that take a
+``constraints_func`` (GP, TPE) get ``diverged_constraint``: it turns that attribute into the
+constraint (1 diverged, 0 feasible) that Optuna stores as the trial's ``constraints`` system
+attribute and its samplers read, so they learn to avoid the region. ``constraints_func`` is
+public on every admitted Optuna (experimental in 4.x; in 5.x deprecated for
+``Trial.set_constraint``, which 4.x lacks, and removed in 7.0). Only a crash (an exception in
+the job) is a FAIL, bounded by ``max_failure_rate``.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import math
@@ -36,7 +41,7 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.trial import Trial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
@@ -203,8 +208,6 @@ def tell(study: optuna.Study, trial: Trial, job: JobReturn) -> Exception | None:
     for key, metric in metrics.items():
         if key != "status" and (metric is None or isinstance(metric, (int, float, str))):
             trial.set_user_attr(f"metrics.{key}", metric)
-    if hasattr(trial, "set_constraint"):  # Optuna >= 5; 4.x samplers see the worst value only
-        trial.set_constraint("diverged", 0.0 if status == "ok" else 1.0)
     if status == "diverged":
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         value = -math.inf if maximize else math.inf
@@ -237,11 +240,24 @@ def storage_url(storage: str | None, cwd: str) -> str | None:
     return prefix + str(path)
 
 
+def diverged_constraint(trial: FrozenTrial) -> tuple[float]:
+    """The samplers' ``constraints_func``: 1.0 (infeasible) for a diverged trial, else 0.0.
+    Optuna calls it as the trial is told, after ``tell`` has set the ``status`` attribute."""
+    return (0.0 if trial.user_attrs.get("status") == "ok" else 1.0,)
+
+
 def make_sampler(factory: functools.partial, done: int) -> optuna.samplers.BaseSampler:
     """The configured sampler; a seeded one resuming after ``done`` trials gets seed + done,
-    so that a rerun continues instead of replaying the first proposals."""
+    so that a rerun continues instead of replaying the first proposals. A sampler that takes
+    constraints gets ``diverged_constraint`` (module doc)."""
     seed = factory.keywords.get("seed")
-    return factory(seed=None if seed is None else seed + done)
+    kwargs: dict[str, Any] = {"seed": None if seed is None else seed + done}
+    if "constraints_func" in inspect.signature(factory.func).parameters:
+        kwargs["constraints_func"] = diverged_constraint
+    with warnings.catch_warnings():
+        # Optuna 4 calls the argument experimental, 5 deprecated (removal in 7; optuna < 6 here)
+        warnings.filterwarnings("ignore", message=r".*`constraints_func`")
+        return factory(**kwargs)
 
 
 def default_study_name(config: DictConfig, factory: functools.partial) -> str:

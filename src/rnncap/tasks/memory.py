@@ -8,13 +8,16 @@ more steps a linear readout of the top layer must reconstruct it:
     r2         = 1 - SSE / SST                       (SST: evaluation targets about their mean)
     theory_mse = max(0, (n_in - N) / n_in)           (N units per layer: one real per unit)
 
-For comparison, ``mc`` is a Jaeger-style memory capacity of the trained network: driven by a
-stream of fresh i.i.d. inputs (one vector per step), a least-squares linear readout of the top
-layer's state h_t is fitted to each component of x_{t-k}, k = 0 .. mc_delays-1, and
+For comparison, ``mc`` is Jaeger's memory capacity of the trained network (Jaeger 2002, "Short
+term memory in echo state networks"; the convention of reservoirpy's ``memory_capacity``):
+driven by a stream of fresh i.i.d. inputs x_t (one vector per step), with h_t the top layer's
+state after reading x_t, a least-squares linear readout of h_t is fitted to each component of
+x_{t-k} for the delays k = 1 .. mc_delays, and
 
-    mc = sum_k sum_d corr^2(x_{t-k, d}, readout_{k, d}(h_t))
+    mc = sum_{k=1}^{mc_delays} sum_d corr^2(x_{t-k, d}, readout_{k, d}(h_t))
 
-on held-out streams. It is at most N for linear networks (Jaeger 2002).
+on held-out streams. Delay 0 (the current input) is not counted. Summed over all delays and
+components it is at most N, the top layer's width (Jaeger 2002).
 """
 
 from __future__ import annotations
@@ -65,7 +68,9 @@ class MemoryConfig(TaskConfig):
     distribution: str = choice("normal", *DISTRIBUTIONS)
     samples: int = bounded(4096, ge=1)  # fixed training set of vectors
     eval_samples: int = bounded(1024, ge=1)  # held-out vectors: mse, r2 are measured here
-    mc_delays: int = bounded(10, ge=0)  # delays of the memory capacity mc; 0 = skip (mc: null)
+    # Jaeger memory capacity: sum over delays k = 1..mc_delays of corr^2(x_{t-k}, readout of
+    # h_t), h_t read after x_t (delay 0 not counted); 0 = skip (mc: null)
+    mc_delays: int = bounded(10, ge=0)
     mc_samples: int = bounded(2000, ge=1)  # (state, delayed input) pairs to fit mc's readouts
     batch_size: int | None = bounded(256, ge=1)  # minibatch of training vectors; null = full
     data_file: str | None = None  # a file from `rnncap generate data` to load instead
@@ -176,9 +181,9 @@ class MemoryTask(TaskDataModule):
         return captured[0].transpose(0, 1)  # the stack's readout sees time-major [T, B, N]
 
     def memory_capacity(self, model: torch.nn.Module) -> float:
-        """Jaeger's memory capacity, summed over input components and delays (module doc)."""
+        """Jaeger's memory capacity, summed over input components and delays 1..K (module doc)."""
         k_max, steps = self.mc_delays, MC_STREAM_STEPS
-        per_stream = steps - (k_max - 1)
+        per_stream = steps - k_max  # the first k_max states are washout: x_{t-k_max} must exist
         streams = math.ceil(self.mc_samples / per_stream)
         generator = torch.Generator().manual_seed(self.seed + 7919)
         shape = (2 * streams, steps, self.input_dim)
@@ -186,11 +191,11 @@ class MemoryTask(TaskDataModule):
         h = self.top_states(model, u).double().cpu()  # [2S, T, N]
         if not torch.isfinite(h).all():
             return math.nan  # a diverged network: the run reports it as such
-        feats = torch.cat([h[:, k_max - 1 :], torch.ones_like(h[:, k_max - 1 :, :1])], -1)
+        feats = torch.cat([h[:, k_max:], torch.ones_like(h[:, k_max:, :1])], -1)
         fit, score = feats[:streams].flatten(0, 1), feats[streams:].flatten(0, 1)
         total = 0.0
-        for k in range(k_max):
-            target = u[:, k_max - 1 - k : steps - k].double()  # x_{t-k} aligned with h_t
+        for k in range(1, k_max + 1):
+            target = u[:, k_max - k : steps - k].double()  # x_{t-k} aligned with h_t
             y_fit, y_score = target[:streams].flatten(0, 1), target[streams:].flatten(0, 1)
             weights = torch.linalg.lstsq(fit, y_fit, driver="gelsd").solution
             total += float(squared_correlation(y_score, score @ weights).sum())
