@@ -11,6 +11,7 @@ See benchmarks/README.md for what each number means and the measured tables.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -27,22 +28,36 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+import rnncap  # noqa: E402,F401  (the config schemas)
 from rnncap.cells import GRUCell, IntersectionCell, LSTMCell, RNNCell, UGRNNCell  # noqa: E402
 from rnncap.core.population import PopulationStack, member_losses, member_step  # noqa: E402
 from rnncap.core.stack import RecurrentStack  # noqa: E402
 
-CELLS: dict[str, tuple[Callable[..., nn.Module], int]] = {  # name -> (factory(I, N), gates G)
+
+def config_cells() -> dict[str, tuple[Callable[..., nn.Module], int]]:
+    """Every ``conf/cell`` option as ``name -> (factory(I, N), gates G)``, built with the
+    settings its composed config gives the cell (a new cell is benchmarked without edits)."""
+    from hydra.utils import get_class
+
+    from rnncap.core.build import compose_run_config, constructor_kwargs
+
+    cells = {}
+    for path in sorted((ROOT / "conf" / "cell").glob("*.yaml")):
+        kwargs = constructor_kwargs(compose_run_config([f"cell={path.stem}"], ROOT / "conf").cell)
+        cls = get_class(kwargs.pop("_target_"))
+        cells[path.stem] = (functools.partial(cls, **kwargs), cls.num_gates)
+    return cells
+
+
+REFERENCE_CELLS: dict[str, tuple[Callable[..., nn.Module], int]] = {  # PyTorch's fused RNNs
     "nn.GRU": (lambda i, n: nn.GRU(i, n), 3),
     "nn.LSTM": (lambda i, n: nn.LSTM(i, n), 4),
     "nn.RNN": (lambda i, n: nn.RNN(i, n), 1),
-    "rnn": (lambda i, n: RNNCell(i, n), 1),
+}
+# the native-kernel cells forced onto the step loop
+LOOP_CELLS: dict[str, tuple[Callable[..., nn.Module], int]] = {
     "rnn-loop": (lambda i, n: _loop(RNNCell(i, n)), 1),
-    "irnn": (lambda i, n: RNNCell(i, n, nonlinearity="relu", recurrent_init="identity"), 1),
-    "gru": (lambda i, n: GRUCell(i, n, gate_bias=1.0), 3),
-    "lstm": (lambda i, n: LSTMCell(i, n, gate_bias=1.0), 4),
     "lstm-loop": (lambda i, n: _loop(LSTMCell(i, n, gate_bias=1.0)), 4),
-    "ugrnn": (lambda i, n: UGRNNCell(i, n, gate_bias=1.0), 2),
-    "intersection": (lambda i, n: IntersectionCell(i, n, gate_bias=1.0), 4),
 }
 
 
@@ -118,7 +133,7 @@ def bench_cells(
     device, steps: int, batch: int, hidden: int, repeats: int, compiled: bool = False
 ) -> list[dict]:
     x = torch.randn(steps, batch, hidden, device=device)
-    cells = dict(CELLS)
+    cells = REFERENCE_CELLS | config_cells() | LOOP_CELLS
     if compiled:
         cells |= COMPILED | (GRAPHED if device.type == "cuda" else {})
     modules, setup_s = {}, {}

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.utils import get_class
 from omegaconf import DictConfig, open_dict
 
-import rnncap  # noqa: F401  (registers the config resolvers)
-from rnncap.cells import GRUCell, IntersectionCell, LSTMCell, RNNCell, UGRNNCell
+import rnncap  # noqa: F401  (registers the config resolvers and schemas)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-CELL_NAMES = ["rnn", "irnn", "gru", "lstm", "ugrnn", "intersection"]
-CELL_CLASSES = [RNNCell, GRUCell, LSTMCell, UGRNNCell, IntersectionCell]
+# the options are discovered from conf/: a new cell or task is tested without editing tests
+CELL_NAMES = sorted(p.stem for p in (CONF / "cell").glob("*.yaml"))
+TASK_NAMES = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
 
 
 def compose_cfg(overrides: list[str], output_dir: Path) -> DictConfig:
@@ -24,6 +25,15 @@ def compose_cfg(overrides: list[str], output_dir: Path) -> DictConfig:
     with open_dict(cfg):
         cfg.output_dir = str(output_dir)
     return cfg
+
+
+def cell_class(name: str) -> type:
+    """The class that ``cell=<name>`` instantiates."""
+    return get_class(compose_cfg([f"cell={name}"], Path(".")).cell._target_)
+
+
+# every cell class once, in the order of the options that name it
+CELL_CLASSES = list(dict.fromkeys(cell_class(name) for name in CELL_NAMES))
 
 
 @pytest.fixture

@@ -2,9 +2,14 @@
 
 Written independently of ``rnncap.cells``: they read the packed parameters by gate name
 (gate orders as documented in each cell's docstring) and apply the equations verbatim.
+A new cell registers its step here with ``@reference("<CellClass>", gates=[...])``; the
+contract test (tests/test_contract.py) asks for it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -37,54 +42,94 @@ def act(cell):
     return torch.tanh if cell.nonlinearity == "tanh" else torch.relu
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A cell's equations: its gate names in packed order, and one time step.
+
+    ``step(cell, G, x_t, h, c) -> (h, c, y)`` with G the per-gate (W_x, W_h, b) from ``gates``.
+    """
+
+    gates: tuple[str, ...]
+    step: Callable
+    states: int = 1  # learned initial state vectors: h, or (h, c)
+
+
+REFERENCES: dict[str, Reference] = {}  # cell class name -> its reference
+
+
+def reference(class_name: str, gates: list[str], states: int = 1) -> Callable:
+    """Register the decorated step as the float64 reference of the cell class ``class_name``."""
+
+    def register(step: Callable) -> Callable:
+        REFERENCES[class_name] = Reference(tuple(gates), step, states)
+        return step
+
+    return register
+
+
+def reference_of(cls: type) -> Reference:
+    if cls.__name__ not in REFERENCES:
+        raise LookupError(
+            f"no float64 reference for {cls.__name__}: add a step function decorated with "
+            f'@reference("{cls.__name__}", gates=[...]) to tests/reference.py'
+        )
+    return REFERENCES[cls.__name__]
+
+
+@reference("RNNCell", gates=["h"])
+def rnn_step(cell, G, x_t, h, c):
+    h = act(cell)(lin(G["h"], x_t, h))
+    return h, c, h
+
+
+@reference("UGRNNCell", gates=["c", "g"])
+def ugrnn_step(cell, G, x_t, h, c):
+    c_t = act(cell)(lin(G["c"], x_t, h))
+    g_t = sig(lin(G["g"], x_t, h))
+    h = g_t * h + (1 - g_t) * c_t
+    return h, c, h
+
+
+@reference("GRUCell", gates=["r", "u", "c"])
+def gru_step(cell, G, x_t, h, c):
+    r = sig(lin(G["r"], x_t, h))
+    u = sig(lin(G["u"], x_t, h))
+    wx, wh, b = G["c"]
+    c_t = act(cell)((r * h) @ wh.T + x_t @ wx.T + b)
+    h = u * h + (1 - u) * c_t
+    return h, c, h
+
+
+@reference("LSTMCell", gates=["i", "f", "c", "o"], states=2)
+def lstm_step(cell, G, x_t, h, c):
+    i = sig(lin(G["i"], x_t, h))
+    f = sig(lin(G["f"], x_t, h))
+    o = sig(lin(G["o"], x_t, h))
+    c_in = act(cell)(lin(G["c"], x_t, h))
+    c = f * c + i * c_in
+    h = o * torch.tanh(c)
+    return h, c, h
+
+
+@reference("IntersectionCell", gates=["y", "h", "gy", "gh"])
+def intersection_step(cell, G, x_t, h, c):
+    y_in = torch.relu(lin(G["y"], x_t, h))
+    h_in = torch.tanh(lin(G["h"], x_t, h))
+    g_y = sig(lin(G["gy"], x_t, h))
+    g_h = sig(lin(G["gh"], x_t, h))
+    y = g_y * x_t + (1 - g_y) * y_in
+    h = g_h * h + (1 - g_h) * h_in
+    return h, c, y
+
+
 def reference_layer(cell, x):
     """x [T, B, I] float64 -> depth outputs [T, B, N], from the equations."""
-    name = type(cell).__name__
-    s = act(cell)
+    ref = reference_of(type(cell))
+    G = gates(cell, ref.gates)
     h = cell.initial_h.detach().double().expand(x.shape[1], -1)
-    c = (
-        cell.initial_c.detach().double().expand(x.shape[1], -1)
-        if hasattr(cell, "initial_c")
-        else None
-    )
+    c = cell.initial_c.detach().double().expand(x.shape[1], -1) if ref.states == 2 else None
     ys = []
     for x_t in x:
-        if name == "RNNCell":
-            (g,) = gates(cell, ["h"]).values()
-            h = s(lin(g, x_t, h))
-            y = h
-        elif name == "UGRNNCell":
-            G = gates(cell, ["c", "g"])
-            c_t = s(lin(G["c"], x_t, h))
-            g_t = sig(lin(G["g"], x_t, h))
-            h = g_t * h + (1 - g_t) * c_t
-            y = h
-        elif name == "GRUCell":
-            G = gates(cell, ["r", "u", "c"])
-            r = sig(lin(G["r"], x_t, h))
-            u = sig(lin(G["u"], x_t, h))
-            wx, wh, b = G["c"]
-            c_t = s((r * h) @ wh.T + x_t @ wx.T + b)
-            h = u * h + (1 - u) * c_t
-            y = h
-        elif name == "LSTMCell":
-            G = gates(cell, ["i", "f", "c", "o"])
-            i = sig(lin(G["i"], x_t, h))
-            f = sig(lin(G["f"], x_t, h))
-            o = sig(lin(G["o"], x_t, h))
-            c_in = s(lin(G["c"], x_t, h))
-            c = f * c + i * c_in
-            h = o * torch.tanh(c)
-            y = h
-        elif name == "IntersectionCell":
-            G = gates(cell, ["y", "h", "gy", "gh"])
-            y_in = torch.relu(lin(G["y"], x_t, h))
-            h_in = torch.tanh(lin(G["h"], x_t, h))
-            g_y = sig(lin(G["gy"], x_t, h))
-            g_h = sig(lin(G["gh"], x_t, h))
-            y = g_y * x_t + (1 - g_y) * y_in
-            h = g_h * h + (1 - g_h) * h_in
-        else:
-            raise AssertionError(name)
+        h, c, y = ref.step(cell, G, x_t, h, c)
         ys.append(y)
     return torch.stack(ys)

@@ -7,25 +7,26 @@ import functools
 
 import pytest
 import torch
-from reference import reference_layer
+from conftest import CELL_CLASSES
+from reference import reference_layer, reference_of
 
 from rnncap.cells import GRUCell, IntersectionCell, LSTMCell, RNNCell, UGRNNCell
 from rnncap.core.sizing import hidden_for_budget
 from rnncap.core.stack import RecurrentStack, count_parameters
 
-VARIANTS = [
-    (RNNCell, "tanh"),
-    (RNNCell, "relu"),
-    (GRUCell, "tanh"),
-    (GRUCell, "relu"),
-    (LSTMCell, "tanh"),
-    (LSTMCell, "relu"),
-    (UGRNNCell, "tanh"),
-    (UGRNNCell, "relu"),
-    (IntersectionCell, "tanh"),
-]
-# gate blocks G per cell: a layer has G*(N*(I+N)+N) weights and biases (Collins et al. 2017)
-GATE_BLOCKS = {RNNCell: 1, UGRNNCell: 2, GRUCell: 3, LSTMCell: 4, IntersectionCell: 4}
+# every cell class (discovered from conf/cell) with every nonlinearity it allows
+VARIANTS = [(cls, s) for cls in CELL_CLASSES for s in cls.allowed_nonlinearities]
+
+
+def gate_blocks(cls) -> int:
+    """G, from the reference's gate names: a layer has G*(N*(I+N)+N) weights and biases
+    (Collins et al. 2017)."""
+    return len(reference_of(cls).gates)
+
+
+def layer_input(cls, size=5, hidden=4):
+    """An input size the cell accepts (the +RNN's depth path needs input size == hidden)."""
+    return hidden if cls.needs_square_input else size
 
 
 def randomised(cls, nonlinearity, input_size=5, hidden=4, gate_bias=0.7):
@@ -40,7 +41,7 @@ def randomised(cls, nonlinearity, input_size=5, hidden=4, gate_bias=0.7):
 @pytest.mark.parametrize("native", [True, False], ids=["native", "loop"])
 @pytest.mark.parametrize(("cls", "nonlinearity"), VARIANTS)
 def test_cell_matches_float64_reference(cls, nonlinearity, native):
-    size = 4 if cls is IntersectionCell else 5
+    size = layer_input(cls)
     cell = randomised(cls, nonlinearity, input_size=size)
     cell.use_native = native
     x = torch.randn(6, 3, size, dtype=torch.float64)
@@ -51,7 +52,8 @@ NATIVE = [(RNNCell, "tanh"), (RNNCell, "relu"), (LSTMCell, "tanh")]
 
 
 def test_native_kernel_used_exactly_where_the_math_matches():
-    assert [(c, s) for c, s in VARIANTS if c(4, 4, nonlinearity=s).native_available()] == NATIVE
+    found = [(c, s) for c, s in VARIANTS if c(4, 4, nonlinearity=s).native_available()]
+    assert found == NATIVE
 
 
 @pytest.mark.parametrize(("cls", "nonlinearity"), NATIVE)
@@ -71,27 +73,26 @@ def test_native_path_gradients_equal_step_loop(cls, nonlinearity):
 
 @pytest.mark.parametrize(("cls", "nonlinearity"), VARIANTS)
 def test_gate_bias_changes_output_only_for_gated_cells(cls, nonlinearity):
-    size = 4 if cls is IntersectionCell else 5
+    size = layer_input(cls)
     x = torch.randn(4, 2, size, dtype=torch.float64)
     a = randomised(cls, nonlinearity, input_size=size, gate_bias=0.0)(x)
     b = randomised(cls, nonlinearity, input_size=size, gate_bias=2.0)(x)
-    assert torch.allclose(a, b) == (cls is RNNCell)
+    assert torch.allclose(a, b) == (not cls.forget_gates)
 
 
-@pytest.mark.parametrize("cls", list(GATE_BLOCKS))
+@pytest.mark.parametrize("cls", CELL_CLASSES)
 @pytest.mark.parametrize(("i", "n"), [(3, 7), (16, 1), (10, 10)])
 def test_layer_param_count_matches_paper_formula(cls, i, n):
-    if cls is IntersectionCell:
-        i = n
-    states = 2 if cls is LSTMCell else 1  # learned initial h (and c)
-    expected = GATE_BLOCKS[cls] * (n * (i + n) + n) + states * n
+    i = layer_input(cls, i, n)
+    states = reference_of(cls).states  # learned initial h (and c)
+    expected = gate_blocks(cls) * (n * (i + n) + n) + states * n
     if cls is IntersectionCell:
         assert expected - n == 8 * n * n + 4 * n
     cell = cls(i, n)
     assert count_parameters(cell) == cls.param_count(i, n) == expected
 
 
-@pytest.mark.parametrize("cls", list(GATE_BLOCKS))
+@pytest.mark.parametrize("cls", CELL_CLASSES)
 @pytest.mark.parametrize("depth", [2, 3])
 def test_stack_param_count_is_exact_and_gradient_reaches_every_parameter(cls, depth):
     stack = RecurrentStack(functools.partial(cls, gate_bias=1.0), depth, 6, 5, 2)
@@ -135,10 +136,10 @@ def test_bad_cell_arguments_raise_clear_errors():
         IntersectionCell(2, 3)
 
 
-@pytest.mark.parametrize("cls", list(GATE_BLOCKS))
+@pytest.mark.parametrize("cls", CELL_CLASSES)
 @pytest.mark.parametrize(("depth", "budget"), [(1, 500), (2, 1000), (4, 20000)])
 def test_budget_sizing_picks_largest_fitting_width(cls, depth, budget):
-    if cls is IntersectionCell and depth == 1:
+    if cls.needs_square_input and depth == 1:
         depth = 2
 
     def count(n):
@@ -173,7 +174,7 @@ def test_compiled_step_equals_reference_and_eager_gradients(cls, nonlinearity):
     reason = _compiler_missing()
     if reason:
         pytest.skip(reason)
-    size = 4 if cls is IntersectionCell else 5
+    size = layer_input(cls)
     x = torch.randn(6, 3, size, dtype=torch.float64)
     grads = []
     for compiled in (False, True):

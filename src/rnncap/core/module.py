@@ -56,9 +56,10 @@ class RNNCapModule(pl.LightningModule):
         loss = self.task.loss(self.model(batch[0]), batch)
         if self.trainer.world_size > 1:
             loss = loss * self._shard_weight(batch)
-        if self.global_step % self.trainer.log_every_n_steps == 0:
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             # logging and the finiteness check read the loss on the host: only now and then,
-            # so a GPU can run ahead; non-finite parameters are caught again at the end.
+            # so a GPU can run ahead; non-finite parameters are caught again at the end. The
+            # step Lightning writes a logged value under is this one (it logs at step + 1).
             # Every process takes the same decision: DDP needs all of them in each backward.
             finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)))
             if not finite:

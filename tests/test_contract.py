@@ -1,0 +1,137 @@
+"""The contract of a config option: what every `conf/cell` and `conf/task` option must bring.
+
+A new cell is its module (src/rnncap/cells/<name>.py), its YAML (conf/cell/<name>.yaml) and
+its float64 reference (tests/reference.py), plus a sweep space and a display label; a new task
+is its module (with its config class) and its YAML. Each check below names the file to add or
+fix when something is missing, so `pytest tests/test_contract.py` is the checklist.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import CELL_NAMES, CONF, ROOT, TASK_NAMES, cell_class, compose_cfg
+from hydra.utils import get_class, instantiate
+from reference import REFERENCES
+
+from rnncap.cells.config import CellConfig
+from rnncap.core.build import build_model, build_task, constructor_kwargs
+from rnncap.core.schema import task_configs
+
+TINY_CAPACITY = ["task.samples=8", "task.input_dim=4", "task.steps=3", "model.hidden=4"]
+
+
+def module_file(cls: type) -> str:
+    return str(Path(inspect.getfile(cls)).relative_to(ROOT))
+
+
+def raw_yaml(group: str, name: str) -> dict:
+    return yaml.safe_load((CONF / group / f"{name}.yaml").read_text()) or {}
+
+
+# ------------------------------------------------------------------ cells
+@pytest.mark.parametrize("name", CELL_NAMES)
+def test_cell_composes_instantiates_and_runs(name, tmp_path):
+    cfg = compose_cfg([f"cell={name}", "depth=2", *TINY_CAPACITY], tmp_path)
+    model = build_model(cfg, build_task(cfg))
+    out = model(torch.zeros(2, 3, 4))
+    assert out.shape == (2, 3, 1), f"cell={name}: readouts of shape {tuple(out.shape)}"
+
+
+@pytest.mark.parametrize("name", CELL_NAMES)
+def test_cell_has_a_float64_reference(name):
+    cls = cell_class(name)
+    assert cls.__name__ in REFERENCES, (
+        f"cell={name} ({cls.__name__}) has no float64 reference: add a step function decorated "
+        f'with @reference("{cls.__name__}", gates=[...]) to tests/reference.py'
+    )
+
+
+@pytest.mark.parametrize("name", CELL_NAMES)
+def test_cell_has_a_sweep_space_of_its_own_keys(name, tmp_path):
+    space = CONF / "sweep" / "space" / "cell" / f"{name}.yaml"
+    assert space.is_file(), (
+        f"cell={name} has no search space: add {space.relative_to(ROOT)} "
+        "(`{}` when only the shared keys of conf/sweep/space/common.yaml apply)"
+    )
+    cell = compose_cfg([f"cell={name}"], tmp_path).cell
+    cls = get_class(cell._target_)
+    for key, spec in (yaml.safe_load(space.read_text()) or {}).items():
+        group, _, leaf = key.partition(".")
+        assert group == "cell" and leaf in cell, f"{space.name}: {key} is not a key of cell={name}"
+        if leaf == "nonlinearity":
+            assert set(spec["choices"]) <= set(cls.allowed_nonlinearities), f"{space.name}: {key}"
+
+
+@pytest.mark.parametrize("name", CELL_NAMES)
+def test_cell_has_a_display_label(name):
+    cls = cell_class(name)
+    assert name in cls.display, (
+        f"cell={name} has no display label: add '{name}': (label, colour) to "
+        f"{cls.__name__}.display in {module_file(cls)}"
+    )
+    label, colour = cls.display[name]
+    assert label and colour.startswith("#"), f"{cls.__name__}.display[{name!r}]"
+
+
+def parent_values(name: str, raw: dict, tmp_path: Path) -> dict:
+    """What the option's keys would be without its own lines: the schema's defaults, or the
+    composed option it extends (irnn extends rnn)."""
+    parents = [d for d in raw.get("defaults", []) if isinstance(d, str) and d != "_self_"]
+    if parents and not parents[0].startswith("/"):
+        return dict(compose_cfg([f"cell={parents[0]}"], tmp_path).cell)
+    return {f.name: f.default for f in fields(CellConfig) if f.default is not MISSING}
+
+
+@pytest.mark.parametrize("name", CELL_NAMES)
+def test_cell_yaml_holds_only_its_differences(name, tmp_path):
+    raw = raw_yaml("cell", name)
+    parent = parent_values(name, raw, tmp_path)
+    for key, value in raw.items():
+        if key in ("defaults", "_target_", "name"):
+            continue
+        assert key in parent, f"conf/cell/{name}.yaml: {key} is not a cell key (CellConfig)"
+        assert value != parent[key], (
+            f"conf/cell/{name}.yaml: {key}: {value} repeats the default: delete the line"
+        )
+
+
+# ------------------------------------------------------------------ tasks
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_task_composes_and_instantiates(name, tmp_path):
+    cfg = compose_cfg([f"task={name}"], tmp_path)
+    task = instantiate(constructor_kwargs(cfg.task))
+    assert task.name == cfg.task.name == name, f"conf/task/{name}.yaml: name"
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_task_config_class_sits_beside_its_module(name):
+    configs = task_configs()
+    assert name in configs, (
+        f"task={name}: add a TaskConfig subclass (a dataclass) to src/rnncap/tasks/{name}.py "
+        f"and name it in conf/task/{name}.yaml's defaults as /schema/task/{name}@_here_"
+    )
+    assert raw_yaml("task", name)["defaults"][0] == f"/schema/task/{name}@_here_"
+    target = get_class(configs[name]._target_)
+    assert target.__module__ == f"rnncap.tasks.{name}", f"{configs[name].__name__}._target_"
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_task_constructor_defaults_equal_its_config_defaults(name):
+    """One source of truth: the config class's defaults are the constructor's."""
+    config = task_configs()[name]
+    target = get_class(config._target_)
+    signature = inspect.signature(target.__init__).parameters
+    for field in fields(config):
+        if field.name in ("_target_", "name", "seed") or field.default is MISSING:
+            continue
+        assert field.name in signature, f"{target.__name__} takes no {field.name}"
+        assert signature[field.name].default == field.default, (
+            f"{config.__name__}.{field.name} = {field.default!r} but {target.__name__}'s "
+            f"default is {signature[field.name].default!r}"
+        )
