@@ -19,9 +19,8 @@ from conftest import CELL_NAMES, CONF, ROOT, TASK_NAMES, cell_class, compose_cfg
 from hydra.utils import get_class, instantiate
 from reference import REFERENCES
 
-from rnncap.cells.config import CellConfig
 from rnncap.core.build import build_model, build_task, constructor_kwargs
-from rnncap.core.schema import task_configs
+from rnncap.core.schema import cell_configs, task_configs
 
 TINY_CAPACITY = ["task.samples=8", "task.input_dim=4", "task.steps=3", "model.hidden=4"]
 
@@ -85,7 +84,8 @@ def parent_values(name: str, raw: dict, tmp_path: Path) -> dict:
     parents = [d for d in raw.get("defaults", []) if isinstance(d, str) and d != "_self_"]
     if parents and not parents[0].startswith("/"):
         return dict(compose_cfg([f"cell={parents[0]}"], tmp_path).cell)
-    return {f.name: f.default for f in fields(CellConfig) if f.default is not MISSING}
+    schema = cell_configs()[parents[0].removeprefix("/schema/cell/").removesuffix("@_here_")]
+    return {f.name: f.default for f in fields(schema) if f.default is not MISSING}
 
 
 @pytest.mark.parametrize("name", CELL_NAMES)
@@ -95,7 +95,7 @@ def test_cell_yaml_holds_only_its_differences(name, tmp_path):
     for key, value in raw.items():
         if key in ("defaults", "_target_", "name"):
             continue
-        assert key in parent, f"conf/cell/{name}.yaml: {key} is not a cell key (CellConfig)"
+        assert key in parent, f"conf/cell/{name}.yaml: {key} is not a key of its schema"
         assert value != parent[key], (
             f"conf/cell/{name}.yaml: {key}: {value} repeats the default: delete the line"
         )

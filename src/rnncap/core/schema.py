@@ -3,8 +3,9 @@ types and refuses unknown keys; ranges and choices are field metadata (``rnncap.
 that ``rnncap.core.validate`` walks.
 
 Each config file names its schema in its defaults list: ``conf/train.yaml`` starts from
-``run_schema``, a cell's YAML from ``/schema/cell``, a task's from ``/schema/task/<module>``
-(the task's config class, beside its module in ``rnncap.tasks``, found by ``task_configs``).
+``run_schema``, a cell's YAML from ``/schema/cell/base`` (the shared cell keys) or from its own
+module's config class, ``/schema/cell/<module>``, a task's from ``/schema/task/<module>``: the
+config classes sit beside their modules in ``rnncap.cells`` and ``rnncap.tasks``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import importlib
 import pkgutil
 from dataclasses import dataclass, field, is_dataclass
 from enum import Enum
+from types import ModuleType
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+import rnncap.cells
 import rnncap.tasks
 from rnncap.cells.config import CellConfig
 from rnncap.core.fields import bounded, choice
@@ -129,16 +132,33 @@ class RunConfig:
     logger: Any = None
 
 
-def task_configs() -> dict[str, type[TaskConfig]]:
-    """Every task module's config class (a TaskConfig subclass defined in it), by module name."""
+def configs_beside(package: ModuleType, base: type) -> dict[str, type]:
+    """The config classes (dataclasses subclassing ``base``) defined in the modules of
+    ``package``, by module name: a module defines at most one."""
     found = {}
-    for info in pkgutil.iter_modules(rnncap.tasks.__path__):
-        module = importlib.import_module(f"rnncap.tasks.{info.name}")
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
         for value in vars(module).values():
             defined_here = getattr(value, "__module__", None) == module.__name__
-            if is_dataclass(value) and defined_here and issubclass(value, TaskConfig):
+            if (
+                is_dataclass(value)
+                and defined_here
+                and issubclass(value, base)
+                and value is not base
+            ):
                 found[info.name] = value
     return found
+
+
+def task_configs() -> dict[str, type[TaskConfig]]:
+    """Every task module's config class, by module name (``/schema/task/<module>``)."""
+    return configs_beside(rnncap.tasks, TaskConfig)
+
+
+def cell_configs() -> dict[str, type[CellConfig]]:
+    """The shared cell keys (``/schema/cell/base``) and every cell module's own config class,
+    where a cell takes keys beyond them (``/schema/cell/<module>``)."""
+    return {"base": CellConfig} | configs_beside(rnncap.cells, CellConfig)
 
 
 OPTIMIZERS = {"adam": AdamConfig, "sgd": SGDConfig, "rmsprop": RMSpropConfig}
@@ -148,7 +168,8 @@ def register_configs() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent)."""
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
-    store.store(group="schema", name="cell", node=CellConfig)
+    for name, node in cell_configs().items():
+        store.store(group="schema/cell", name=name, node=node)
     store.store(group="schema", name="hardware", node=HardwareConfig)
     for name, node in OPTIMIZERS.items():
         store.store(group="schema/optimizer", name=name, node=node)
