@@ -18,6 +18,8 @@ from rnncap.cells.base import RecurrentCell, State
 class RNNCell(RecurrentCell):
     """h_t = s(W_h h_{t-1} + W_x x_t + b). One gate block; state (h,); output h_t."""
 
+    display = {"rnn": ("RNN", "#1f77b4"), "irnn": ("IRNN", "#8c564b")}
+    display_rank = {"rnn": 0, "irnn": 5}
     num_gates = 1
 
     def native_available(self) -> bool:
