@@ -1,28 +1,40 @@
-"""Capacity analysis: max over b and seeds, fits, memory curve and metrics, on synthetic runs."""
+"""Capacity analysis: max over b and seeds, fits, memory curve and metrics, on synthetic runs;
+the shared tables and cell display; the `rnncap` command line."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CELL_NAMES, CONF, ROOT
 
 from rnncap.analysis.capacity import (
-    ALL_DEPTHS,
     analyse,
     capacity_fits,
     capacity_table,
     fit_through_origin,
     memory_gaps,
     memory_table,
-    read_csv,
-    read_runs,
     summary,
     theory_mse,
+)
+from rnncap.analysis.tables import (
+    ALL_DEPTHS,
+    cell_display,
+    cell_sort_key,
+    cell_target,
+    read_csv,
+    read_runs,
     write_csv,
 )
+from rnncap.cells import RNNCell
+from rnncap.cli import main, param_overrides
 
 
 def capacity_run(cell, depth, params, bits, samples=1000, seed=0, status="ok", hidden=None):
@@ -204,3 +216,122 @@ def test_read_runs_finds_nested_metrics(tmp_path):
     write_runs(tmp_path / "memory", [memory_run("rnn", 8, 0.9)])
     runs = read_runs(tmp_path)
     assert sorted(r["run"] for r in runs) == ["capacity/run0", "memory/run0"]
+
+
+# ---- how cells are shown: read from their classes through conf/cell -------------------------
+PAPER_ORDER = ["rnn", "ugrnn", "gru", "lstm", "intersection", "irnn"]
+PAPER_LOOK = {  # the labels and colours of the paper's figures as rnncap has drawn them
+    "rnn": ("RNN", "#1f77b4"),
+    "ugrnn": ("UGRNN", "#2ca02c"),
+    "gru": ("GRU", "#d62728"),
+    "lstm": ("LSTM", "#ff7f0e"),
+    "intersection": ("+RNN", "#9467bd"),
+    "irnn": ("IRNN", "#8c564b"),
+}
+
+
+def test_every_cell_config_is_shown_by_its_class_in_the_paper_order():
+    assert sorted(CELL_NAMES, key=lambda c: cell_sort_key(c, CONF)) == PAPER_ORDER
+    for name, (label, color) in PAPER_LOOK.items():
+        shown = cell_display(name, CONF)
+        assert (shown.label, shown.color) == (label, color)
+    assert cell_target("irnn", CONF) == "rnncap.cells.rnn.RNNCell"  # through its `defaults`
+
+
+class MinimalCell(RNNCell):
+    """A new cell as a test module defines it: its own class with its own display entry."""
+
+    display = {"minimal": ("minRNN", "#123456")}
+    display_rank = {"minimal": 2.5}  # between the UGRNN and the GRU
+
+
+def write_cell_conf(conf: Path, name: str, body: str) -> None:
+    (conf / "cell").mkdir(parents=True, exist_ok=True)
+    (conf / "cell" / f"{name}.yaml").write_text(body)
+
+
+def test_a_new_cell_appears_with_its_own_display_or_a_fallback(tmp_path):
+    from rnncap.analysis.plots import capacity_figure
+
+    conf = tmp_path / "conf"
+    write_cell_conf(conf, "rnn", "_target_: rnncap.cells.rnn.RNNCell\n")
+    write_cell_conf(conf, "minimal", f"_target_: {__name__}.MinimalCell\n")
+    write_cell_conf(conf, "relu_rnn", "defaults:\n  - rnn\n  - _self_\nnonlinearity: relu\n")
+    write_cell_conf(conf, "broken", "_target_: nowhere.Cell\n")
+    assert cell_display("minimal", conf).label == "minRNN"
+    unknown = [cell_display(c, conf) for c in ("relu_rnn", "broken", "no_config")]
+    assert [d.label for d in unknown] == ["RELU_RNN", "BROKEN", "NO_CONFIG"]
+    assert all(d.rank == math.inf for d in unknown)
+    builtin = {color for _, color in PAPER_LOOK.values()}
+    assert not builtin & {d.color for d in unknown}  # a colour no paper cell uses
+    assert cell_display("broken", conf) == cell_display("broken", conf)  # stable per name
+    rows = [
+        {"cell": c, "depth": 1, "params": p, "capacity": 3.0 * p}
+        for c in ("relu_rnn", "gru", "minimal", "rnn")
+        for p in (100, 1000)
+    ]
+    (ax,) = capacity_figure(rows, conf).get_axes()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["RNN", "minRNN", "GRU", "RELU_RNN"]  # ranked first, unknown after
+    colors = {line.get_label(): line.get_color() for line in ax.get_lines()}
+    assert colors["minRNN"] == "#123456"
+
+
+# ---- the command line ----------------------------------------------------------------------
+def test_fit_prints_the_slopes_and_plot_writes_the_figures(tmp_path, capsys):
+    write_runs(tmp_path / "runs", synthetic_grid({"gru": 4.0}, np.random.default_rng(0)))
+    tables, common = tmp_path / "tables", ["--wandb", "disabled", "--config-dir", str(CONF)]
+    fit = ["fit", "--runs", str(tmp_path / "runs"), "--out", str(tables)]
+    main([*fit, "--metrics", str(tmp_path / "m.json"), "--boot", "50", *common])
+    printed = capsys.readouterr().out
+    assert "read 32 runs" in printed
+    assert re.search(r"\n +GRU: 4\.\d\d bits/param \[\d\.\d\d, \d\.\d\d\], exponent 1\.0", printed)
+    main(["plot", "--tables", str(tables), "--out", str(tmp_path / "fig"), *common])
+    assert len(list((tmp_path / "fig").glob("*.png"))) == 3
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["fit", "--runs", "no/such/dir"], "error: --runs no/such/dir: no such folder"),
+        (["fit", "--runs", ".", "--boot", "0"], "error: --boot=0 must be a positive integer"),
+        (["fit", "--runs", ".", "--studies", "x.db"], "error: --studies x.db: not a storage URL"),
+        (["plot", "--tables", "."], "error: --tables . has no capacity.csv (rnncap fit writes it)"),
+        (["trainability", "--storage", "sqlite:///no.db"], "error: --storage sqlite:///no.db: no"),
+        (["tune-grid", "--params", "no.yaml"], "error: --params no.yaml: no such file"),
+        (["generate", "data", "x.pt", "task.nope=1"], "error: overrides task.nope=1: Could not"),
+        (["generate", "data", "x.pt", "task.samples=100", "task.input_dim=4"],
+         "error: task.samples=100 exceeds"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_error_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "conf").symlink_to(CONF)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith(message) and err.count("\n") == 1, err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_the_installed_console_script_lists_every_command():
+    script = Path(sys.executable).parent / "rnncap"  # [project.scripts] in pyproject.toml
+    proc = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for command in ("generate", "fit", "plot", "tune-grid", "trainability", "exp-params"):
+        assert f"    {command}" in proc.stdout
+    bad = subprocess.run([script, "fit", "--runs", str(ROOT / "no")], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr == f"error: --runs {ROOT / 'no'}: no such folder\n"
+
+
+def test_param_overrides_turn_one_params_file_into_another():
+    old = {"a": 1, "b": {"c": [1, 2], "d": "x y", "e": None}, "gone": 3}
+    new = {"a": 1, "b": {"c": [1, 2, 4], "d": 'say "hi"', "e": True}, "f": 0.5}
+    assert param_overrides(new, old) == [
+        "b.c=[1,2,4]",
+        'b.d="say \\"hi\\""',
+        "b.e=true",
+        "++f=0.5",
+        "~gone",
+    ]

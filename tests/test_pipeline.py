@@ -27,6 +27,7 @@ from rnncap.generate import generate, write_cell_configs
 from rnncap.tasks.capacity import CapacityTask
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RNNCAP = [sys.executable, "-m", "rnncap.cli"]  # the `rnncap` command of the pipeline's stages
 
 
 def test_generated_file_holds_the_sets_the_task_generates(tmp_path):
@@ -52,11 +53,12 @@ def test_a_data_file_from_other_settings_or_missing_is_refused(tmp_path):
 
 
 def test_generate_refuses_bad_config_with_exit_2(tmp_path):
-    cmd = [sys.executable, "-m", "rnncap.generate", "data", str(tmp_path / "x.pt")]
+    cmd = [*RNNCAP, "generate", "data", str(tmp_path / "x.pt")]
     proc = subprocess.run(
         [*cmd, "task.samples=100", "task.input_dim=4"], cwd=ROOT, capture_output=True, text=True
     )
-    assert proc.returncode == 2 and "task.samples=100 exceeds" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.startswith("error: task.samples=100 exceeds")
+    assert proc.stderr.count("\n") == 1
     assert not (tmp_path / "x.pt").exists()
 
 
@@ -203,10 +205,9 @@ def test_fit_and_plot_log_to_wandb_offline_and_finish(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     write_runs(tmp_path / "runs", [capacity_run("rnn", 1, 100, 300.0)])
     common = ["--experiment", "exp-x", "--wandb", "online"]  # no key: falls back to offline
-    fit = [sys.executable, "-m", "rnncap.analysis.capacity", "--runs", "runs", "--out", "tables"]
-    fit += ["--metrics", "m.json"]
+    fit = [*RNNCAP, "fit", "--runs", "runs", "--out", "tables", "--metrics", "m.json"]
     subprocess.run([*fit, *common], check=True, stdin=subprocess.DEVNULL, timeout=300)
-    plot = [sys.executable, "-m", "rnncap.analysis.plots", "--tables", "tables", "--out", "fig"]
+    plot = [*RNNCAP, "plot", "--tables", "tables", "--out", "fig"]
     subprocess.run([*plot, *common], check=True, stdin=subprocess.DEVNULL, timeout=300)
     runs = sorted((tmp_path / "results" / "wandb" / "wandb").glob("offline-run-*"))
     assert len(runs) == 2  # one fit run for the one cell, one plot run

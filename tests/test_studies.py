@@ -68,7 +68,8 @@ def test_trial_without_metrics_is_no_row():
 
 
 def test_capacity_fit_takes_maxima_from_runs_and_studies(storage, tmp_path):
-    from rnncap.analysis.capacity import analyse, main
+    from rnncap.analysis.capacity import analyse
+    from rnncap.cli import main
 
     runs = tmp_path / "runs"
     for name, bits, params in [("a", 150.0, 40), ("b", 300.0, 80)]:  # one size also tuned
@@ -86,5 +87,5 @@ def test_capacity_fit_takes_maxima_from_runs_and_studies(storage, tmp_path):
     assert large["capacity"] == 300.0 and large["runs"] == 1
     out = tmp_path / "o3"
     argv = ["--runs", str(runs), "--out", str(out), "--metrics", str(tmp_path / "m3.json")]
-    main([*argv, "--boot", "20", "--wandb", "disabled", "--studies", storage])
+    main(["fit", *argv, "--boot", "20", "--wandb", "disabled", "--studies", storage])
     assert "180.5" in (out / "capacity.csv").read_text()

@@ -8,9 +8,11 @@ import math
 
 import optuna
 import pytest
+from conftest import CONF, ROOT
 from optuna.trial import TrialState, create_trial
 
 from rnncap.analysis import trainability as tr
+from rnncap.cli import main
 
 INF = math.inf
 
@@ -59,28 +61,28 @@ def storage(tmp_path):
 
 def test_infeasible_table_pools_by_cell_and_depth(storage):
     studies = [s for s in tr.load_studies(storage) if s.sampler == "RandomSampler"]
-    rows = tr.infeasible_table([s for s in studies if s.depth in (1, 8)])
-    assert rows == [
-        {"cell": "gru", "depth": 1, "trials": 5, "diverged": 1, "percent": 20.0},
-        {"cell": "lstm", "depth": 8, "trials": 0, "diverged": 0, "percent": None},
+    rows = tr.infeasible_table([s for s in studies if s.depth in (1, 8)], CONF)
+    assert rows == [  # cells in the paper's order
         {"cell": "rnn", "depth": 1, "trials": 4, "diverged": 2, "percent": 50.0},
         {"cell": "rnn", "depth": 8, "trials": 2, "diverged": 0, "percent": 0.0},
+        {"cell": "gru", "depth": 1, "trials": 5, "diverged": 1, "percent": 20.0},
+        {"cell": "lstm", "depth": 8, "trials": 0, "diverged": 0, "percent": None},
     ]
-    assert tr.table_markdown(rows, [1, 8]) == (
+    assert tr.table_markdown(rows, [1, 8], CONF) == (
         "| cell | depth 1 | depth 8 |\n"
         "|---|---|---|\n"
-        "| gru | 20.0 (1/5) | - |\n"
-        "| lstm | - | - |\n"
-        "| rnn | 50.0 (2/4) | 0.0 (0/2) |\n"
+        "| RNN | 50.0 (2/4) | 0.0 (0/2) |\n"
+        "| GRU | 20.0 (1/5) | - |\n"
+        "| LSTM | - | - |\n"
     )
 
 
 def test_report_writes_figure_tables_and_summary(storage, tmp_path):
     out = tmp_path / "report"
-    summary = tr.report(storage, out, curve_sampler="GPSampler")
+    summary = tr.report(storage, out, curve_sampler="GPSampler", conf_dir=CONF)
     assert summary == {
         "best": {"gp-gru-d1": 6.0},
-        "percent_infeasible": {"gru-d1": 20.0, "lstm-d8": None, "rnn-d1": 50.0, "rnn-d8": 0.0},
+        "percent_infeasible": {"rnn-d1": 50.0, "rnn-d8": 0.0, "gru-d1": 20.0, "lstm-d8": None},
     }
     assert json.loads((out / "summary.json").read_text()) == summary
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -91,16 +93,16 @@ def test_report_writes_figure_tables_and_summary(storage, tmp_path):
     assert rows[1]["value"] == ""  # an infeasible trial has no objective
     table = list(csv.DictReader((out / "infeasible.csv").open()))
     assert [(r["cell"], r["depth"], r["percent"]) for r in table] == [
-        ("gru", "1", "20.0"),
-        ("lstm", "8", ""),
         ("rnn", "1", "50.0"),
         ("rnn", "8", "0.0"),
+        ("gru", "1", "20.0"),
+        ("lstm", "8", ""),
     ]
-    assert "| rnn | 50.0 (2/4) | 0.0 (0/2) |" in (out / "infeasible.md").read_text()
+    assert "| RNN | 50.0 (2/4) | 0.0 (0/2) |" in (out / "infeasible.md").read_text()
 
 
 def test_command_line(storage, tmp_path, capsys):
-    tr.main(["--storage", storage, "--out", str(tmp_path / "r"), "--depths", "1"])
+    main(["trainability", "--storage", storage, "--out", str(tmp_path / "r"), "--depths", "1"])
     printed = json.loads(capsys.readouterr().out)
     assert printed["percent_infeasible"] == {"gru-d1": 20.0, "rnn-d1": 50.0}
     assert set(printed["best"]) - {"rnd-lstm-d8"} == {
@@ -121,7 +123,7 @@ def test_tune_grid_commands_and_skips_invalid_combinations():
         "runs": "results/runs",
         "task": "capacity",
         "budget": 300,
-        "overrides": ["trainer.max_steps=5"],
+        "overrides": "trainer.max_steps=5 trainer.val_check_interval=5",  # params.yaml's style
         "studies": {
             "random": {"cells": ["rnn", "intersection"], "depths": [1], "n_trials": 3},
             "gp": {"cells": ["gru"], "depths": [2], "n_trials": 4, "overrides": ["x=1"]},
@@ -148,11 +150,22 @@ def test_tune_grid_commands_and_skips_invalid_combinations():
         "task=capacity",
         "model.budget=300",
         "trainer.max_steps=5",
+        "trainer.val_check_interval=5",
         "x=1",
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.storage=sqlite:///results/t.db",
         "hydra.sweep.dir=results/runs/gp-gru-d2",
     ]
     assert runs[3][1][3:5] == ["task=parentheses", "model.budget=900"]  # the group's own
-    assert tune_grid.invalid_reason(runs[0][1]) is None
-    assert "needs depth >= 2" in tune_grid.invalid_reason(runs[1][1])
+    assert tune_grid.invalid_reason(runs[0][1], CONF) is None
+    assert "needs depth >= 2" in tune_grid.invalid_reason(runs[1][1], CONF)
+
+
+def test_tune_grid_dry_run_of_the_params_grid(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # where train.py and conf/ are
+    main(["tune-grid", "--params", "params.yaml", "--dry-run"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("run random rnn depth 1: -m sweep=random cell=rnn depth=1")
+    every_trial = "trainer.checkpoint_every=null trainer.enable_progress_bar=false"
+    assert f"{every_trial} task.streams=3" in lines[0]
+    assert any(line.startswith("skip random intersection depth 1:") for line in lines)

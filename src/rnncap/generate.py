@@ -1,7 +1,7 @@
 """Materialise what the pipeline's training runs read, as files DVC can track.
 
-    python -m rnncap.generate data data/capacity/b400-s0.pt task=capacity task.samples=400 seed=0
-    python -m rnncap.generate cells results/configs/cell
+    rnncap generate data data/capacity/b400-s0.pt task=capacity task.samples=400 seed=0
+    rnncap generate cells results/configs/cell
 
 ``data``: a task's generated sets, loaded by training with ``task.data_file=<file>``. The
 overrides are those of ``python train.py``: the config is composed the same way, so the file
@@ -15,15 +15,12 @@ so editing one cell's config reruns only the stages of the cells it changes.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rnncap.core.errors import ConfigError
 from rnncap.core.validate import validate
 from rnncap.tasks.base import TaskDataModule
 
@@ -64,33 +61,3 @@ def write_cell_configs(out: Path, config_dir: Path = Path("conf")) -> list[Path]
         paths.append(out / option.name)
         paths[-1].write_text(OmegaConf.to_yaml(cfg.cell, resolve=True))
     return paths
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m rnncap.generate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config-dir", type=Path, default=Path("conf"), help="default: conf")
-    sub = parser.add_subparsers(dest="what", required=True)
-    data = sub.add_parser("data", help="a task's data sets, for task.data_file")
-    data.add_argument("out", type=Path, help="the data file to write (.pt)")
-    data.add_argument("overrides", nargs="*", help="train.py overrides, e.g. task.samples=400")
-    cells = sub.add_parser("cells", help="every cell's composed config")
-    cells.add_argument("out", type=Path, help="the folder to write <cell>.yaml into")
-    args = parser.parse_args(argv)
-    if args.what == "cells":
-        paths = write_cell_configs(args.out, args.config_dir)
-        print(f"wrote {len(paths)} cell configs into {args.out}")
-        return
-    try:
-        key = generate(args.out, args.overrides, args.config_dir)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    print(f"wrote {args.out}: {key}")
-
-
-if __name__ == "__main__":
-    main()

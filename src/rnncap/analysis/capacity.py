@@ -13,14 +13,11 @@ From every ``metrics.json`` under a results folder:
 - per-unit memory: the best normalised reconstruction error per (cell, depth, width, settings)
   next to the theory ``max(0, (d - N) / d)`` for d i.i.d. input dimensions and N units.
 
-    python -m rnncap.analysis.capacity --runs results/train --out results/capacity \
-        --metrics results/capacity.json
+    rnncap fit --runs results/train --out results/capacity --metrics results/capacity.json
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import math
 from collections import defaultdict
@@ -30,33 +27,19 @@ from typing import Any
 
 import numpy as np
 
-CELL_ORDER = ["rnn", "ugrnn", "gru", "lstm", "intersection", "irnn"]  # the paper's ranking
-CELL_LABELS = {
-    "rnn": "RNN",
-    "ugrnn": "UGRNN",
-    "gru": "GRU",
-    "lstm": "LSTM",
-    "intersection": "+RNN",
-    "irnn": "IRNN",
-}
-ALL_DEPTHS = "all"  # the depth column of a fit pooled over depths
-MEMORY_SETTINGS = ("input_dim", "input_scale", "delay")
-Row = dict[str, Any]
-
-
-def read_runs(root: str | Path) -> list[Row]:
-    """Every ``metrics.json`` under ``root``, with ``run`` = its directory relative to root."""
-    root = Path(root)
-    runs = []
-    for path in sorted(root.rglob("metrics.json")):
-        run = json.loads(path.read_text())
-        run["run"] = str(path.parent.relative_to(root))
-        runs.append(run)
-    return runs
-
-
-def cell_sort_key(cell: str) -> tuple[int, str]:
-    return (CELL_ORDER.index(cell) if cell in CELL_ORDER else len(CELL_ORDER), cell)
+from rnncap.analysis.studies import study_runs
+from rnncap.analysis.tables import (
+    ALL_DEPTHS,
+    CAPACITY_COLUMNS,
+    CONF_DIR,
+    FIT_COLUMNS,
+    MEMORY_COLUMNS,
+    MEMORY_SETTINGS,
+    Row,
+    cell_sort_key,
+    read_runs,
+    write_csv,
+)
 
 
 def _done(run: Row, key: str) -> bool:
@@ -71,7 +54,7 @@ def _group(runs: Iterable[Row], task: str, keys: Sequence[str]) -> dict[tuple, l
     return groups
 
 
-def capacity_table(runs: Iterable[Row]) -> list[Row]:
+def capacity_table(runs: Iterable[Row], conf_dir: Path = CONF_DIR) -> list[Row]:
     """One row per model size: capacity = max bits over its runs (NaN if none finished)."""
     rows = []
     for (cell, depth, params, hidden), group in _group(
@@ -93,7 +76,7 @@ def capacity_table(runs: Iterable[Row]) -> list[Row]:
                 "diverged": sum(r.get("status") == "diverged" for r in group),
             }
         )
-    return sorted(rows, key=lambda r: (cell_sort_key(r["cell"]), r["depth"], r["params"]))
+    return sorted(rows, key=lambda r: (cell_sort_key(r["cell"], conf_dir), r["depth"], r["params"]))
 
 
 def fit_through_origin(
@@ -122,7 +105,9 @@ def fit_through_origin(
     return {"slope": slope, "slope_lo": float(lo), "slope_hi": float(hi), "exponent": exponent}
 
 
-def capacity_fits(table: Sequence[Row], boot: int = 2000, level: float = 0.95) -> list[Row]:
+def capacity_fits(
+    table: Sequence[Row], boot: int = 2000, level: float = 0.95, conf_dir: Path = CONF_DIR
+) -> list[Row]:
     """Fits per cell and depth, then per cell over all depths (depth = ``ALL_DEPTHS``)."""
     groups: dict[tuple, list[Row]] = defaultdict(list)
     for row in table:
@@ -146,7 +131,7 @@ def capacity_fits(table: Sequence[Row], boot: int = 2000, level: float = 0.95) -
             }
         )
     depth_key = lambda d: math.inf if d == ALL_DEPTHS else d  # noqa: E731
-    return sorted(fits, key=lambda f: (cell_sort_key(f["cell"]), depth_key(f["depth"])))
+    return sorted(fits, key=lambda f: (cell_sort_key(f["cell"], conf_dir), depth_key(f["depth"])))
 
 
 def theory_mse(hidden: int, input_dim: int) -> float:
@@ -155,7 +140,7 @@ def theory_mse(hidden: int, input_dim: int) -> float:
     return max(0.0, (input_dim - hidden) / input_dim)
 
 
-def memory_table(runs: Iterable[Row]) -> list[Row]:
+def memory_table(runs: Iterable[Row], conf_dir: Path = CONF_DIR) -> list[Row]:
     """One row per (cell, depth, settings, width): the best (lowest) error over its runs."""
     keys = ("cell", "depth", *MEMORY_SETTINGS, "hidden")
     rows = []
@@ -177,7 +162,8 @@ def memory_table(runs: Iterable[Row]) -> list[Row]:
         }
         rows.append(row)
     order = ("depth", *MEMORY_SETTINGS, "hidden")
-    return sorted(rows, key=lambda r: (cell_sort_key(r["cell"]), *(r[k] or 0 for k in order)))
+    cell = lambda r: cell_sort_key(r["cell"], conf_dir)  # noqa: E731
+    return sorted(rows, key=lambda r: (cell(r), *(r[k] or 0 for k in order)))
 
 
 def memory_gaps(table: Sequence[Row]) -> dict[str, float]:
@@ -209,84 +195,20 @@ def summary(fits: Sequence[Row], memory: Sequence[Row]) -> dict[str, Any]:
     return out
 
 
-def write_csv(rows: Sequence[Row], path: Path, columns: Sequence[str]) -> None:
-    """Rows as CSV with a header (written even for no rows, so downstream readers work)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def read_csv(path: Path) -> list[Row]:
-    """A CSV written by ``write_csv``, numbers parsed back (ints, floats, NaN; '' -> None)."""
-
-    def parse(value: str) -> Any:
-        if value == "":
-            return None
-        for kind in (int, float):
-            try:
-                return kind(value)
-            except ValueError:
-                pass
-        return value
-
-    with path.open(newline="") as f:
-        return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-CAPACITY_COLUMNS = [
-    "cell",
-    "depth",
-    "params",
-    "hidden",
-    "capacity",
-    "bits_per_param",
-    "best_samples",
-    "best_accuracy",
-    "runs",
-    "diverged",
-]
-FIT_COLUMNS = [
-    "cell",
-    "depth",
-    "sizes",
-    "slope",
-    "slope_lo",
-    "slope_hi",
-    "exponent",
-    "mean_bits_per_param",
-    "min_params",
-    "max_params",
-]
-MEMORY_COLUMNS = [
-    "cell",
-    "depth",
-    *MEMORY_SETTINGS,
-    "hidden",
-    "params",
-    "mse",
-    "r2",
-    "mc",
-    "theory_mse",
-    "runs",
-    "diverged",
-]
-
-
 def analyse(
-    runs_dir: Path, out: Path, metrics: Path, boot: int = 2000, studies: Sequence[str] = ()
+    runs_dir: Path,
+    out: Path,
+    metrics: Path,
+    boot: int = 2000,
+    studies: Sequence[str] = (),
+    conf_dir: Path = CONF_DIR,
 ) -> dict[str, Any]:
     """Read the runs, write capacity.csv, fits.csv, memory.csv and the metrics JSON.
     ``studies``: Optuna storages (``sqlite:///...``) whose tuner trials join the runs, so a
     model size's capacity is the max over its runs and its tuned trials."""
-    runs = read_runs(runs_dir)
-    if studies:
-        from rnncap.analysis.studies import study_runs
-
-        runs += study_runs(studies)
-    table, memory = capacity_table(runs), memory_table(runs)
-    fits = capacity_fits(table, boot)
+    runs = read_runs(runs_dir) + study_runs(studies)
+    table, memory = capacity_table(runs, conf_dir), memory_table(runs, conf_dir)
+    fits = capacity_fits(table, boot, conf_dir=conf_dir)
     write_csv(table, out / "capacity.csv", CAPACITY_COLUMNS)
     write_csv(fits, out / "fits.csv", FIT_COLUMNS)
     write_csv(memory, out / "memory.csv", MEMORY_COLUMNS)
@@ -294,36 +216,3 @@ def analyse(
     metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return {"runs": len(runs), "table": table, "fits": fits, "memory": memory, "summary": result}
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m rnncap.analysis.capacity", description=__doc__)
-    parser.add_argument("--runs", type=Path, default=Path("results/train"))
-    parser.add_argument("--out", type=Path, default=Path("results/capacity"))
-    parser.add_argument("--metrics", type=Path, default=Path("results/capacity.json"))
-    parser.add_argument("--boot", type=int, default=2000, help="bootstrap resamples")
-    parser.add_argument(
-        "--studies",
-        nargs="*",
-        default=[],
-        metavar="URL",
-        help="Optuna storages (sqlite:///results/tune/studies.db) whose trials join the runs",
-    )
-    parser.add_argument("--experiment", default="default", help="W&B group")
-    parser.add_argument("--wandb", default="offline", choices=["offline", "online", "disabled"])
-    args = parser.parse_args(argv)
-    result = analyse(args.runs, args.out, args.metrics, args.boot, args.studies)
-    print(f"read {result['runs']} runs; wrote {args.out}/*.csv and {args.metrics}")
-    for fit in result["fits"]:
-        if fit["depth"] == ALL_DEPTHS:
-            print(
-                f"  {CELL_LABELS.get(fit['cell'], fit['cell']):>6}: {fit['slope']:.2f} bits/param "
-                f"[{fit['slope_lo']:.2f}, {fit['slope_hi']:.2f}], exponent {fit['exponent']:.2f}"
-            )
-    from rnncap.analysis.tracking import log_analysis
-
-    log_analysis(result, args.experiment, args.wandb)
-
-
-if __name__ == "__main__":
-    main()

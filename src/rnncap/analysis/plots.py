@@ -7,12 +7,13 @@
 - ``memory_per_unit.png``: normalised reconstruction error against units per layer, one line
   per cell, against the theory line ``max(0, (d - N) / d)`` (Figure 2c).
 
-    python -m rnncap.analysis.plots --tables results/capacity --out results/figures
+    rnncap plot --tables results/capacity --out results/figures
+
+Cells are drawn in their display order, label and colour (``rnncap.analysis.tables``).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -26,38 +27,19 @@ import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rnncap.analysis.capacity import (  # noqa: E402
+from rnncap.analysis.capacity import theory_mse  # noqa: E402
+from rnncap.analysis.tables import (  # noqa: E402
     ALL_DEPTHS,
-    CELL_LABELS,
+    CONF_DIR,
     MEMORY_SETTINGS,
     Row,
-    cell_sort_key,
+    cell_display,
+    ordered_cells,
     read_csv,
-    theory_mse,
 )
 
-COLORS = {
-    "rnn": "#1f77b4",
-    "ugrnn": "#2ca02c",
-    "gru": "#d62728",
-    "lstm": "#ff7f0e",
-    "intersection": "#9467bd",
-    "irnn": "#8c564b",
-}
 REFERENCE_BITS = (1, 2, 5)  # dashed lines of constant bits per parameter; ~5 in the paper
 FIGURES = ("capacity_vs_params", "bits_per_param", "memory_per_unit")
-
-
-def _label(cell: str) -> str:
-    return CELL_LABELS.get(cell, cell)
-
-
-def _color(cell: str) -> str:
-    return COLORS.get(cell, "#7f7f7f")
-
-
-def _cells(rows: Sequence[Row]) -> list[str]:
-    return sorted({r["cell"] for r in rows}, key=cell_sort_key)
 
 
 def _empty(ax: plt.Axes, what: str) -> None:
@@ -65,7 +47,7 @@ def _empty(ax: plt.Axes, what: str) -> None:
     ax.set_axis_off()
 
 
-def capacity_figure(table: Sequence[Row]) -> plt.Figure:
+def capacity_figure(table: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Figure:
     """Capacity (bits) against parameters, log-log, a panel per depth and a line per cell."""
     rows = [r for r in table if r["capacity"] is not None and math.isfinite(r["capacity"])]
     depths = sorted({r["depth"] for r in rows}) or [1]
@@ -84,10 +66,11 @@ def capacity_figure(table: Sequence[Row]) -> plt.Figure:
             ax.annotate(label, (grid[-1], bits * grid[-1]), fontsize=7, color="0.45",
                         ha="right", va="top")  # fmt: skip
         at_depth = [r for r in rows if r["depth"] == depth]
-        for cell in _cells(at_depth):
+        for cell in ordered_cells(at_depth, conf_dir):
             own = sorted((r for r in at_depth if r["cell"] == cell), key=lambda r: r["params"])
+            shown = cell_display(cell, conf_dir)
             ax.plot([r["params"] for r in own], [r["capacity"] for r in own], "o-",
-                    color=_color(cell), label=_label(cell), ms=5)  # fmt: skip
+                    color=shown.color, label=shown.label, ms=5)  # fmt: skip
         title = f"{depth} layer" + ("s" if depth > 1 else "")
         ax.set(xscale="log", yscale="log", xlabel="number of parameters", title=title)
         ax.grid(True, which="major", alpha=0.3)
@@ -98,14 +81,14 @@ def capacity_figure(table: Sequence[Row]) -> plt.Figure:
     return fig
 
 
-def bits_per_param_figure(fits: Sequence[Row]) -> plt.Figure:
+def bits_per_param_figure(fits: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Figure:
     """Fitted bits per parameter per cell (groups) and depth (bars), bootstrap CI error bars."""
     rows = [r for r in fits if r["depth"] != ALL_DEPTHS and math.isfinite(r["slope"])]
     fig, ax = plt.subplots(figsize=(7, 4))
     if not rows:
         _empty(ax, "capacity")
         return fig
-    cells, depths = _cells(rows), sorted({r["depth"] for r in rows})
+    cells, depths = ordered_cells(rows, conf_dir), sorted({r["depth"] for r in rows})
     width = 0.8 / len(depths)
     shades = np.linspace(1.0, 0.45, len(depths))
     for j, depth in enumerate(depths):
@@ -115,10 +98,10 @@ def bits_per_param_figure(fits: Sequence[Row]) -> plt.Figure:
                 continue
             x = i - 0.4 + width * (j + 0.5)
             err = [[row["slope"] - row["slope_lo"]], [row["slope_hi"] - row["slope"]]]
-            color = matplotlib.colors.to_rgb(_color(cell))
+            color = matplotlib.colors.to_rgb(cell_display(cell, conf_dir).color)
             ax.bar(x, row["slope"], width * 0.92, yerr=err, capsize=3,
                    color=tuple(c * shades[j] for c in color), edgecolor="k", lw=0.5)  # fmt: skip
-    ax.set_xticks(range(len(cells)), [_label(c) for c in cells])
+    ax.set_xticks(range(len(cells)), [cell_display(c, conf_dir).label for c in cells])
     ax.set_ylabel("bits per parameter")
     ax.set_title("Bits per parameter: slope of capacity against parameters", fontsize=10)
     depth_keys = [
@@ -132,7 +115,7 @@ def bits_per_param_figure(fits: Sequence[Row]) -> plt.Figure:
     return fig
 
 
-def memory_figure(memory: Sequence[Row]) -> plt.Figure:
+def memory_figure(memory: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Figure:
     """Normalised error against units per layer, one panel per task setting, theory dashed."""
     panels: dict[tuple, list[Row]] = defaultdict(list)
     for row in memory:
@@ -149,15 +132,16 @@ def memory_figure(memory: Sequence[Row]) -> plt.Figure:
         theory = [theory_mse(int(n), dim) for n in widths]
         ax.plot(widths, theory, "k--", lw=1.2, label=f"theory max(0, ({dim}-N)/{dim})")
         styles = {d: s for d, s in zip(sorted({r["depth"] for r in rows}), "os^D")}  # noqa: B905
-        for cell in _cells(rows):
+        for cell in ordered_cells(rows, conf_dir):
+            shown = cell_display(cell, conf_dir)
             for depth, marker in styles.items():
                 own = sorted((r for r in rows if (r["cell"], r["depth"]) == (cell, depth)),
                              key=lambda r: r["hidden"])  # fmt: skip
                 if own:
                     layers = f" ({depth} layer{'s' * (depth > 1)})" if len(styles) > 1 else ""
-                    name = _label(cell) + layers
+                    label = shown.label + layers
                     ax.plot([r["hidden"] for r in own], [r["mse"] for r in own], marker + "-",
-                            color=_color(cell), label=name, ms=4, alpha=0.85)  # fmt: skip
+                            color=shown.color, label=label, ms=4, alpha=0.85)  # fmt: skip
         ax.axvline(dim, color="0.7", lw=0.8)
         ax.set(xlabel="units per layer N", ylim=(-0.03, 1.05), xlim=(0, widths[-1]))
         ax.set_title(f"input dim {dim}, input scale {scale}, delay {delay}", fontsize=9)
@@ -169,13 +153,13 @@ def memory_figure(memory: Sequence[Row]) -> plt.Figure:
     return fig
 
 
-def plot_all(tables: Path, out: Path) -> list[Path]:
+def plot_all(tables: Path, out: Path, conf_dir: Path = CONF_DIR) -> list[Path]:
     """Read the fit stage's CSV tables and write the three PNG figures into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     figures = {
-        "capacity_vs_params": capacity_figure(read_csv(tables / "capacity.csv")),
-        "bits_per_param": bits_per_param_figure(read_csv(tables / "fits.csv")),
-        "memory_per_unit": memory_figure(read_csv(tables / "memory.csv")),
+        "capacity_vs_params": capacity_figure(read_csv(tables / "capacity.csv"), conf_dir),
+        "bits_per_param": bits_per_param_figure(read_csv(tables / "fits.csv"), conf_dir),
+        "memory_per_unit": memory_figure(read_csv(tables / "memory.csv"), conf_dir),
     }
     paths = []
     for name, fig in figures.items():
@@ -183,22 +167,3 @@ def plot_all(tables: Path, out: Path) -> list[Path]:
         fig.savefig(paths[-1], dpi=130)
         plt.close(fig)
     return paths
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m rnncap.analysis.plots", description=__doc__)
-    parser.add_argument("--tables", type=Path, default=Path("results/capacity"))
-    parser.add_argument("--out", type=Path, default=Path("results/figures"))
-    parser.add_argument("--experiment", default="default", help="W&B group")
-    parser.add_argument("--wandb", default="offline", choices=["offline", "online", "disabled"])
-    args = parser.parse_args(argv)
-    paths = plot_all(args.tables, args.out)
-    print("wrote " + ", ".join(map(str, paths)))
-    from rnncap.analysis.tracking import log_figures
-
-    tables = {k: read_csv(args.tables / f"{k}.csv") for k in ("capacity", "fits", "memory")}
-    log_figures(paths, tables, args.experiment, args.wandb)
-
-
-if __name__ == "__main__":
-    main()

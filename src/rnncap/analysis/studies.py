@@ -28,6 +28,8 @@ def trial_row(study: str, number: int, attrs: dict[str, Any]) -> dict[str, Any] 
 def study_runs(storages: Sequence[str], task: str | None = None) -> list[dict[str, Any]]:
     """The COMPLETE trials of every study in ``storages`` (SQLAlchemy URLs, e.g.
     ``sqlite:///results/tune/studies.db``) as run rows; ``task`` keeps only that task's."""
+    if not storages:
+        return []
     import optuna
 
     rows = []

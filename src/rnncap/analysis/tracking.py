@@ -12,14 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rnncap.analysis.capacity import (
-    CAPACITY_COLUMNS,
-    FIT_COLUMNS,
-    MEMORY_COLUMNS,
-    Row,
-    cell_sort_key,
-)
-from rnncap.core.loggers import wandb_has_key
+from rnncap.analysis.tables import CAPACITY_COLUMNS, FIT_COLUMNS, MEMORY_COLUMNS, Row
 
 log = logging.getLogger(__name__)
 PROJECT = "rnncap"
@@ -29,6 +22,8 @@ WANDB_DIR = Path("results/wandb")
 def start_run(experiment: str, job_type: str, name: str, mode: str, config: dict | None = None):
     """A W&B run in group ``experiment``; online only when asked for and a key is set."""
     import wandb
+
+    from rnncap.core.loggers import wandb_has_key  # imports Lightning: only when logging
 
     if mode == "online" and not wandb_has_key():
         log.warning("W&B online was asked for but no API key is set: logging offline instead")
@@ -68,8 +63,8 @@ def log_analysis(result: dict[str, Any], experiment: str, mode: str) -> None:
         return
     import wandb
 
-    cells = {r["cell"] for r in result["table"]} | {r["cell"] for r in result["memory"]}
-    for cell in sorted(cells, key=cell_sort_key):
+    cells = dict.fromkeys(r["cell"] for r in [*result["table"], *result["memory"]])  # in order
+    for cell in cells:
         run = start_run(experiment, "fit", cell, mode, {"cell": cell, "experiment": experiment})
         try:
             run.log(

@@ -8,13 +8,11 @@
 
 A trial is infeasible when its run diverged: the sweeper records user attribute
 ``status = diverged`` (``hydra_plugins.rnncap_optuna``). Crashed (FAIL) and unfinished trials
-are not counted. ``python -m rnncap.analysis.trainability --help`` runs it.
+are not counted. ``rnncap trainability --help`` runs it.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import math
 from collections.abc import Sequence
@@ -23,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-CURVE_FIELDS = ["study", "cell", "depth", "sampler", "trial", "status", "value", "median", "best"]
+from rnncap.analysis.tables import (
+    CONF_DIR,
+    CURVE_FIELDS,
+    INFEASIBLE_COLUMNS,
+    cell_label,
+    cell_sort_key,
+    write_csv,
+)
 
 
 @dataclass
@@ -103,9 +108,9 @@ def curve_rows(studies: Sequence[StudyTrials]) -> list[dict]:
     return rows
 
 
-def infeasible_table(studies: Sequence[StudyTrials]) -> list[dict]:
+def infeasible_table(studies: Sequence[StudyTrials], conf_dir: Path = CONF_DIR) -> list[dict]:
     """Rows (cell, depth, trials, diverged, percent), trials pooled over studies of the same
-    cell and depth, sorted by cell then depth."""
+    cell and depth, sorted by cell (display order) then depth."""
     pooled: dict[tuple[str, int], list[int]] = {}
     for s in studies:
         counts = pooled.setdefault((s.cell, s.depth), [0, 0])
@@ -119,13 +124,16 @@ def infeasible_table(studies: Sequence[StudyTrials]) -> list[dict]:
             "diverged": bad,
             "percent": round(100.0 * bad / n, 1) if n else None,  # None: no finished trial
         }
-        for (cell, depth), (n, bad) in sorted(pooled.items())
+        for (cell, depth), (n, bad) in sorted(
+            pooled.items(), key=lambda item: (cell_sort_key(item[0][0], conf_dir), item[0][1])
+        )
     ]
 
 
-def table_markdown(rows: Sequence[dict], depths: Sequence[int]) -> str:
-    """Percent infeasible as a cell x depth markdown table ("-" where nothing ran)."""
-    cells = sorted({r["cell"] for r in rows})
+def table_markdown(rows: Sequence[dict], depths: Sequence[int], conf_dir: Path = CONF_DIR) -> str:
+    """Percent infeasible as a cell x depth markdown table ("-" where nothing ran), a row per
+    cell in the order of ``rows``, named by its display label."""
+    cells = list(dict.fromkeys(r["cell"] for r in rows))
     cell_of = {(r["cell"], r["depth"]): r for r in rows}
     lines = ["| cell | " + " | ".join(f"depth {d}" for d in depths) + " |"]
     lines.append("|---|" + "---|" * len(depths))
@@ -135,18 +143,18 @@ def table_markdown(rows: Sequence[dict], depths: Sequence[int]) -> str:
             r = cell_of.get((cell, d))
             done = r is not None and r["trials"] > 0
             entries.append(f"{r['percent']} ({r['diverged']}/{r['trials']})" if done else "-")
-        lines.append(f"| {cell} | " + " | ".join(entries) + " |")
+        lines.append(f"| {cell_label(cell, conf_dir)} | " + " | ".join(entries) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(studies: Sequence[StudyTrials], path: Path) -> None:
+def plot_curves(studies: Sequence[StudyTrials], path: Path, conf_dir: Path = CONF_DIR) -> None:
     """One panel per cell; per depth the best-so-far (solid) and running median (dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cells = sorted({s.cell for s in studies})
+    cells = sorted({s.cell for s in studies}, key=lambda c: cell_sort_key(c, conf_dir))
     fig, axes = plt.subplots(1, len(cells), figsize=(4 * len(cells), 3.2), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     depths = sorted({s.depth for s in studies})
@@ -156,7 +164,7 @@ def plot_curves(studies: Sequence[StudyTrials], path: Path) -> None:
             color = colors[depths.index(s.depth) % len(colors)]
             ax.plot(bests, color=color, label=f"depth {s.depth} best")
             ax.plot(medians, color=color, linestyle="--", label=f"depth {s.depth} median")
-        ax.set_title(cell)
+        ax.set_title(cell_label(cell, conf_dir))
         ax.set_xlabel("tuner trial")
         ax.set_ylabel(studies[0].objective if studies else "objective")
         ax.legend(fontsize=7)
@@ -165,19 +173,13 @@ def plot_curves(studies: Sequence[StudyTrials], path: Path) -> None:
     plt.close(fig)
 
 
-def write_csv(path: Path, rows: Sequence[dict], fields: Sequence[str]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(fields))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def report(
     storage: str,
     out: Path,
     curve_sampler: str | None = None,
     table_sampler: str = "RandomSampler",
     depths: Sequence[int] = (1, 8),
+    conf_dir: Path = CONF_DIR,
 ) -> dict:
     """Write curves.{csv,png} and infeasible.{csv,md} plus summary.json into ``out``.
     ``curve_sampler`` limits the curves to studies of one sampler (None = all)."""
@@ -185,12 +187,12 @@ def report(
     studies = load_studies(storage)
     tuned = [s for s in studies if curve_sampler in (None, s.sampler)]
     random_runs = [s for s in studies if s.sampler == table_sampler and s.depth in depths]
-    write_csv(out / "curves.csv", curve_rows(tuned), CURVE_FIELDS)
+    write_csv(curve_rows(tuned), out / "curves.csv", CURVE_FIELDS)
     if tuned:
-        plot_curves(tuned, out / "curves.png")
-    table = infeasible_table(random_runs)
-    write_csv(out / "infeasible.csv", table, ["cell", "depth", "trials", "diverged", "percent"])
-    (out / "infeasible.md").write_text(table_markdown(table, depths))
+        plot_curves(tuned, out / "curves.png", conf_dir)
+    table = infeasible_table(random_runs, conf_dir)
+    write_csv(table, out / "infeasible.csv", INFEASIBLE_COLUMNS)
+    (out / "infeasible.md").write_text(table_markdown(table, depths, conf_dir))
     best = {}
     for s in tuned:
         _, bests = tuner_curves(s.values, s.feasible, s.maximize)
@@ -201,19 +203,3 @@ def report(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--storage", default="sqlite:///results/tune/studies.db")
-    parser.add_argument("--out", type=Path, default=Path("results/trainability"))
-    parser.add_argument("--curve-sampler", default=None, help="e.g. GPSampler (default: all)")
-    parser.add_argument("--table-sampler", default="RandomSampler")
-    parser.add_argument("--depths", type=int, nargs="+", default=[1, 8])
-    args = parser.parse_args(argv)
-    summary = report(args.storage, args.out, args.curve_sampler, args.table_sampler, args.depths)
-    print(json.dumps(summary, indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,382 @@
+"""``rnncap``: the command line of everything besides training (``python train.py``).
+
+    rnncap generate data FILE [train.py overrides...]   a task's data sets, for task.data_file
+    rnncap generate cells DIR                           every cell's composed config
+    rnncap fit [--runs DIR] [--out DIR] [--metrics FILE] [--studies URL ...]
+    rnncap plot [--tables DIR] [--out DIR]
+    rnncap tune-grid [--params FILE] [--dry-run]
+    rnncap trainability [--storage URL] [--out DIR]
+    rnncap exp-params FILE | xargs dvc exp run        FILE's grid as a DVC experiment
+
+Each subcommand parses its arguments here and calls a computation module (``rnncap.generate``,
+``rnncap.analysis.*``); W&B logging goes through ``rnncap.analysis.tracking`` only. Modules are
+imported by the subcommand that needs them. Bad input ends the command with one line
+``error: ...`` on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rnncap.core.errors import ConfigError
+
+WANDB_MODES = ["offline", "online", "disabled"]
+DISPLAY_CONF = "the Hydra config dir; its cell/<name>.yaml names the class that shows a cell"
+
+
+class UsageError(ValueError):
+    """A bad argument; the message is one line naming it."""
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+
+
+def _folder(path: Path, option: str) -> Path:
+    if not path.is_dir():
+        raise UsageError(f"{option} {path}: no such folder")
+    return path
+
+
+def _file(path: Path, option: str) -> Path:
+    if not path.is_file():
+        raise UsageError(f"{option} {path}: no such file")
+    return path
+
+
+def _storage(url: str, option: str) -> str:
+    """An Optuna storage URL; a SQLite file must exist (Optuna would create an empty one)."""
+    if "://" not in url:
+        raise UsageError(f"{option} {url}: not a storage URL (e.g. sqlite:///results/tune/x.db)")
+    path = Path(url.removeprefix("sqlite:///"))
+    if url.startswith("sqlite:///") and not path.is_file():
+        raise UsageError(f"{option} {url}: no such file {path}")
+    return url
+
+
+def _positive(option: str, value: int) -> int:
+    if value < 1:
+        raise UsageError(f"{option}={value} must be a positive integer")
+    return value
+
+
+# ---- generate --------------------------------------------------------------------------------
+def cmd_generate(args: argparse.Namespace) -> None:
+    from hydra.errors import HydraException
+
+    from rnncap.core.validate import compose_error
+    from rnncap.generate import generate, write_cell_configs
+
+    _folder(args.config_dir, "--config-dir")
+    if args.what == "cells":
+        _folder(args.config_dir / "cell", "--config-dir")
+        paths = write_cell_configs(args.out, args.config_dir)
+        print(f"wrote {len(paths)} cell configs into {args.out}")
+        return
+    try:
+        key = generate(args.out, args.overrides, args.config_dir)
+    except HydraException as err:  # a refused value in one line, else Hydra's message
+        line = compose_error(err) or f"overrides {' '.join(args.overrides)}: {_one_line(err)}"
+        raise UsageError(line) from err
+    print(f"wrote {args.out}: {key}")
+
+
+# ---- fit and plot ----------------------------------------------------------------------------
+def cmd_fit(args: argparse.Namespace) -> None:
+    from rnncap.analysis.capacity import analyse
+    from rnncap.analysis.tables import ALL_DEPTHS, cell_label
+
+    _folder(args.runs, "--runs")
+    _positive("--boot", args.boot)
+    studies = [_storage(url, "--studies") for url in args.studies]
+    result = analyse(args.runs, args.out, args.metrics, args.boot, studies, args.config_dir)
+    print(f"read {result['runs']} runs; wrote {args.out}/*.csv and {args.metrics}")
+    for fit in (f for f in result["fits"] if f["depth"] == ALL_DEPTHS):
+        label = cell_label(fit["cell"], args.config_dir)
+        print(
+            f"  {label:>6}: {fit['slope']:.2f} bits/param "
+            f"[{fit['slope_lo']:.2f}, {fit['slope_hi']:.2f}], exponent {fit['exponent']:.2f}"
+        )
+    if args.wandb != "disabled":
+        from rnncap.analysis.tracking import log_analysis
+
+        log_analysis(result, args.experiment, args.wandb)
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from rnncap.analysis.plots import plot_all
+    from rnncap.analysis.tables import read_csv
+
+    _folder(args.tables, "--tables")
+    names = ("capacity", "fits", "memory")
+    for name in names:
+        if not (args.tables / f"{name}.csv").is_file():
+            raise UsageError(f"--tables {args.tables} has no {name}.csv (rnncap fit writes it)")
+    paths = plot_all(args.tables, args.out, args.config_dir)
+    print("wrote " + ", ".join(map(str, paths)))
+    if args.wandb != "disabled":
+        from rnncap.analysis.tracking import log_figures
+
+        tables = {k: read_csv(args.tables / f"{k}.csv") for k in names}
+        log_figures(paths, tables, args.experiment, args.wandb)
+
+
+# ---- tuning ----------------------------------------------------------------------------------
+def cmd_tune_grid(args: argparse.Namespace) -> None:
+    from rnncap.analysis.tune_grid import load_grid, run_grid
+
+    _file(args.params, "--params")
+    if not Path("train.py").is_file() or not Path("conf").is_dir():
+        raise UsageError("train.py and conf/ are not here: run rnncap tune-grid in the project")
+    try:
+        tune = load_grid(args.params)
+    except ValueError as err:
+        raise UsageError(f"--params {err}") from err
+    try:
+        run_grid(tune, Path("."), args.dry_run)
+    except subprocess.CalledProcessError as err:
+        print(f"error: python {shlex.join(map(str, err.cmd[1:]))} failed", file=sys.stderr)
+        sys.exit(err.returncode)
+
+
+def cmd_trainability(args: argparse.Namespace) -> None:
+    from rnncap.analysis.trainability import report
+
+    _storage(args.storage, "--storage")
+    for depth in args.depths:
+        _positive("--depths", depth)
+    summary = report(
+        args.storage,
+        args.out,
+        args.curve_sampler,
+        args.table_sampler,
+        args.depths,
+        args.config_dir,
+    )
+    print(json.dumps(summary, indent=2))
+
+
+# ---- DVC experiments -------------------------------------------------------------------------
+def hydra_value(value: Any) -> str:
+    """``value`` in Hydra's override grammar (what ``dvc exp run --set-param`` parses)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def param_overrides(new: dict, old: dict, prefix: str = "") -> list[str]:
+    """Hydra overrides that turn params ``old`` into ``new``: changed leaves, ``++`` for new
+    keys, ``~`` for removed ones."""
+    overrides = []
+    for key, value in new.items():
+        path = f"{prefix}{key}"
+        if key not in old:
+            overrides.append(f"++{path}={hydra_value(value)}")
+        elif isinstance(value, dict) and isinstance(old[key], dict):
+            overrides += param_overrides(value, old[key], f"{path}.")
+        elif value != old[key]:
+            overrides.append(f"{path}={hydra_value(value)}")
+    overrides += [f"~{prefix}{key}" for key in old if key not in new]
+    return overrides
+
+
+def _params(path: Path, option: str) -> dict:
+    import yaml
+
+    try:
+        params = yaml.safe_load(_file(path, option).read_text())
+    except yaml.YAMLError as err:
+        raise UsageError(f"{option} {path}: not YAML ({_one_line(err)})") from err
+    if not isinstance(params, dict):
+        raise UsageError(f"{option} {path}: not a params file (a YAML mapping)")
+    return params
+
+
+def cmd_exp_params(args: argparse.Namespace) -> None:
+    new, old = _params(args.file, "FILE"), _params(args.base, "--base")
+    for override in param_overrides(new, old):
+        print(shlex.quote(f"--set-param={override}"))
+
+
+# ---- the parser ------------------------------------------------------------------------------
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions as written; each option's default after its help."""
+
+
+def _command(
+    sub: argparse._SubParsersAction, name: str, run: Callable, doc: str
+) -> argparse.ArgumentParser:
+    """A subcommand: its first docstring line is its one line in ``rnncap --help``."""
+    first = doc.strip().splitlines()[0]
+    parser = sub.add_parser(name, help=first, description=doc, formatter_class=_Formatter)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _path(parser: argparse.ArgumentParser, flag: str, default: str, what: str, metavar="DIR"):
+    parser.add_argument(flag, type=Path, default=Path(default), metavar=metavar, help=what)
+
+
+def _config_dir(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--config-dir", type=Path, default=Path("conf"), metavar="DIR", help=what)
+
+
+def _tracking(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", default="default", help="W&B group")
+    parser.add_argument(
+        "--wandb",
+        default="offline",
+        choices=WANDB_MODES,
+        help="W&B mode; online without an API key logs offline",
+    )
+
+
+GENERATE = """the files training runs read: data sets, composed cell configs
+
+  rnncap generate data FILE [train.py overrides...]
+      the task's generated sets, composed as `python train.py <overrides>` composes them;
+      a run with task.data_file=FILE and the same task settings loads them (and refuses them
+      when its settings differ)
+  rnncap generate cells DIR
+      DIR/<cell>.yaml per conf/cell option, `defaults` included (IRNN's = the RNN's + its
+      differences): a training stage depends on its cell's file only
+"""
+FIT = """capacity and bits per parameter with fits and CIs; memory
+
+Reads every metrics.json under --runs (and with --studies the finished trials of tuned Optuna
+studies) and writes capacity.csv, fits.csv and memory.csv into --out and the metrics JSON.
+Capacity of a model size = max of bits over its runs (all b and seeds); per cell (and depth)
+the line capacity = slope * params through the origin (slope = bits per parameter) and the
+log-log exponent; per-unit memory next to the theory max(0, (d - N) / d).
+"""
+PLOT = """the capacity and memory figures (PNG)
+
+Reads the tables of `rnncap fit` and writes capacity_vs_params.png, bits_per_param.png and
+memory_per_unit.png. Cells are drawn in their class's display order, label and colour.
+"""
+TUNE_GRID = """the tuning grid of params.yaml: one Optuna study each
+
+Each study is a `python train.py -m sweep=<sampler> ...` run into the grid's one SQLite
+storage; a rerun resumes every study to its n_trials. Invalid combinations (the +RNN at depth
+1) are skipped with a note. Run it in the project (where train.py and conf/ are).
+"""
+TRAINABILITY = """tuner curves and percent infeasible of a study storage
+
+Writes curves.csv and curves.png (per study: each trial's objective, the running median and
+the best so far, the paper's Figure 4), infeasible.csv and infeasible.md (percent of diverged
+trials of the random-sampler studies per cell and depth, Table 1) and summary.json.
+"""
+EXP_PARAMS = """another params file's grid as `dvc exp run` arguments
+
+Prints one --set-param=<override> per value in FILE that differs from --base (params.yaml),
+shell-quoted, so that xargs passes them on; params.yaml itself stays as it is:
+
+  rnncap exp-params params-paper.yaml | xargs dvc exp run -n paper
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rnncap",
+        description="Capacity and trainability of recurrent networks: everything besides "
+        "training (python train.py).",
+        epilog="`rnncap COMMAND --help` describes a command.",
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    gen = _command(sub, "generate", cmd_generate, GENERATE)
+    _config_dir(gen, "the Hydra config dir, composed as train.py composes it")
+    what = gen.add_subparsers(dest="what", metavar="WHAT", required=True)
+    data = what.add_parser("data", help="a task's data sets, for task.data_file")
+    data.add_argument("out", type=Path, metavar="FILE", help="the data file to write (.pt)")
+    data.add_argument("overrides", nargs="*", help="train.py overrides, e.g. task.samples=400")
+    cells = what.add_parser("cells", help="every cell's composed config")
+    cells.add_argument("out", type=Path, metavar="DIR", help="the folder for <cell>.yaml")
+
+    fit = _command(sub, "fit", cmd_fit, FIT)
+    _path(fit, "--runs", "results/train", "the run folders (a metrics.json each), recursively")
+    _path(fit, "--out", "results/capacity", "where capacity.csv, fits.csv and memory.csv go")
+    _path(fit, "--metrics", "results/capacity.json", "the summary JSON (DVC metrics)", "FILE")
+    fit.add_argument("--boot", type=int, default=2000, metavar="N", help="bootstrap resamples")
+    fit.add_argument(
+        "--studies",
+        nargs="*",
+        default=[],
+        metavar="URL",
+        help="Optuna storages (sqlite:///...) whose trials join the runs",
+    )
+    _tracking(fit)
+    _config_dir(fit, DISPLAY_CONF)
+
+    plot = _command(sub, "plot", cmd_plot, PLOT)
+    _path(plot, "--tables", "results/capacity", "the tables of rnncap fit")
+    _path(plot, "--out", "results/figures", "where the figures go")
+    _tracking(plot)
+    _config_dir(plot, DISPLAY_CONF)
+
+    tune = _command(sub, "tune-grid", cmd_tune_grid, TUNE_GRID)
+    _path(tune, "--params", "params.yaml", "the params file whose `tune` is the grid", "FILE")
+    tune.add_argument("--dry-run", action="store_true", help="print the commands only")
+
+    report = _command(sub, "trainability", cmd_trainability, TRAINABILITY)
+    arg = report.add_argument
+    arg(
+        "--storage",
+        default="sqlite:///results/tune/studies.db",
+        metavar="URL",
+        help="the Optuna storage of the studies",
+    )
+    _path(report, "--out", "results/trainability", "where the report goes")
+    arg(
+        "--curve-sampler",
+        metavar="NAME",
+        help="curves of this sampler's studies only, e.g. GPSampler; %(default)s: all",
+    )
+    arg(
+        "--table-sampler",
+        default="RandomSampler",
+        metavar="NAME",
+        help="the sampler of the percent-infeasible studies",
+    )
+    arg(
+        "--depths",
+        type=int,
+        nargs="+",
+        default=[1, 8],
+        metavar="D",
+        help="the depths of the percent-infeasible table",
+    )
+    _config_dir(report, DISPLAY_CONF)
+
+    exp = _command(sub, "exp-params", cmd_exp_params, EXP_PARAMS)
+    exp.add_argument("file", type=Path, metavar="FILE", help="the params file to run")
+    _path(exp, "--base", "params.yaml", "the params file the experiment starts from", "FILE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (UsageError, ConfigError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
