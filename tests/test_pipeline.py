@@ -1,11 +1,14 @@
-"""The DVC pipeline: data files, cell configs, the grid in dvc.yaml, figures, W&B, `dvc repro`."""
+"""The DVC pipeline: data files, cell configs, the grid in dvc.yaml and its dependencies, the
+paper-scale experiment, figures, W&B, `dvc repro` and `dvc status`."""
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -21,6 +24,7 @@ from test_train import cli_env
 
 from rnncap.analysis.capacity import analyse
 from rnncap.analysis.plots import capacity_figure, plot_all
+from rnncap.cli import param_overrides
 from rnncap.core.errors import ConfigError
 from rnncap.core.run import train
 from rnncap.generate import generate, write_cell_configs
@@ -144,6 +148,86 @@ def test_dvc_yaml_expands_the_grid_in_params_yaml():
     assert not any(d.startswith("conf/cell") for d in deps)  # only its own composed config
 
 
+def dep_paths(stage) -> set[str]:
+    return {str(Path(d.def_path)) for d in stage.deps}
+
+
+def source_modules() -> dict[str, Path]:
+    """Module name -> file, for train.py and every module under src/."""
+    modules = {"train": ROOT / "train.py"}
+    for path in (ROOT / "src").rglob("*.py"):
+        parts = path.relative_to(ROOT / "src").with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def imported_files(*roots: str) -> set[str]:
+    """The project files (relative to ROOT) that importing ``roots`` can load: every import
+    statement, at any depth (lazy imports too), with the packages above each module; of
+    rnncap.cli only its top-level imports (each subcommand's own are among the roots)."""
+    modules, seen, todo = source_modules(), set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in modules:
+            continue
+        seen.add(name)
+        todo += [name.rsplit(".", 1)[0]] if "." in name else []  # its package's __init__
+        source = modules[name].read_text()
+        tree = ast.parse(source)
+        if "pkgutil.iter_modules" in source:  # it imports every module of the packages it names
+            packages = [a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names]
+            todo += [m for m in modules if m.rsplit(".", 1)[0] in packages]
+        for node in tree.body if name == "rnncap.cli" else ast.walk(tree):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                todo += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+    return {str(modules[m].relative_to(ROOT)) for m in seen}
+
+
+def covered(files: set[str], deps: set[str]) -> set[str]:
+    """The files no dependency (a file or a folder above it) covers."""
+    return {f for f in files if not any(f == d or f.startswith(d + "/") for d in deps)}
+
+
+def test_stages_call_rnncap_or_train_py_and_depend_on_all_they_import():
+    stages = dvc_stages(ROOT)
+    for name, stage in stages.items():
+        assert stage.cmd.startswith(("rnncap ", "python train.py ")), (name, stage.cmd)
+        assert "python -m" not in stage.cmd
+    tasks = ("rnncap.tasks.capacity", "rnncap.tasks.memory")  # instantiated from the config
+    training = imported_files("train", *tasks)
+    analysis = imported_files("rnncap.cli", *(f"rnncap.analysis.{m}" for m in ANALYSIS))
+    generating = imported_files("rnncap.cli", "rnncap.generate", *tasks)
+    tune = imported_files("train", "rnncap.cli", "rnncap.analysis.tune_grid") | {
+        str(p.relative_to(ROOT)) for p in (ROOT / "src/hydra_plugins").rglob("*.py")
+    }  # Hydra loads its plugins at every start
+    for name, files in [
+        ("train_capacity@rnn-1-100-2-0", training),
+        ("train_memory@gru-1-4-0", training),
+        ("generate_capacity@100-2-0", generating),
+        ("cell_configs", generating),
+        ("fit", analysis),
+        ("plot", analysis),
+        ("tune", tune | training),
+        ("trainability", analysis),
+    ]:
+        assert not covered(files, dep_paths(stages[name])), name
+    train_deps = dep_paths(stages["train_capacity@rnn-1-100-2-0"])
+    assert {
+        "src/rnncap/core",
+        "src/rnncap/cells",
+        "src/rnncap/tasks",
+        "conf/hardware",
+    } <= train_deps
+    assert {"conf/cell", "src/rnncap/core"} <= dep_paths(stages["fit"])  # the cells' display
+    tune_deps = dep_paths(stages["tune"])
+    assert {"conf/hardware", "conf/logger", "conf/sweep", "conf/cell", "conf/task"} <= tune_deps
+
+
+ANALYSIS = ["capacity", "plots", "tables", "tracking", "trainability", "studies", "tune_grid"]
+
+
 def test_paper_params_have_the_same_keys_as_the_default():
     def keys(node, prefix=""):
         if not isinstance(node, dict):
@@ -157,6 +241,24 @@ def test_paper_params_have_the_same_keys_as_the_default():
     assert max(paper["capacity"]["budgets"]) >= 100_000
     samples = max(paper["capacity"]["budgets"]) * max(paper["capacity"]["loads"])
     assert samples <= 2 ** paper["capacity"]["task"]["input_dim"]  # distinct inputs exist
+
+
+def test_the_paper_grid_runs_as_a_dvc_experiment_of_its_differences(tmp_path):
+    """`rnncap exp-params params-paper.yaml | xargs dvc exp run` passes --set-param overrides;
+    applied the way `dvc exp run` applies them, they turn params.yaml into params-paper.yaml."""
+    from dvc.utils.hydra import apply_overrides
+
+    default = yaml.safe_load((ROOT / "params.yaml").read_text())
+    paper = yaml.safe_load((ROOT / "params-paper.yaml").read_text())
+    proc = subprocess.run([*RNNCAP, "exp-params", "params-paper.yaml"], cwd=ROOT, check=True,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    args = [shlex.split(line)[0] for line in proc.stdout.splitlines()]  # as xargs reads them
+    assert args and all(a.startswith("--set-param=") for a in args)
+    assert [a.removeprefix("--set-param=") for a in args] == param_overrides(paper, default)
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    apply_overrides(params, [a.removeprefix("--set-param=") for a in args])
+    assert yaml.safe_load(params.read_text()) == paper
 
 
 def synthetic_tables(tmp_path: Path, memory: bool = True) -> Path:
@@ -242,14 +344,16 @@ def tiny_params() -> dict:
     return params
 
 
-def make_repo(tmp_path: Path) -> Path:
-    """A git repository holding the project's pipeline files and a tiny 2-cell grid."""
+def make_repo(tmp_path: Path, params: dict | None = None) -> Path:
+    """A git repository holding the project's pipeline files, as a clone has them (no caches),
+    and a tiny grid (default: ``tiny_params``)."""
     repo = tmp_path / "repo"
+    ignore = shutil.ignore_patterns("cache", "tmp", "__pycache__", "*.egg-info")
     for name in ("conf", "src", ".dvc"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("cache", "tmp"))
+        shutil.copytree(ROOT / name, repo / name, ignore=ignore)
     for name in ("train.py", "dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / name, repo / name)
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params or tiny_params()))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
@@ -257,12 +361,17 @@ def make_repo(tmp_path: Path) -> Path:
     return repo
 
 
-def dvc_repro(repo: Path) -> str:
+def dvc(repo: Path, *args: str) -> str:
+    """``dvc <args>`` in ``repo`` as ``make run`` calls it: the venv's commands on PATH."""
     env = cli_env() | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    dvc = [sys.executable, "-m", "dvc", "repro", "plot"]
-    proc = subprocess.run(dvc, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
+
+
+def dvc_repro(repo: Path) -> str:
+    return dvc(repo, "repro", "plot")
 
 
 @pytest.mark.slow
