@@ -344,6 +344,14 @@ def tiny_params() -> dict:
     return params
 
 
+def smallest_params() -> dict:
+    """The smallest grid: one capacity run (and the fit and plot); no memory runs."""
+    params = tiny_params()
+    params["capacity"] |= {"deep_cells": [], "budgets": [60]}
+    params["memory"] |= {"cells": [], "deep_cells": [], "seeds": []}
+    return params
+
+
 def make_repo(tmp_path: Path, params: dict | None = None) -> Path:
     """A git repository holding the project's pipeline files, as a clone has them (no caches),
     and a tiny grid (default: ``tiny_params``)."""
@@ -374,6 +382,36 @@ def dvc_repro(repo: Path) -> str:
     return dvc(repo, "repro", "plot")
 
 
+def write_caches(src: Path) -> None:
+    """What working in a checkout leaves in its source folders: bytecode (its __pycache__
+    deleted, then the package imported afresh from ``src``), tool caches and editor files."""
+    for cache in src.rglob("__pycache__"):
+        shutil.rmtree(cache)
+    env = cli_env() | {"PYTHONPATH": str(src)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    code = "import rnncap.cli, rnncap.core.run, rnncap.analysis.plots, rnncap.tasks.memory"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    assert list(src.glob("rnncap/core/__pycache__/run.*.pyc"))  # written into this copy
+    for cache in (".ruff_cache", ".pytest_cache", ".mypy_cache", "rnncap.egg-info"):
+        (src / "rnncap" / "cells" / cache).mkdir()
+        (src / "rnncap" / "cells" / cache / "x").write_text("x")
+    (src / "rnncap" / "tasks" / ".capacity.py.swp").write_text("x")  # an editor's
+    (src / "rnncap" / "tasks" / "capacity.py~").write_text("x")
+
+
+def test_imports_and_tool_caches_in_the_sources_leave_the_pipeline_up_to_date(tmp_path):
+    """Issue 14: stages depend on source folders (src/rnncap/core, cells, tasks, ...), and
+    .dvcignore keeps what imports, tests, linters and editors write there out of their hashes:
+    after a run, importing the package changes nothing `dvc status` sees. The stage here is
+    cell_configs (it depends on core/, cells/ and tasks/, and runs in seconds); the slow
+    test does the same after the whole tiny grid."""
+    repo = make_repo(tmp_path, smallest_params())
+    dvc(repo, "repro", "cell_configs")
+    write_caches(repo / "src")
+    status = dvc(repo, "status", "--with-deps", "cell_configs")
+    assert status.strip() == "Data and pipelines are up to date.", status
+
+
 @pytest.mark.slow
 def test_dvc_repro_runs_a_tiny_grid_then_does_nothing_then_reruns_one_cell(tmp_path):
     repo = make_repo(tmp_path)
@@ -394,6 +432,7 @@ def test_dvc_repro_runs_a_tiny_grid_then_does_nothing_then_reruns_one_cell(tmp_p
     assert len(memory) == 3  # header, rnn and +RNN at width 2
     assert set(metrics["capacity"]) == set(metrics["memory"]) == {"rnn", "intersection"}
 
+    write_caches(repo / "src")  # importing the package, linting, editing: no change to DVC
     second = dvc_repro(repo)
     assert "Running stage" not in second
 
