@@ -284,7 +284,8 @@ trials of the random-sampler studies per cell and depth, Table 1) and summary.js
 EXP_PARAMS = """another params file's grid as `dvc exp run` arguments
 
 Prints one --set-param=<override> per value in FILE that differs from --base (params.yaml),
-shell-quoted, so that xargs passes them on; params.yaml itself stays as it is:
+shell-quoted, so that xargs passes them on. DVC records the values with the experiment (and
+leaves them in the workspace's params.yaml, unless --temp or --queue runs it elsewhere):
 
   rnncap exp-params params-paper.yaml | xargs dvc exp run -n paper
 """
