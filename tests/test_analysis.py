@@ -257,6 +257,10 @@ def test_a_new_cell_appears_with_its_own_display_or_a_fallback(tmp_path):
     write_cell_conf(conf, "rnn", "_target_: rnncap.cells.rnn.RNNCell\n")
     write_cell_conf(conf, "minimal", f"_target_: {__name__}.MinimalCell\n")
     write_cell_conf(conf, "relu_rnn", "defaults:\n  - rnn\n  - _self_\nnonlinearity: relu\n")
+    schema = "defaults:\n  - /schema/cell/base@_here_\n  - /cell/rnn@_here_\n  - _self_\n"
+    write_cell_conf(conf, "irnn", f"{schema}name: irnn\n")  # absolute entries, packages
+    assert cell_target("irnn", conf) == "rnncap.cells.rnn.RNNCell"
+    assert cell_display("irnn", conf).label == "IRNN"
     write_cell_conf(conf, "broken", "_target_: nowhere.Cell\n")
     assert cell_display("minimal", conf).label == "minRNN"
     unknown = [cell_display(c, conf) for c in ("relu_rnn", "broken", "no_config")]

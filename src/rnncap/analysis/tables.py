@@ -115,12 +115,16 @@ class CellDisplay:
 
 
 def _option(entry: Any) -> str | None:
-    """The cell option a ``defaults`` entry names: ``rnn``, ``/cell/rnn`` or ``{cell: rnn}``."""
+    """The cell option a ``defaults`` entry names (``rnn``, ``/cell/rnn``, ``{cell: rnn}``);
+    None for another group's entry (``/schema/cell/base@_here_``)."""
     if isinstance(entry, dict):
         entry = next((v for v in entry.values() if isinstance(v, str)), None)
     if not isinstance(entry, str):
         return None
-    return entry.strip("/").removeprefix("cell/")
+    entry = entry.split("@")[0]
+    if entry.startswith("/"):
+        return entry.removeprefix("/cell/") if entry.startswith("/cell/") else None
+    return entry
 
 
 def cell_target(name: str, conf_dir: Path = CONF_DIR, seen: tuple[str, ...] = ()) -> str | None:
