@@ -17,27 +17,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
+from rnncap.core.build import compose_run_config, constructor_kwargs
 from rnncap.core.validate import validate
 from rnncap.tasks.base import TaskDataModule
 
 
-def compose_run_config(overrides: list[str], config_dir: Path) -> DictConfig:
-    """The training config that ``python train.py <overrides>`` composes (outside a run dir)."""
-    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.output_dir = "."  # no run dir: resolves ${hydra:runtime.output_dir} away
-    return cfg
-
-
-def build_task(cfg: DictConfig) -> TaskDataModule:
+def task_without_data_file(cfg: DictConfig) -> TaskDataModule:
     """The configured task, without a data file (this is where its data comes from)."""
-    kwargs = OmegaConf.to_container(cfg.task, resolve=True)
-    kwargs.pop("name", None)
+    kwargs = constructor_kwargs(cfg.task)
     if "data_file" in kwargs:
         kwargs["data_file"] = None
     return instantiate(kwargs)
@@ -47,7 +37,7 @@ def generate(out: Path, overrides: list[str], config_dir: Path = Path("conf")) -
     """Validate the composed config, generate the task's sets and save them to ``out``."""
     cfg = compose_run_config(overrides, config_dir)
     validate(cfg)
-    task = build_task(cfg)
+    task = task_without_data_file(cfg)
     task.save_data(out)
     return task.data_key()
 
