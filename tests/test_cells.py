@@ -127,6 +127,16 @@ def test_recurrent_inits_and_scale():
         torch.testing.assert_close(block @ block.T, 4.0 * torch.eye(6), atol=1e-5, rtol=0)
 
 
+def test_chain_init_is_the_scaled_superdiagonal_in_every_block():
+    """Orhan & Pitkow 2020: recurrent_scale on the first superdiagonal, zeros elsewhere."""
+    chain = 1.5 * torch.diag(torch.ones(3), 1)
+    rnn = RNNCell(2, 4, recurrent_init="chain", recurrent_scale=1.5)
+    assert torch.equal(rnn.weight_hh.detach(), chain)
+    gru = GRUCell(2, 4, recurrent_init="chain", recurrent_scale=1.5)
+    for block in gru.weight_hh.detach().split(4):
+        assert torch.equal(block, chain)
+
+
 def test_bad_cell_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="cell.nonlinearity='sigmoid'"):
         RNNCell(2, 3, nonlinearity="sigmoid")
