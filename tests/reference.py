@@ -3,7 +3,9 @@
 Written independently of ``rnncap.cells``: they read the packed parameters by gate name
 (gate orders as documented in each cell's docstring) and apply the equations verbatim.
 A new cell registers its step here with ``@reference("<CellClass>", gates=[...])``; the
-contract test (tests/test_contract.py) asks for it.
+contract test (tests/test_contract.py) asks for it. A cell whose parameters are not the packed
+[G*N, I], [G*N, N], [G*N] blocks also gives ``read`` (its parameters by name, float64) and
+``count`` (its parameter count, from its equations).
 """
 
 from __future__ import annotations
@@ -46,22 +48,39 @@ def act(cell):
 class Reference:
     """A cell's equations: its gate names in packed order, and one time step.
 
-    ``step(cell, G, x_t, h, c) -> (h, c, y)`` with G the per-gate (W_x, W_h, b) from ``gates``.
+    ``step(cell, G, x_t, h, c) -> (h, c, y)`` with G = ``read(cell, gates)``: by default the
+    per-gate (W_x, W_h, b) from ``gates``.
     """
 
     gates: tuple[str, ...]
     step: Callable
     states: int = 1  # learned initial state vectors: h, or (h, c)
+    read: Callable = gates  # (cell, gate names) -> the parameters ``step`` reads
+    count: Callable[[int, int], int] | None = None  # (I, N) -> parameters of one layer
+
+    def param_count(self, input_size: int, hidden_size: int) -> int:
+        """One layer's parameters: ``count`` where given, else G*(N*(I+N)+N) weights and
+        biases (Collins et al. 2017) + the learned initial state(s)."""
+        if self.count is not None:
+            return self.count(input_size, hidden_size)
+        n = hidden_size
+        return len(self.gates) * (n * (input_size + n) + n) + self.states * n
 
 
 REFERENCES: dict[str, Reference] = {}  # cell class name -> its reference
 
 
-def reference(class_name: str, gates: list[str], states: int = 1) -> Callable:
+def reference(
+    class_name: str,
+    gates: list[str],
+    states: int = 1,
+    read: Callable = gates,
+    count: Callable[[int, int], int] | None = None,
+) -> Callable:
     """Register the decorated step as the float64 reference of the cell class ``class_name``."""
 
     def register(step: Callable) -> Callable:
-        REFERENCES[class_name] = Reference(tuple(gates), step, states)
+        REFERENCES[class_name] = Reference(tuple(gates), step, states, read, count)
         return step
 
     return register
@@ -125,7 +144,7 @@ def intersection_step(cell, G, x_t, h, c):
 def reference_layer(cell, x):
     """x [T, B, I] float64 -> depth outputs [T, B, N], from the equations."""
     ref = reference_of(type(cell))
-    G = gates(cell, ref.gates)
+    G = ref.read(cell, ref.gates)
     h = cell.initial_h.detach().double().expand(x.shape[1], -1)
     c = cell.initial_c.detach().double().expand(x.shape[1], -1) if ref.states == 2 else None
     ys = []
