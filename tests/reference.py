@@ -141,6 +141,45 @@ def intersection_step(cell, G, x_t, h, c):
     return h, c, y
 
 
+# ---------------------------------------------------------------- cells without packed blocks
+def f64(tensor):
+    return tensor.detach().double()
+
+
+def input_blocks(cell, names):
+    """Per-block (W_x, b) of a cell whose blocks read x_t only: no recurrent weights, and no
+    b_fg added (its step adds b_fg where its equations put it)."""
+    n = cell.hidden_size
+    return {
+        name: (f64(cell.weight_ih[k * n : (k + 1) * n]), f64(cell.bias[k * n : (k + 1) * n]))
+        for k, name in enumerate(names)
+    }
+
+
+@reference(
+    "MinGRUCell", gates=["z", "h"], read=input_blocks, count=lambda i, n: 2 * (n * i + n) + n
+)
+def mingru_step(cell, G, x_t, h, c):
+    (w_z, b_z), (w_h, b_h) = G["z"], G["h"]
+    z = sig(x_t @ w_z.T + b_z - cell.gate_bias)  # b_fg > 0 keeps the state: 1 - z grows
+    h_cand = x_t @ w_h.T + b_h
+    h = (1 - z) * h + z * h_cand
+    return h, c, h
+
+
+@reference(
+    "MinLSTMCell", gates=["f", "i", "h"], read=input_blocks, count=lambda i, n: 3 * (n * i + n) + n
+)
+def minlstm_step(cell, G, x_t, h, c):
+    (w_f, b_f), (w_i, b_i), (w_h, b_h) = G["f"], G["i"], G["h"]
+    f = sig(x_t @ w_f.T + b_f + cell.gate_bias)
+    i = sig(x_t @ w_i.T + b_i)
+    h_cand = x_t @ w_h.T + b_h
+    f_n, i_n = f / (f + i), i / (f + i)
+    h = f_n * h + i_n * h_cand
+    return h, c, h
+
+
 def reference_layer(cell, x):
     """x [T, B, I] float64 -> depth outputs [T, B, N], from the equations."""
     ref = reference_of(type(cell))
