@@ -180,6 +180,31 @@ def minlstm_step(cell, G, x_t, h, c):
     return h, c, h
 
 
+def minimalrnn_params(cell, names):
+    """The MinimalRNN's W_x, U_h, U_z, b_z and b_u (Chen 2017's names)."""
+    b_z, b_u = f64(cell.bias).chunk(2)
+    return {
+        "W_x": f64(cell.weight_ih),
+        "U_h": f64(cell.weight_hh),
+        "U_z": f64(cell.weight_zh),
+        "b_z": b_z,
+        "b_u": b_u,
+    }
+
+
+@reference(
+    "MinimalRNNCell",
+    gates=["z", "u"],
+    read=minimalrnn_params,
+    count=lambda i, n: n * i + n + (n * n + n * n + n) + n,  # z: W_x, b_z; u: U_h, U_z, b_u; h_0
+)
+def minimalrnn_step(cell, P, x_t, h, c):
+    z = act(cell)(x_t @ P["W_x"].T + P["b_z"])
+    u = sig(h @ P["U_h"].T + z @ P["U_z"].T + P["b_u"] + cell.gate_bias)
+    h = u * h + (1 - u) * z
+    return h, c, h
+
+
 def reference_layer(cell, x):
     """x [T, B, I] float64 -> depth outputs [T, B, N], from the equations."""
     ref = reference_of(type(cell))
