@@ -205,6 +205,17 @@ def minimalrnn_step(cell, P, x_t, h, c):
     return h, c, h
 
 
+def indrnn_params(cell, names):
+    """The IndRNN's W, its recurrent vector u and b."""
+    return {"W": f64(cell.weight_ih), "u": f64(cell.weight_hh), "b": f64(cell.bias)}
+
+
+@reference("IndRNNCell", gates=["h"], read=indrnn_params, count=lambda i, n: n * i + n + n + n)
+def indrnn_step(cell, P, x_t, h, c):
+    h = act(cell)(x_t @ P["W"].T + P["u"] * h + P["b"])
+    return h, c, h
+
+
 def reference_layer(cell, x):
     """x [T, B, I] float64 -> depth outputs [T, B, N], from the equations."""
     ref = reference_of(type(cell))

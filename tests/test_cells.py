@@ -11,6 +11,7 @@ from conftest import CELL_CLASSES
 from reference import reference_layer, reference_of
 
 from rnncap.cells import GRUCell, IntersectionCell, LSTMCell, RNNCell, UGRNNCell
+from rnncap.cells.indrnn import IndRNNCell
 from rnncap.core.sizing import hidden_for_budget
 from rnncap.core.stack import RecurrentStack, count_parameters
 
@@ -129,6 +130,28 @@ def test_chain_init_is_the_scaled_superdiagonal_in_every_block():
     gru = GRUCell(2, 4, recurrent_init="chain", recurrent_scale=1.5)
     for block in gru.weight_hh.detach().split(4):
         assert torch.equal(block, chain)
+
+
+@pytest.mark.parametrize("cls", CELL_CLASSES)
+def test_square_recurrent_says_whether_chain_applies(cls):
+    """``square_recurrent`` is true exactly for cells with N x N recurrent blocks; the others
+    refuse recurrent_init=chain."""
+    if cls.square_recurrent:
+        weight_hh = cls(layer_input(cls, 3, 4), 4, recurrent_init="chain").weight_hh
+        assert weight_hh.dim() == 2 and weight_hh.shape[1] == 4
+        assert weight_hh.shape[0] % 4 == 0
+    else:
+        with pytest.raises(ValueError, match="cell.recurrent_init='chain'"):
+            cls(3, 4, recurrent_init="chain")
+
+
+def test_indrnn_recurrent_vector_inits():
+    """IndRNN's u: U(0, 1) (the authors' ReLU choice) or ones, times recurrent_scale."""
+    torch.manual_seed(0)
+    u = IndRNNCell(3, 500, recurrent_scale=2.0).weight_hh.detach()
+    assert u.shape == (500,) and u.min() >= 0 and u.max() < 2.0 and u.std() > 0.5
+    ones = IndRNNCell(3, 5, recurrent_init="identity", recurrent_scale=0.9).weight_hh
+    assert torch.equal(ones.detach(), torch.full((5,), 0.9))
 
 
 def test_bad_cell_arguments_raise_clear_errors():
