@@ -59,6 +59,16 @@ CATALOGUE = [
         "not allowed for cell=intersection",
     ),
     ("unknown recurrent init", ["cell.recurrent_init=random"], "cell.recurrent_init='random'"),
+    (
+        "chain init without recurrent weights",
+        ["cell=mingru", "cell.recurrent_init=chain"],
+        "cell.recurrent_init=chain is not allowed for cell=mingru",
+    ),
+    (
+        "chain init on a recurrent vector",
+        ["cell=indrnn", "cell.recurrent_init=chain"],
+        "cell.recurrent_init='chain'; choose one of uniform, identity",
+    ),
     ("unknown compile mode", ["cell.compile=fast"], "cell.compile='fast'; choose one of false"),
     pytest.param("gpu without CUDA", ["hardware=gpu"], "hardware=gpu but no CUDA", marks=no_cuda),
     pytest.param("ddp without CUDA", ["hardware=ddp"], "hardware=ddp but no CUDA", marks=no_cuda),

@@ -11,17 +11,12 @@ from conftest import CELL_CLASSES
 from reference import reference_layer, reference_of
 
 from rnncap.cells import GRUCell, IntersectionCell, LSTMCell, RNNCell, UGRNNCell
+from rnncap.cells.indrnn import IndRNNCell
 from rnncap.core.sizing import hidden_for_budget
 from rnncap.core.stack import RecurrentStack, count_parameters
 
 # every cell class (discovered from conf/cell) with every nonlinearity it allows
 VARIANTS = [(cls, s) for cls in CELL_CLASSES for s in cls.allowed_nonlinearities]
-
-
-def gate_blocks(cls) -> int:
-    """G, from the reference's gate names: a layer has G*(N*(I+N)+N) weights and biases
-    (Collins et al. 2017)."""
-    return len(reference_of(cls).gates)
 
 
 def layer_input(cls, size=5, hidden=4):
@@ -84,8 +79,8 @@ def test_gate_bias_changes_output_only_for_gated_cells(cls, nonlinearity):
 @pytest.mark.parametrize(("i", "n"), [(3, 7), (16, 1), (10, 10)])
 def test_layer_param_count_matches_paper_formula(cls, i, n):
     i = layer_input(cls, i, n)
-    states = reference_of(cls).states  # learned initial h (and c)
-    expected = gate_blocks(cls) * (n * (i + n) + n) + states * n
+    expected = reference_of(cls).param_count(i, n)  # G*(N*(I+N)+N) + initial h (and c), or
+    # the count the reference states for a cell without packed N x N blocks
     if cls is IntersectionCell:
         assert expected - n == 8 * n * n + 4 * n
     cell = cls(i, n)
@@ -125,6 +120,38 @@ def test_recurrent_inits_and_scale():
     orth = GRUCell(2, 6, recurrent_init="orthogonal", recurrent_scale=2.0)
     for block in orth.weight_hh.detach().split(6):
         torch.testing.assert_close(block @ block.T, 4.0 * torch.eye(6), atol=1e-5, rtol=0)
+
+
+def test_chain_init_is_the_scaled_superdiagonal_in_every_block():
+    """Orhan & Pitkow 2020: recurrent_scale on the first superdiagonal, zeros elsewhere."""
+    chain = 1.5 * torch.diag(torch.ones(3), 1)
+    rnn = RNNCell(2, 4, recurrent_init="chain", recurrent_scale=1.5)
+    assert torch.equal(rnn.weight_hh.detach(), chain)
+    gru = GRUCell(2, 4, recurrent_init="chain", recurrent_scale=1.5)
+    for block in gru.weight_hh.detach().split(4):
+        assert torch.equal(block, chain)
+
+
+@pytest.mark.parametrize("cls", CELL_CLASSES)
+def test_square_recurrent_says_whether_chain_applies(cls):
+    """``square_recurrent`` is true exactly for cells with N x N recurrent blocks; the others
+    refuse recurrent_init=chain."""
+    if cls.square_recurrent:
+        weight_hh = cls(layer_input(cls, 3, 4), 4, recurrent_init="chain").weight_hh
+        assert weight_hh.dim() == 2 and weight_hh.shape[1] == 4
+        assert weight_hh.shape[0] % 4 == 0
+    else:
+        with pytest.raises(ValueError, match="cell.recurrent_init='chain'"):
+            cls(3, 4, recurrent_init="chain")
+
+
+def test_indrnn_recurrent_vector_inits():
+    """IndRNN's u: U(0, 1) (the authors' ReLU choice) or ones, times recurrent_scale."""
+    torch.manual_seed(0)
+    u = IndRNNCell(3, 500, recurrent_scale=2.0).weight_hh.detach()
+    assert u.shape == (500,) and u.min() >= 0 and u.max() < 2.0 and u.std() > 0.5
+    ones = IndRNNCell(3, 5, recurrent_init="identity", recurrent_scale=0.9).weight_hh
+    assert torch.equal(ones.detach(), torch.full((5,), 0.9))
 
 
 def test_bad_cell_arguments_raise_clear_errors():

@@ -51,8 +51,22 @@ def record_losses(monkeypatch):
         # RMSprop's default eps=1e-8 turns gradients near 1e-8 into near-sign steps, which
         # amplify float32 rounding differences (vmap vs solo order of sums) past 1e-5
         ["cell=intersection", "depth=2", "optimizer=rmsprop", "+optimizer.eps=1e-4"],
+        # cells whose parameters are not the packed blocks: U_z, a vector u, no weight_hh
+        ["cell=minimalrnn", "depth=2", "cell.recurrent_init=chain"],
+        ["cell=indrnn"],
+        ["cell=mingru", "depth=2"],
+        ["cell=minlstm"],
     ],
-    ids=["rnn", "gru-clip", "lstm-sgd-decay", "intersection"],
+    ids=[
+        "rnn",
+        "gru-clip",
+        "lstm-sgd-decay",
+        "intersection",
+        "minimalrnn",
+        "indrnn",
+        "mingru",
+        "minlstm",
+    ],
 )
 def test_member_equals_solo_run_over_20_steps(make_cfg, tmp_path, record_losses, overrides):
     cfg = make_cfg(*overrides, "model.hidden=6", "model.population=3", MEMBERS)

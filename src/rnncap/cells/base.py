@@ -44,7 +44,7 @@ from rnncap.cells.compiled import COMPILE_MODES, CompiledLoop
 State = tuple[Tensor, ...]
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
-RECURRENT_INITS = ("orthogonal", "identity", "xavier")
+RECURRENT_INITS = ("orthogonal", "identity", "xavier", "chain")
 
 
 class RecurrentCell(nn.Module):
@@ -62,6 +62,7 @@ class RecurrentCell(nn.Module):
     state_tensors: int = 1  # 1 for (h,), 2 for the LSTM's (h, c)
     allowed_nonlinearities: tuple[str, ...] = tuple(NONLINEARITIES)
     needs_square_input: bool = False  # the +RNN's depth path needs input size == N
+    square_recurrent: bool = True  # has N x N recurrent blocks (recurrent_init=chain needs them)
     use_native: bool = True  # run the fused PyTorch kernel where it computes the same function
 
     def __init__(
@@ -85,6 +86,12 @@ class RecurrentCell(nn.Module):
         if recurrent_init not in RECURRENT_INITS:
             raise ValueError(
                 f"cell.recurrent_init={recurrent_init!r}; choose one of {list(RECURRENT_INITS)}"
+            )
+        if recurrent_init == "chain" and not self.square_recurrent:
+            others = [name for name in RECURRENT_INITS if name != "chain"]
+            raise ValueError(
+                f"cell.recurrent_init='chain' needs N x N recurrent blocks and "
+                f"{type(self).__name__} has none; choose one of {others}"
             )
         if self.needs_square_input and input_size != hidden_size:
             raise ValueError(
@@ -146,6 +153,12 @@ class RecurrentCell(nn.Module):
             nn.init.orthogonal_(w)
         elif self.recurrent_init == "identity":
             nn.init.eye_(w)
+        elif self.recurrent_init == "chain":
+            # Orhan & Pitkow 2020 (arXiv 1905.13715): ones on the first superdiagonal, zeros
+            # elsewhere, so h_t[i] = s(h_{t-1}[i+1] + ...): activity moves one unit per step
+            # along a non-normal chain (their PyTorch helpers' weight_hh; in their Keras runs,
+            # h_{t-1} @ K, it is the subdiagonal: the same chain with the units reversed)
+            w.zero_().diagonal(1).fill_(1.0)
         else:
             nn.init.xavier_uniform_(w)
         w.mul_(self.recurrent_scale)

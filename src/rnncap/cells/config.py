@@ -16,6 +16,7 @@ class RecurrentInit(str, Enum):
     orthogonal = "orthogonal"
     identity = "identity"
     xavier = "xavier"
+    chain = "chain"  # Orhan & Pitkow 2020: recurrent_scale on the superdiagonal (N x N blocks)
 
 
 @dataclass

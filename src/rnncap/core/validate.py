@@ -89,6 +89,18 @@ def check_cell_options(cfg: DictConfig) -> None:
         )
 
 
+def check_recurrent_init(cfg: DictConfig) -> None:
+    """recurrent_init=chain (Orhan & Pitkow 2020) shifts activity along N x N recurrent blocks;
+    a cell without them (``square_recurrent = False``) refuses it."""
+    cell = cfg.cell
+    cls = get_class(cell._target_)
+    if cell.get("recurrent_init") == "chain" and not cls.square_recurrent:
+        raise ConfigError(
+            f"cell.recurrent_init=chain is not allowed for cell={cell.name}: it has no N x N "
+            "recurrent matrix; choose one of orthogonal, identity, xavier"
+        )
+
+
 def check_task_options(cfg: DictConfig) -> None:
     """Rules that relate a task's own keys live with the task: ``TaskDataModule.check_config``."""
     get_class(cfg.task._target_).check_config(cfg.task)
@@ -154,6 +166,7 @@ def check_devices_visible(cfg: DictConfig) -> None:
 RULES = (
     check_model_size,
     check_cell_options,
+    check_recurrent_init,
     check_task_options,
     check_hardware_combination,
     check_launch,
