@@ -231,10 +231,11 @@ PAPER_LOOK = {  # the labels and colours of the paper's figures as rnncap has dr
 
 
 def test_every_cell_config_is_shown_by_its_class_in_the_paper_order():
-    assert sorted(CELL_NAMES, key=lambda c: cell_sort_key(c, CONF)) == PAPER_ORDER
+    shown = sorted(CELL_NAMES, key=lambda c: cell_sort_key(c, CONF))
+    assert shown[: len(PAPER_ORDER)] == PAPER_ORDER  # the paper's six first, then any others
     for name, (label, color) in PAPER_LOOK.items():
-        shown = cell_display(name, CONF)
-        assert (shown.label, shown.color) == (label, color)
+        look = cell_display(name, CONF)
+        assert (look.label, look.color) == (label, color)
     assert cell_target("irnn", CONF) == "rnncap.cells.rnn.RNNCell"  # through its `defaults`
 
 
