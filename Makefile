@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	touch $@
 
 # The capacity pipeline (dvc.yaml, up to its last stage `plot`) on the embedded default grid in
-# params.yaml; the stages call `python`, so the venv goes first on PATH. It ends with the
+# params.yaml; the stages call `python` and `rnncap`, so the venv goes first on PATH. It ends with the
 # results: where the figures and tables are, and the bits per parameter of results/capacity.json
 # (the DVC metrics) one row per cell; `dvc metrics show` prints them as a single wide row.
 run: setup
