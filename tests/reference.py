@@ -3,7 +3,10 @@
 Written independently of ``rnncap.cells``: they read the packed parameters by gate name
 (gate orders as documented in each cell's docstring) and apply the equations verbatim.
 A new cell registers its step here with ``@reference("<CellClass>", gates=[...])``; the
-contract test (tests/test_contract.py) asks for it.
+contract test (tests/test_contract.py) asks for it. A cell whose layout is not packed gate
+blocks (the uRNN, the LRU) registers ``gates=[]`` and reads its parameters by name, with its
+own ``initial`` state (e.g. complex), ``params`` formula and, for a structured recurrent
+matrix, ``matrix``: the dense matrix from the paper's factors next to the cell's own product.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.parametrize import type_before_parametrizations
 
 sig = torch.sigmoid
 
@@ -39,6 +43,9 @@ def lin(g, x, h):
 
 
 def act(cell):
+    if cell.nonlinearity == "modrelu":  # real modReLU: sign(z) ReLU(|z| + b), b learned per unit
+        b = cell.modrelu_bias.detach().double()
+        return lambda z: torch.sign(z) * torch.relu(z.abs() + b)
     return torch.tanh if cell.nonlinearity == "tanh" else torch.relu
 
 
@@ -52,16 +59,27 @@ class Reference:
     gates: tuple[str, ...]
     step: Callable
     states: int = 1  # learned initial state vectors: h, or (h, c)
+    initial: Callable | None = None  # (cell, batch) -> (h, c), where not initial_h/initial_c
+    params: Callable | None = None  # (I, N) -> one layer's parameters, where not the formula
+    matrix: Callable | None = None  # cell -> (the cell's product, the dense matrix), complex
+
+    def param_count(self, i: int, n: int) -> int:
+        """One layer's trainable parameters: G*(N*(I+N)+N) + states*N (Collins et al. 2017),
+        or the cell's own formula."""
+        if self.params is not None:
+            return self.params(i, n)
+        return len(self.gates) * (n * (i + n) + n) + self.states * n
 
 
 REFERENCES: dict[str, Reference] = {}  # cell class name -> its reference
 
 
-def reference(class_name: str, gates: list[str], states: int = 1) -> Callable:
-    """Register the decorated step as the float64 reference of the cell class ``class_name``."""
+def reference(class_name: str, gates: list[str], states: int = 1, **extra: Callable) -> Callable:
+    """Register the decorated step as the float64 reference of the cell class ``class_name``
+    (``extra``: ``initial``, ``params``, ``matrix``, see ``Reference``)."""
 
     def register(step: Callable) -> Callable:
-        REFERENCES[class_name] = Reference(tuple(gates), step, states)
+        REFERENCES[class_name] = Reference(tuple(gates), step, states, **extra)
         return step
 
     return register
@@ -123,11 +141,14 @@ def intersection_step(cell, G, x_t, h, c):
 
 
 def reference_layer(cell, x):
-    """x [T, B, I] float64 -> depth outputs [T, B, N], from the equations."""
-    ref = reference_of(type(cell))
+    """x [T, B, I] float64 -> depth outputs [T, B, D], from the equations."""
+    ref = reference_of(type_before_parametrizations(cell))  # cell.orthogonal subclasses it
     G = gates(cell, ref.gates)
-    h = cell.initial_h.detach().double().expand(x.shape[1], -1)
-    c = cell.initial_c.detach().double().expand(x.shape[1], -1) if ref.states == 2 else None
+    if ref.initial is not None:
+        h, c = ref.initial(cell, x.shape[1])
+    else:
+        h = cell.initial_h.detach().double().expand(x.shape[1], -1)
+        c = cell.initial_c.detach().double().expand(x.shape[1], -1) if ref.states == 2 else None
     ys = []
     for x_t in x:
         h, c, y = ref.step(cell, G, x_t, h, c)

@@ -59,6 +59,22 @@ CATALOGUE = [
         "not allowed for cell=intersection",
     ),
     ("unknown recurrent init", ["cell.recurrent_init=random"], "cell.recurrent_init='random'"),
+    (
+        "modReLU on a cell without it",
+        ["cell=lstm", "cell.nonlinearity=modrelu"],
+        "cell.nonlinearity='modrelu' is not allowed for cell=lstm",
+    ),
+    (
+        "orthogonal on a cell without it",
+        ["cell=lstm", "cell.orthogonal=exp"],
+        "cell.orthogonal=exp is not allowed for cell=lstm",
+    ),
+    ("unknown orthogonal map", ["cell.orthogonal=householder"], "cell.orthogonal='householder'"),
+    (
+        "orthogonal in a population",
+        ["cell.orthogonal=cayley", "model.population=2", "task.batch_size=null"],
+        "cell.orthogonal=cayley with model.population=2",
+    ),
     ("unknown compile mode", ["cell.compile=fast"], "cell.compile='fast'; choose one of false"),
     pytest.param("gpu without CUDA", ["hardware=gpu"], "hardware=gpu but no CUDA", marks=no_cuda),
     pytest.param("ddp without CUDA", ["hardware=ddp"], "hardware=ddp but no CUDA", marks=no_cuda),
