@@ -11,6 +11,7 @@ matrix, ``matrix``: the dense matrix from the paper's factors next to the cell's
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -138,6 +139,58 @@ def intersection_step(cell, G, x_t, h, c):
     y = g_y * x_t + (1 - g_y) * y_in
     h = g_h * h + (1 - g_h) * h_in
     return h, c, y
+
+
+# ---------------------------------------------------------------- complex-state cells
+def complex_initial(cell, batch):
+    """A complex initial state stored as [Re; Im] in ``initial_h`` [2N]."""
+    re, im = cell.initial_h.detach().double().chunk(2)
+    return torch.complex(re, im).expand(batch, -1), None
+
+
+def dft_matrix(n):
+    """The unitary DFT: F[j, k] = exp(-2 pi i j k / n) / sqrt(n)."""
+    j = torch.arange(n, dtype=torch.float64)
+    return torch.exp(-2j * math.pi * torch.outer(j, j) / n) / math.sqrt(n)
+
+
+def reflection_matrix(v):
+    """R = I - 2 v v^* / (v^* v)."""
+    return torch.eye(len(v), dtype=v.dtype) - 2 * torch.outer(v, v.conj()) / (v.conj() @ v)
+
+
+def urnn_dense(cell):
+    """W = D3 R2 F^-1 D2 Pi R1 F D1 (Arjovsky et al. 2016) as one dense complex matrix."""
+    theta = cell.theta.detach().double()
+    D1, D2, D3 = (torch.diag(torch.exp(1j * t)) for t in theta)
+    R1, R2 = (reflection_matrix(torch.complex(*v)) for v in cell.reflection.detach().double())
+    F = dft_matrix(cell.hidden_size)
+    Pi = torch.zeros(cell.hidden_size, cell.hidden_size, dtype=torch.complex128)
+    Pi[torch.arange(cell.hidden_size), cell.permutation] = 1  # (Pi h)_j = h_perm[j]
+    return D3 @ R2 @ torch.linalg.inv(F) @ D2 @ Pi @ R1 @ F @ D1
+
+
+def urnn_matrices(cell):
+    """(the cell's structured product applied to the basis vectors, the dense W)."""
+    eye = torch.eye(cell.hidden_size, dtype=torch.complex128)
+    return cell.unitary(eye).detach().T, urnn_dense(cell)  # row j of unitary(I) is W e_j
+
+
+@reference(
+    "URNNCell",
+    gates=[],
+    initial=complex_initial,
+    params=lambda i, n: 2 * n * i + 3 * n + 4 * n + n + 2 * n,  # V, theta, v_1 v_2, b, h_0
+    matrix=urnn_matrices,
+)
+def urnn_step(cell, G, x_t, h, c):
+    n = cell.hidden_size
+    w_ih = cell.weight_ih.detach().double()
+    V = torch.complex(w_ih[:n], w_ih[n:])
+    b = cell.bias.detach().double()
+    z = h @ urnn_dense(cell).T + x_t.to(torch.complex128) @ V.T  # W h + V x, rows
+    h = torch.relu(z.abs() + b) * z / z.abs()  # modReLU
+    return h, c, torch.cat((h.real, h.imag), -1)
 
 
 def reference_layer(cell, x):

@@ -75,6 +75,16 @@ CATALOGUE = [
         ["cell.orthogonal=cayley", "model.population=2", "task.batch_size=null"],
         "cell.orthogonal=cayley with model.population=2",
     ),
+    (
+        "uRNN from a chosen matrix",
+        ["cell=urnn", "cell.recurrent_init=identity"],
+        "cell.recurrent_init='identity' is not allowed for cell=urnn",
+    ),
+    (
+        "uRNN without modReLU",
+        ["cell=urnn", "cell.nonlinearity=tanh"],
+        "cell.nonlinearity='tanh' is not allowed for cell=urnn",
+    ),
     ("unknown compile mode", ["cell.compile=fast"], "cell.compile='fast'; choose one of false"),
     pytest.param("gpu without CUDA", ["hardware=gpu"], "hardware=gpu but no CUDA", marks=no_cuda),
     pytest.param("ddp without CUDA", ["hardware=ddp"], "hardware=ddp but no CUDA", marks=no_cuda),
