@@ -193,6 +193,26 @@ def urnn_step(cell, G, x_t, h, c):
     return h, c, torch.cat((h.real, h.imag), -1)
 
 
+@reference(
+    "LRUCell",
+    gates=[],
+    initial=complex_initial,
+    params=lambda i, n: 2 * n * i + 2 * i * n + i + 3 * n + 2 * n,  # B, C, D, nu theta gamma, x_0
+)
+def lru_step(cell, G, u_t, x, c):
+    n = cell.hidden_size
+    nu, theta = cell.nu_log.detach().double().exp(), cell.theta_log.detach().double().exp()
+    lam = torch.exp(-nu) * (torch.cos(theta) + 1j * torch.sin(theta))
+    gamma = cell.gamma_log.detach().double().exp()
+    w_ih = cell.weight_ih.detach().double()
+    B = torch.complex(w_ih[:n], w_ih[n:])
+    C = torch.complex(*cell.weight_hy.detach().double())
+    D = cell.skip.detach().double()
+    x = lam * x + gamma * (u_t.to(torch.complex128) @ B.T)
+    y = (x @ C.T).real + D * u_t
+    return x, c, y
+
+
 def reference_layer(cell, x):
     """x [T, B, I] float64 -> depth outputs [T, B, D], from the equations."""
     ref = reference_of(type_before_parametrizations(cell))  # cell.orthogonal subclasses it

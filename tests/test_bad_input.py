@@ -85,6 +85,12 @@ CATALOGUE = [
         ["cell=urnn", "cell.nonlinearity=tanh"],
         "cell.nonlinearity='tanh' is not allowed for cell=urnn",
     ),
+    (
+        "LRU ring upside down",
+        ["cell=lru", "cell.r_min=0.9", "cell.r_max=0.5"],
+        "cell.r_min=0.9, cell.r_max=0.5: the LRU needs 0 <= r_min <= r_max <= 1",
+    ),
+    ("LRU phase zero", ["cell=lru", "cell.max_phase=0"], "cell.max_phase=0 is out of range"),
     ("unknown compile mode", ["cell.compile=fast"], "cell.compile='fast'; choose one of false"),
     pytest.param("gpu without CUDA", ["hardware=gpu"], "hardware=gpu but no CUDA", marks=no_cuda),
     pytest.param("ddp without CUDA", ["hardware=ddp"], "hardware=ddp but no CUDA", marks=no_cuda),
