@@ -4,16 +4,20 @@ Written independently of ``rnncap.cells``: they read the packed parameters by ga
 (gate orders as documented in each cell's docstring) and apply the equations verbatim.
 A new cell registers its step here with ``@reference("<CellClass>", gates=[...])``; the
 contract test (tests/test_contract.py) asks for it. A cell whose parameters are not the packed
-[G*N, I], [G*N, N], [G*N] blocks also gives ``read`` (its parameters by name, float64) and
-``count`` (its parameter count, from its equations).
+[G*N, I], [G*N, N], [G*N] blocks gives ``read`` (its parameters by name, float64) and
+``params`` (one layer's count, from its equations); a complex-state cell (the uRNN, the LRU)
+registers ``gates=[]``, its own ``initial`` state and, for a structured recurrent matrix,
+``matrix``: the dense matrix from the paper's factors next to the cell's own product.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.parametrize import type_before_parametrizations
 
 sig = torch.sigmoid
 
@@ -41,6 +45,9 @@ def lin(g, x, h):
 
 
 def act(cell):
+    if cell.nonlinearity == "modrelu":  # real modReLU: sign(z) ReLU(|z| + b), b learned per unit
+        b = cell.modrelu_bias.detach().double()
+        return lambda z: torch.sign(z) * torch.relu(z.abs() + b)
     return torch.tanh if cell.nonlinearity == "tanh" else torch.relu
 
 
@@ -56,31 +63,27 @@ class Reference:
     step: Callable
     states: int = 1  # learned initial state vectors: h, or (h, c)
     read: Callable = gates  # (cell, gate names) -> the parameters ``step`` reads
-    count: Callable[[int, int], int] | None = None  # (I, N) -> parameters of one layer
+    initial: Callable | None = None  # (cell, batch) -> (h, c), where not initial_h/initial_c
+    params: Callable | None = None  # (I, N) -> one layer's parameters, where not the formula
+    matrix: Callable | None = None  # cell -> (the cell's product, the dense matrix), complex
 
-    def param_count(self, input_size: int, hidden_size: int) -> int:
-        """One layer's parameters: ``count`` where given, else G*(N*(I+N)+N) weights and
-        biases (Collins et al. 2017) + the learned initial state(s)."""
-        if self.count is not None:
-            return self.count(input_size, hidden_size)
-        n = hidden_size
-        return len(self.gates) * (n * (input_size + n) + n) + self.states * n
+    def param_count(self, i: int, n: int) -> int:
+        """One layer's trainable parameters: G*(N*(I+N)+N) + states*N (Collins et al. 2017),
+        or the cell's own formula."""
+        if self.params is not None:
+            return self.params(i, n)
+        return len(self.gates) * (n * (i + n) + n) + self.states * n
 
 
 REFERENCES: dict[str, Reference] = {}  # cell class name -> its reference
 
 
-def reference(
-    class_name: str,
-    gates: list[str],
-    states: int = 1,
-    read: Callable = gates,
-    count: Callable[[int, int], int] | None = None,
-) -> Callable:
-    """Register the decorated step as the float64 reference of the cell class ``class_name``."""
+def reference(class_name: str, gates: list[str], states: int = 1, **extra: Callable) -> Callable:
+    """Register the decorated step as the float64 reference of the cell class ``class_name``
+    (``extra``: ``initial``, ``params``, ``matrix``, see ``Reference``)."""
 
     def register(step: Callable) -> Callable:
-        REFERENCES[class_name] = Reference(tuple(gates), step, states, read, count)
+        REFERENCES[class_name] = Reference(tuple(gates), step, states, **extra)
         return step
 
     return register
@@ -157,7 +160,7 @@ def input_blocks(cell, names):
 
 
 @reference(
-    "MinGRUCell", gates=["z", "h"], read=input_blocks, count=lambda i, n: 2 * (n * i + n) + n
+    "MinGRUCell", gates=["z", "h"], read=input_blocks, params=lambda i, n: 2 * (n * i + n) + n
 )
 def mingru_step(cell, G, x_t, h, c):
     (w_z, b_z), (w_h, b_h) = G["z"], G["h"]
@@ -168,7 +171,7 @@ def mingru_step(cell, G, x_t, h, c):
 
 
 @reference(
-    "MinLSTMCell", gates=["f", "i", "h"], read=input_blocks, count=lambda i, n: 3 * (n * i + n) + n
+    "MinLSTMCell", gates=["f", "i", "h"], read=input_blocks, params=lambda i, n: 3 * (n * i + n) + n
 )
 def minlstm_step(cell, G, x_t, h, c):
     (w_f, b_f), (w_i, b_i), (w_h, b_h) = G["f"], G["i"], G["h"]
@@ -196,7 +199,7 @@ def minimalrnn_params(cell, names):
     "MinimalRNNCell",
     gates=["z", "u"],
     read=minimalrnn_params,
-    count=lambda i, n: n * i + n + (n * n + n * n + n) + n,  # z: W_x, b_z; u: U_h, U_z, b_u; h_0
+    params=lambda i, n: n * i + n + (n * n + n * n + n) + n,  # z: W_x, b_z; u: U_h, U_z, b_u; h_0
 )
 def minimalrnn_step(cell, P, x_t, h, c):
     z = act(cell)(x_t @ P["W_x"].T + P["b_z"])
@@ -210,18 +213,93 @@ def indrnn_params(cell, names):
     return {"W": f64(cell.weight_ih), "u": f64(cell.weight_hh), "b": f64(cell.bias)}
 
 
-@reference("IndRNNCell", gates=["h"], read=indrnn_params, count=lambda i, n: n * i + n + n + n)
+@reference("IndRNNCell", gates=["h"], read=indrnn_params, params=lambda i, n: n * i + n + n + n)
 def indrnn_step(cell, P, x_t, h, c):
     h = act(cell)(x_t @ P["W"].T + P["u"] * h + P["b"])
     return h, c, h
 
 
+# ---------------------------------------------------------------- complex-state cells
+def complex_initial(cell, batch):
+    """A complex initial state stored as [Re; Im] in ``initial_h`` [2N]."""
+    re, im = cell.initial_h.detach().double().chunk(2)
+    return torch.complex(re, im).expand(batch, -1), None
+
+
+def dft_matrix(n):
+    """The unitary DFT: F[j, k] = exp(-2 pi i j k / n) / sqrt(n)."""
+    j = torch.arange(n, dtype=torch.float64)
+    return torch.exp(-2j * math.pi * torch.outer(j, j) / n) / math.sqrt(n)
+
+
+def reflection_matrix(v):
+    """R = I - 2 v v^* / (v^* v)."""
+    return torch.eye(len(v), dtype=v.dtype) - 2 * torch.outer(v, v.conj()) / (v.conj() @ v)
+
+
+def urnn_dense(cell):
+    """W = D3 R2 F^-1 D2 Pi R1 F D1 (Arjovsky et al. 2016) as one dense complex matrix."""
+    theta = cell.theta.detach().double()
+    D1, D2, D3 = (torch.diag(torch.exp(1j * t)) for t in theta)
+    R1, R2 = (reflection_matrix(torch.complex(*v)) for v in cell.reflection.detach().double())
+    F = dft_matrix(cell.hidden_size)
+    Pi = torch.zeros(cell.hidden_size, cell.hidden_size, dtype=torch.complex128)
+    Pi[torch.arange(cell.hidden_size), cell.permutation] = 1  # (Pi h)_j = h_perm[j]
+    return D3 @ R2 @ torch.linalg.inv(F) @ D2 @ Pi @ R1 @ F @ D1
+
+
+def urnn_matrices(cell):
+    """(the cell's structured product applied to the basis vectors, the dense W)."""
+    eye = torch.eye(cell.hidden_size, dtype=torch.complex128)
+    return cell.unitary(eye).detach().T, urnn_dense(cell)  # row j of unitary(I) is W e_j
+
+
+@reference(
+    "URNNCell",
+    gates=[],
+    initial=complex_initial,
+    params=lambda i, n: 2 * n * i + 3 * n + 4 * n + n + 2 * n,  # V, theta, v_1 v_2, b, h_0
+    matrix=urnn_matrices,
+)
+def urnn_step(cell, G, x_t, h, c):
+    n = cell.hidden_size
+    w_ih = cell.weight_ih.detach().double()
+    V = torch.complex(w_ih[:n], w_ih[n:])
+    b = cell.bias.detach().double()
+    z = h @ urnn_dense(cell).T + x_t.to(torch.complex128) @ V.T  # W h + V x, rows
+    h = torch.relu(z.abs() + b) * z / z.abs()  # modReLU
+    return h, c, torch.cat((h.real, h.imag), -1)
+
+
+@reference(
+    "LRUCell",
+    gates=[],
+    initial=complex_initial,
+    params=lambda i, n: 2 * n * i + 2 * i * n + i + 3 * n + 2 * n,  # B, C, D, nu theta gamma, x_0
+)
+def lru_step(cell, G, u_t, x, c):
+    n = cell.hidden_size
+    nu, theta = cell.nu_log.detach().double().exp(), cell.theta_log.detach().double().exp()
+    lam = torch.exp(-nu) * (torch.cos(theta) + 1j * torch.sin(theta))
+    gamma = cell.gamma_log.detach().double().exp()
+    w_ih = cell.weight_ih.detach().double()
+    B = torch.complex(w_ih[:n], w_ih[n:])
+    C = torch.complex(*cell.weight_hy.detach().double())
+    D = cell.skip.detach().double()
+    x = lam * x + gamma * (u_t.to(torch.complex128) @ B.T)
+    y = (x @ C.T).real + D * u_t
+    return x, c, y
+
+
 def reference_layer(cell, x):
-    """x [T, B, I] float64 -> depth outputs [T, B, N], from the equations."""
-    ref = reference_of(type(cell))
+    """x [T, B, I] float64 -> depth outputs [T, B, D], from the equations."""
+    ref = reference_of(type_before_parametrizations(cell))  # cell.orthogonal subclasses it
     G = ref.read(cell, ref.gates)
-    h = cell.initial_h.detach().double().expand(x.shape[1], -1)
-    c = cell.initial_c.detach().double().expand(x.shape[1], -1) if ref.states == 2 else None
+    if ref.initial is not None:
+        h, c = ref.initial(cell, x.shape[1])
+    else:
+        h = cell.initial_h.detach().double().expand(x.shape[1], -1)
+        c = cell.initial_c.detach().double().expand(x.shape[1], -1) if ref.states == 2 else None
     ys = []
     for x_t in x:
         h, c, y = ref.step(cell, G, x_t, h, c)

@@ -69,6 +69,38 @@ CATALOGUE = [
         ["cell=indrnn", "cell.recurrent_init=chain"],
         "cell.recurrent_init='chain'; choose one of uniform, identity",
     ),
+    (
+        "modReLU on a cell without it",
+        ["cell=lstm", "cell.nonlinearity=modrelu"],
+        "cell.nonlinearity='modrelu' is not allowed for cell=lstm",
+    ),
+    (
+        "orthogonal on a cell without it",
+        ["cell=lstm", "cell.orthogonal=exp"],
+        "cell.orthogonal=exp is not allowed for cell=lstm",
+    ),
+    ("unknown orthogonal map", ["cell.orthogonal=householder"], "cell.orthogonal='householder'"),
+    (
+        "orthogonal in a population",
+        ["cell.orthogonal=cayley", "model.population=2", "task.batch_size=null"],
+        "cell.orthogonal=cayley with model.population=2",
+    ),
+    (
+        "uRNN from a chosen matrix",
+        ["cell=urnn", "cell.recurrent_init=identity"],
+        "cell.recurrent_init='identity' is not allowed for cell=urnn",
+    ),
+    (
+        "uRNN without modReLU",
+        ["cell=urnn", "cell.nonlinearity=tanh"],
+        "cell.nonlinearity='tanh' is not allowed for cell=urnn",
+    ),
+    (
+        "LRU ring upside down",
+        ["cell=lru", "cell.r_min=0.9", "cell.r_max=0.5"],
+        "cell.r_min=0.9, cell.r_max=0.5: the LRU needs 0 <= r_min <= r_max <= 1",
+    ),
+    ("LRU phase zero", ["cell=lru", "cell.max_phase=0"], "cell.max_phase=0 is out of range"),
     ("unknown compile mode", ["cell.compile=fast"], "cell.compile='fast'; choose one of false"),
     pytest.param("gpu without CUDA", ["hardware=gpu"], "hardware=gpu but no CUDA", marks=no_cuda),
     pytest.param("ddp without CUDA", ["hardware=ddp"], "hardware=ddp but no CUDA", marks=no_cuda),

@@ -1,5 +1,7 @@
 """Each cell against a literal float64 implementation of the paper's equations, plus parameter
-counts, gradient flow and the identity-recurrence property."""
+counts, gradient flow and the identity-recurrence property; the options (modReLU, orthogonal
+recurrent blocks) on every cell that takes them; structured recurrences against their dense
+matrices and parallel scans against the step loop."""
 
 from __future__ import annotations
 
@@ -17,6 +19,32 @@ from rnncap.core.stack import RecurrentStack, count_parameters
 
 # every cell class (discovered from conf/cell) with every nonlinearity it allows
 VARIANTS = [(cls, s) for cls in CELL_CLASSES for s in cls.allowed_nonlinearities]
+ORTHOGONAL = [
+    (cls, kind) for cls in CELL_CLASSES if cls.allows_orthogonal for kind in ("exp", "cayley")
+]
+# constructor options beyond the defaults, on every class that takes them
+MODRELU = [cls for cls, s in VARIANTS if s == "modrelu" and cls.allowed_nonlinearities[0] != s]
+OPTIONS = [(cls, {"nonlinearity": "modrelu"}) for cls in MODRELU] + [
+    (cls, {"orthogonal": kind}) for cls, kind in ORTHOGONAL
+]
+SCANNED = [cls for cls in CELL_CLASSES if hasattr(cls, "use_scan")]
+STRUCTURED = [cls for cls in CELL_CLASSES if reference_of(cls).matrix is not None]
+
+
+def option_id(case) -> str:
+    cls, options = case
+    return f"{cls.__name__}-" + "-".join(f"{k}={v}" for k, v in options.items())
+
+
+def option_params(cls, options, i, n) -> int:
+    """One layer's count with options, from the reference's formula: + N modReLU biases; an
+    orthogonal N x N block trains its generator's N(N-1)/2 entries, not N^2."""
+    count = reference_of(cls).param_count(i, n)
+    if options.get("nonlinearity") == "modrelu":
+        count += n
+    if options.get("orthogonal"):
+        count -= len(reference_of(cls).gates) * (n * n - n * (n - 1) // 2)
+    return count
 
 
 def layer_input(cls, size=5, hidden=4):
@@ -24,9 +52,10 @@ def layer_input(cls, size=5, hidden=4):
     return hidden if cls.needs_square_input else size
 
 
-def randomised(cls, nonlinearity, input_size=5, hidden=4, gate_bias=0.7):
+def randomised(cls, nonlinearity, input_size=5, hidden=4, gate_bias=0.7, **options):
     torch.manual_seed(0)
-    cell = cls(input_size, hidden, nonlinearity=nonlinearity, gate_bias=gate_bias).double()
+    cell = cls(input_size, hidden, nonlinearity=nonlinearity, gate_bias=gate_bias, **options)
+    cell = cell.double()
     with torch.no_grad():  # non-zero biases and initial states, so the test sees them
         for p in cell.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -43,6 +72,16 @@ def test_cell_matches_float64_reference(cls, nonlinearity, native):
     torch.testing.assert_close(cell(x), reference_layer(cell, x), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "loop"])
+@pytest.mark.parametrize(("cls", "kind"), ORTHOGONAL)
+def test_orthogonal_cell_matches_float64_reference(cls, kind, native):
+    """The equations read the parametrised (orthogonal) weight_hh like any other."""
+    cell = randomised(cls, "tanh", orthogonal=kind)
+    cell.use_native = native
+    x = torch.randn(6, 3, 5, dtype=torch.float64)
+    torch.testing.assert_close(cell(x), reference_layer(cell, x), rtol=1e-12, atol=1e-12)
+
+
 NATIVE = [(RNNCell, "tanh"), (RNNCell, "relu"), (LSTMCell, "tanh")]
 
 
@@ -51,13 +90,19 @@ def test_native_kernel_used_exactly_where_the_math_matches():
     assert found == NATIVE
 
 
-@pytest.mark.parametrize(("cls", "nonlinearity"), NATIVE)
-def test_native_path_gradients_equal_step_loop(cls, nonlinearity):
-    """Fused kernel and step loop: same outputs and same gradients for every parameter (f64)."""
+NATIVE_OPTIONS = [(c, s, {}) for c, s in NATIVE] + [
+    (c, s, {"orthogonal": kind}) for c, s in NATIVE if c.allows_orthogonal for kind in ("exp",)
+]
+
+
+@pytest.mark.parametrize(("cls", "nonlinearity", "options"), NATIVE_OPTIONS)
+def test_native_path_gradients_equal_step_loop(cls, nonlinearity, options):
+    """Fused kernel and step loop: same outputs and same gradients for every parameter (f64),
+    also when the kernel gets a parametrised (orthogonal) weight_hh."""
     x = torch.randn(5, 3, 5, dtype=torch.float64)
     grads = []
     for native in (True, False):
-        cell = randomised(cls, nonlinearity, gate_bias=0.7)
+        cell = randomised(cls, nonlinearity, gate_bias=0.7, **options)
         cell.use_native = native
         cell(x).sin().sum().backward()
         grads.append({n: p.grad for n, p in cell.named_parameters()})
@@ -78,6 +123,7 @@ def test_gate_bias_changes_output_only_for_gated_cells(cls, nonlinearity):
 @pytest.mark.parametrize("cls", CELL_CLASSES)
 @pytest.mark.parametrize(("i", "n"), [(3, 7), (16, 1), (10, 10)])
 def test_layer_param_count_matches_paper_formula(cls, i, n):
+    """G*(N*(I+N)+N) + the learned initial state(s), or the cell's own formula (reference)."""
     i = layer_input(cls, i, n)
     expected = reference_of(cls).param_count(i, n)  # G*(N*(I+N)+N) + initial h (and c), or
     # the count the reference states for a cell without packed N x N blocks
@@ -87,14 +133,41 @@ def test_layer_param_count_matches_paper_formula(cls, i, n):
     assert count_parameters(cell) == cls.param_count(i, n) == expected
 
 
-@pytest.mark.parametrize("cls", CELL_CLASSES)
+@pytest.mark.parametrize(("cls", "options"), OPTIONS, ids=map(option_id, OPTIONS))
+@pytest.mark.parametrize(("i", "n"), [(3, 7), (16, 1), (10, 10)])
+def test_layer_param_count_with_options(cls, options, i, n):
+    i = layer_input(cls, i, n)
+    cell = cls(i, n, **options)
+    expected = option_params(cls, options, i, n)
+    assert count_parameters(cell) == cls.param_count(i, n, **options) == expected
+
+
+STACKED = [(cls, {}) for cls in CELL_CLASSES] + OPTIONS
+
+
+@pytest.mark.parametrize(("cls", "options"), STACKED, ids=map(option_id, STACKED))
 @pytest.mark.parametrize("depth", [2, 3])
-def test_stack_param_count_is_exact_and_gradient_reaches_every_parameter(cls, depth):
-    stack = RecurrentStack(functools.partial(cls, gate_bias=1.0), depth, 6, 5, 2)
-    assert count_parameters(stack) == RecurrentStack.param_count(cls, depth, 6, 5, 2)
+def test_stack_param_count_is_exact_and_gradient_reaches_every_parameter(cls, options, depth):
+    cell = functools.partial(cls, gate_bias=1.0, **options)
+    stack = RecurrentStack(cell, depth, 6, 5, 2)
+    assert count_parameters(stack) == RecurrentStack.param_count(cell, depth, 6, 5, 2)
     stack(torch.randn(3, 4, 6)).square().sum().backward()
     for name, p in stack.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("cls", CELL_CLASSES)
+def test_each_layer_reads_the_depth_output_below(cls):
+    """The next layer's and the readout's input size is the layer's depth output size
+    (N, the uRNN's 2N, the LRU's input width)."""
+    stack = RecurrentStack(cls, 3, 6, 5, 2).double()
+    h = torch.randn(7, 4, 6, dtype=torch.float64).transpose(0, 1)
+    h = stack.projection(h) if stack.projection is not None else h
+    for layer in stack.layers:
+        assert layer.input_size == h.shape[-1]
+        h = layer(h)
+        assert h.shape[-1] == layer.output_size == cls.layer_output_size(layer.input_size, 5)
+    assert stack.readout.in_features == h.shape[-1]
 
 
 def test_intersection_stack_projects_input_and_reads_depth_output():
@@ -163,18 +236,19 @@ def test_bad_cell_arguments_raise_clear_errors():
         IntersectionCell(2, 3)
 
 
-@pytest.mark.parametrize("cls", CELL_CLASSES)
+@pytest.mark.parametrize(("cls", "options"), STACKED, ids=map(option_id, STACKED))
 @pytest.mark.parametrize(("depth", "budget"), [(1, 500), (2, 1000), (4, 20000)])
-def test_budget_sizing_picks_largest_fitting_width(cls, depth, budget):
+def test_budget_sizing_picks_largest_fitting_width(cls, options, depth, budget):
     if cls.needs_square_input and depth == 1:
         depth = 2
+    cell = functools.partial(cls, **options)
 
     def count(n):
-        return RecurrentStack.param_count(cls, depth, 16, n, 1)
+        return RecurrentStack.param_count(cell, depth, 16, n, 1)
 
-    n = hidden_for_budget(cls, depth, 16, 1, budget)
+    n = hidden_for_budget(cell, depth, 16, 1, budget)
     assert count(n) <= budget < count(n + 1)
-    assert count_parameters(RecurrentStack(cls, depth, 16, n, 1)) == count(n)
+    assert count_parameters(RecurrentStack(cell, depth, 16, n, 1)) == count(n)
 
 
 def test_budget_too_small_for_one_unit():
@@ -213,3 +287,64 @@ def test_compiled_step_equals_reference_and_eager_gradients(cls, nonlinearity):
         grads.append({n: p.grad for n, p in cell.named_parameters()})
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------- options and structures
+@pytest.mark.parametrize(("cls", "kind"), ORTHOGONAL)
+def test_orthogonal_blocks_stay_orthogonal_after_training(cls, kind):
+    """cell.orthogonal: W^T W = I (1e-5) for every N x N recurrent block after 100 Adam steps
+    that moved the weights, in float32 as training runs."""
+    torch.manual_seed(0)
+    stack = RecurrentStack(functools.partial(cls, orthogonal=kind), 2, 6, 8, 1)
+    before = [layer.weight_hh.detach().clone() for layer in stack.layers]
+    optimizer = torch.optim.Adam(stack.parameters(), lr=0.05)
+    x, y = torch.randn(16, 5, 6), torch.randn(16, 5, 1)
+    for _ in range(100):
+        optimizer.zero_grad()
+        (stack(x) - y).square().mean().backward()
+        optimizer.step()
+    for layer, w0 in zip(stack.layers, before, strict=True):
+        w = layer.weight_hh.detach()
+        assert (w - w0).abs().max() > 0.1  # trained, not frozen
+        for block in w.split(8):
+            torch.testing.assert_close(block.T @ block, torch.eye(8), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", STRUCTURED)
+def test_structured_recurrence_is_its_dense_unitary_matrix(cls):
+    """The cell's product of structured factors equals the dense matrix of the paper's
+    factors (1e-12), and that matrix is unitary (W^* W = I to 1e-10)."""
+    cell = randomised(cls, cls.allowed_nonlinearities[0], input_size=5, hidden=7)
+    product, dense = reference_of(cls).matrix(cell)
+    torch.testing.assert_close(product, dense, rtol=1e-12, atol=1e-12)
+    eye = torch.eye(7, dtype=dense.dtype)
+    torch.testing.assert_close(dense.conj().T @ dense, eye, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("cls", SCANNED)
+@pytest.mark.parametrize("steps", [1, 2, 13])
+def test_parallel_scan_equals_step_loop(cls, steps):
+    """The parallel scan over time: the reference's outputs, and the step loop's outputs and
+    gradients for every parameter (float64)."""
+    x = torch.randn(steps, 3, 5, dtype=torch.float64)
+    grads = []
+    for scan in (True, False):
+        cell = randomised(cls, cls.allowed_nonlinearities[0])
+        cell.use_scan = scan
+        out = cell(x)
+        torch.testing.assert_close(out, reference_layer(cell, x), rtol=1e-12, atol=1e-12)
+        out.sin().sum().backward()
+        grads.append({n: p.grad for n, p in cell.named_parameters()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", MODRELU)
+def test_modrelu_has_a_dead_zone_and_keeps_the_sign(cls):
+    """Real modReLU: sign(z) ReLU(|z| + b): 0 where |z| < -b, z + sign(z) b elsewhere."""
+    cell = cls(2, 3, nonlinearity="modrelu")
+    with torch.no_grad():
+        cell.modrelu_bias.fill_(-0.5)
+    z = torch.tensor([[-2.0, -0.3, 0.4], [1.0, 0.0, -0.6]])
+    expected = torch.tensor([[-1.5, 0.0, 0.0], [0.5, 0.0, -0.1]])
+    torch.testing.assert_close(cell.act(z), expected)

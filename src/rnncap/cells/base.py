@@ -30,21 +30,43 @@ constant zero as the kernel's second bias: no extra trainable parameter. Set
 
 ``cell.compile`` (off by default) runs the step loop compiled or CUDA-graphed (see
 ``rnncap.cells.compiled``).
+
+Options every cell may take or refuse:
+
+* ``cell.nonlinearity=modrelu`` (Arjovsky et al. 2016): s(z) = sgn(z) ReLU(|z| + b), with a
+  learned bias b [N] (``modrelu_bias``, counted) per unit; for real z, sign(z) ReLU(|z| + b).
+  A class lists it in ``allowed_nonlinearities`` where s acts on one N-wide block (RNN, GRU).
+* ``cell.orthogonal=exp|cayley``: every N x N block of ``weight_hh`` stays orthogonal while
+  training (``rnncap.cells.orthogonal``); classes with ``allows_orthogonal`` take it.
+
+A cell whose parameters are not this layout (the uRNN, the LRU) overrides
+``make_parameters``, ``reset_parameters``, ``param_count`` and, where its depth output is not
+N wide, ``layer_output_size``.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from rnncap.cells.compiled import COMPILE_MODES, CompiledLoop
+from rnncap.cells.orthogonal import BlockOrthogonal
 
 State = tuple[Tensor, ...]
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
+MODRELU = "modrelu"  # needs its bias: RecurrentCell.act applies it
 RECURRENT_INITS = ("orthogonal", "identity", "xavier", "chain")
+
+
+def modrelu(z: Tensor, b: Tensor) -> Tensor:
+    """modReLU (Arjovsky et al. 2016): ReLU(|z| + b) z/|z| (0 at z = 0); for real z,
+    sign(z) ReLU(|z| + b). ``torch.sgn`` is z/|z| for complex and real z alike."""
+    return torch.relu(z.abs() + b) * torch.sgn(z)
 
 
 class RecurrentCell(nn.Module):
@@ -60,7 +82,9 @@ class RecurrentCell(nn.Module):
     num_gates: int = 1
     forget_gates: tuple[int, ...] = ()  # gate blocks that receive the gate bias b_fg
     state_tensors: int = 1  # 1 for (h,), 2 for the LSTM's (h, c)
-    allowed_nonlinearities: tuple[str, ...] = tuple(NONLINEARITIES)
+    allowed_nonlinearities: tuple[str, ...] = tuple(NONLINEARITIES)  # MODRELU where it applies
+    allowed_recurrent_inits: tuple[str, ...] = RECURRENT_INITS
+    allows_orthogonal: bool = False  # cell.orthogonal: its weight_hh is G dense N x N blocks
     needs_square_input: bool = False  # the +RNN's depth path needs input size == N
     square_recurrent: bool = True  # has N x N recurrent blocks (recurrent_init=chain needs them)
     use_native: bool = True  # run the fused PyTorch kernel where it computes the same function
@@ -69,23 +93,27 @@ class RecurrentCell(nn.Module):
         self,
         input_size: int,
         hidden_size: int,
-        nonlinearity: str = "tanh",
+        nonlinearity: str | None = None,  # None: the class's first allowed (tanh mostly)
         gate_bias: float = 0.0,
         recurrent_init: str = "orthogonal",
         recurrent_scale: float = 1.0,
         input_scale: float = 1.0,
         bias_init: float = 0.0,
         compile: bool | str = False,
+        orthogonal: str | None = None,
     ) -> None:
         super().__init__()
+        name = type(self).__name__
+        nonlinearity = nonlinearity or self.allowed_nonlinearities[0]
         if nonlinearity not in self.allowed_nonlinearities:
             raise ValueError(
-                f"cell.nonlinearity={nonlinearity!r} is not allowed for {type(self).__name__}; "
+                f"cell.nonlinearity={nonlinearity!r} is not allowed for {name}; "
                 f"choose one of {list(self.allowed_nonlinearities)}"
             )
-        if recurrent_init not in RECURRENT_INITS:
+        if recurrent_init not in self.allowed_recurrent_inits:
             raise ValueError(
-                f"cell.recurrent_init={recurrent_init!r}; choose one of {list(RECURRENT_INITS)}"
+                f"cell.recurrent_init={recurrent_init!r} is not allowed for {name}; "
+                f"choose one of {list(self.allowed_recurrent_inits)}"
             )
         if recurrent_init == "chain" and not self.square_recurrent:
             others = [name for name in RECURRENT_INITS if name != "chain"]
@@ -93,6 +121,8 @@ class RecurrentCell(nn.Module):
                 f"cell.recurrent_init='chain' needs N x N recurrent blocks and "
                 f"{type(self).__name__} has none; choose one of {others}"
             )
+        if orthogonal is not None and not self.allows_orthogonal:
+            raise ValueError(f"cell.orthogonal={orthogonal!r} is not allowed for {name}; use null")
         if self.needs_square_input and input_size != hidden_size:
             raise ValueError(
                 f"{type(self).__name__} needs input size == hidden size for its depth path "
@@ -104,49 +134,91 @@ class RecurrentCell(nn.Module):
         self._compiled = CompiledLoop()  # built on first use, never copied or pickled
         self.input_size, self.hidden_size = input_size, hidden_size
         self.nonlinearity = nonlinearity
-        self.act = NONLINEARITIES[nonlinearity]
         self.gate_bias = float(gate_bias)
         self.recurrent_init, self.recurrent_scale = recurrent_init, float(recurrent_scale)
         self.input_scale, self.bias_init = float(input_scale), float(bias_init)
-        g, n = self.num_gates, hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(g * n, input_size))
+        self.orthogonal = orthogonal
+        self.make_parameters()
+        self.reset_parameters()
+        if orthogonal is not None:  # after the init: B_k is the initial block
+            blocks = BlockOrthogonal(self.num_gates, hidden_size, orthogonal)
+            parametrize.register_parametrization(self, "weight_hh", blocks, unsafe=True)
+
+    def make_parameters(self) -> None:
+        """weight_ih [G*N, I], weight_hh [G*N, N], bias [G*N], initial_h [N] (and initial_c),
+        modrelu_bias [N] with ``nonlinearity=modrelu``; values come from ``reset_parameters``."""
+        g, n = self.num_gates, self.hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(g * n, self.input_size))
         self.weight_hh = nn.Parameter(torch.empty(g * n, n))
         self.bias = nn.Parameter(torch.empty(g * n))
         self.initial_h = nn.Parameter(torch.zeros(n))
         if self.state_tensors == 2:
             self.initial_c = nn.Parameter(torch.zeros(n))
+        if self.nonlinearity == MODRELU:
+            self.modrelu_bias = nn.Parameter(torch.zeros(n))
         forget_mask = torch.zeros(g * n)  # 1 on the blocks that receive b_fg
         for k in self.forget_gates:
             forget_mask[k * n : (k + 1) * n] = 1.0
         self.register_buffer("forget_mask", forget_mask, persistent=False)
-        self.reset_parameters()
 
     # ------------------------------------------------------------------ sizes
     @classmethod
-    def param_count(cls, input_size: int, hidden_size: int) -> int:
-        """Trainable parameters of one layer: G*(N*(I+N)+N) weights and biases + initial state."""
-        n = hidden_size
-        return cls.num_gates * (n * (input_size + n) + n) + cls.state_tensors * n
+    def param_count(
+        cls,
+        input_size: int,
+        hidden_size: int,
+        nonlinearity: str = "tanh",
+        orthogonal: str | None = None,
+        **_: object,
+    ) -> int:
+        """Trainable degrees of freedom of one layer, given the constructor's options:
+        G*(N*(I+N)+N) weights and biases, the initial state(s), N modReLU biases with
+        ``nonlinearity=modrelu``; with ``orthogonal`` each N x N recurrent block counts the
+        N(N-1)/2 free entries of its skew-symmetric generator instead of N^2."""
+        g, n = cls.num_gates, hidden_size
+        recurrent = n * (n - 1) // 2 if orthogonal is not None else n * n
+        total = g * (n * input_size + recurrent + n) + cls.state_tensors * n
+        return total + (n if nonlinearity == MODRELU else 0)
+
+    @classmethod
+    def layer_output_size(cls, input_size: int, hidden_size: int) -> int:
+        """Width of the depth output (the next layer's or the readout's input): N here."""
+        return hidden_size
 
     @property
     def output_size(self) -> int:
-        return self.hidden_size
+        return self.layer_output_size(self.input_size, self.hidden_size)
+
+    @classmethod
+    def check_config(cls, node: object) -> None:
+        """Raise ``ConfigError`` on a bad combination of the cell's own keys (none here)."""
 
     # ------------------------------------------------------------------ init
     def reset_parameters(self) -> None:
         """Input weights: Xavier-uniform per gate block times ``input_scale``; recurrent
-        blocks: ``recurrent_init`` times ``recurrent_scale``; biases: ``bias_init``."""
+        blocks: ``recurrent_init`` times ``recurrent_scale`` (with ``cell.orthogonal``: the new
+        B_k, orthogonalised); biases: ``bias_init``; modReLU biases and initial states: 0."""
         n = self.hidden_size
         with torch.no_grad():
             for w in self.weight_ih.split(n, 0):
                 nn.init.xavier_uniform_(w)
                 w.mul_(self.input_scale)
-            for w in self.weight_hh.split(n, 0):
+            orthogonal = parametrize.is_parametrized(self, "weight_hh")
+            # the blocks as the cell holds them (a cell may have fewer, or a vector: IndRNN)
+            shape = (self.num_gates * n, n) if orthogonal else self.weight_hh.shape
+            recurrent = self.weight_ih.new_empty(shape)
+            for w in recurrent.split(n, 0):
                 self._init_recurrent_block(w)
+            if orthogonal:
+                self.weight_hh = recurrent  # the parametrisation's right inverse: new B_k
+            else:
+                self.weight_hh.copy_(recurrent)
             self.bias.fill_(self.bias_init)
             self.initial_h.zero_()
             if self.state_tensors == 2:
                 self.initial_c.zero_()
+            if self.nonlinearity == MODRELU:
+                self.modrelu_bias.zero_()  # b = 0: the identity at first, as the uRNN starts
 
     def _init_recurrent_block(self, w: Tensor) -> None:
         if self.recurrent_init == "orthogonal":
@@ -196,16 +268,25 @@ class RecurrentCell(nn.Module):
         bias = self.input_bias()
         return [self.weight_ih, self.weight_hh, bias, torch.zeros_like(bias)]
 
+    def act(self, z: Tensor) -> Tensor:
+        """The nonlinearity s of the (candidate) state: tanh, ReLU or modReLU."""
+        if self.nonlinearity == MODRELU:
+            return modrelu(z, self.modrelu_bias)
+        return NONLINEARITIES[self.nonlinearity](z)
+
     def step(self, x_t: Tensor, xp_t: Tensor, state: State) -> tuple[State, Tensor]:
         """One time step: (layer input [B, I], its projection [B, G*N], state) -> (state, y_t)."""
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
         """Run the layer over a sequence: [T, B, I] -> depth outputs [T, B, N]."""
-        if self.use_native and self.native_available():
-            return self.native_forward(x)
-        graphed = self._compiled.graphed_layer(self, x)  # None unless compile="graphed" applies
-        return self.loop_forward(x) if graphed is None else graphed(x)
+        # a parametrised weight_hh (cell.orthogonal) is computed once per sequence, not per step
+        cached = parametrize.cached() if parametrize.is_parametrized(self) else nullcontext()
+        with cached:
+            if self.use_native and self.native_available():
+                return self.native_forward(x)
+            graphed = self._compiled.graphed_layer(self, x)  # None unless compile="graphed"
+            return self.loop_forward(x) if graphed is None else graphed(x)
 
     def loop_forward(self, x: Tensor) -> Tensor:
         """The step loop over a sequence (eager, or the compiled step): [T, B, I] -> [T, B, N]."""
@@ -222,5 +303,5 @@ class RecurrentCell(nn.Module):
         return (
             f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity}, "
             f"gate_bias={self.gate_bias}, recurrent_init={self.recurrent_init}"
-            f"(x{self.recurrent_scale:g})"
+            f"(x{self.recurrent_scale:g}), orthogonal={self.orthogonal}"
         )

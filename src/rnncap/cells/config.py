@@ -25,7 +25,9 @@ class CellConfig:
 
     _target_: str = MISSING
     name: str = MISSING  # the config option's name (irnn is the rnn class with another config)
-    nonlinearity: str = "tanh"  # s of the (candidate) state; the class says which it allows
+    # s of the (candidate) state: tanh, relu, modrelu (sign(z) ReLU(|z| + b), b learned per
+    # unit), or a cell's own (the uRNN's modrelu, the LRU's linear); the class says which
+    nonlinearity: str = "tanh"
     gate_bias: float = 0.0  # b_fg inside the update/forget gate sigmoid (unused without gates)
     recurrent_init: RecurrentInit = RecurrentInit.orthogonal  # per N x N recurrent block
     recurrent_scale: float = bounded(1.0, ge=0)
@@ -33,3 +35,7 @@ class CellConfig:
     bias_init: float = 0.0
     # the step loop: false, true (torch.compile), reduce-overhead, graphed (GPU); see the cells
     compile: Any = choice(False, *COMPILE_MODES)
+    # keep every N x N recurrent block orthogonal while training: exp (expRNN) or cayley; the
+    # block starts at recurrent_init (orthogonalised, so recurrent_scale drops out); params
+    # counts N(N-1)/2 per block. rnn, irnn and gru take it (rnncap.cells.orthogonal)
+    orthogonal: str | None = choice(None, None, "exp", "cayley")

@@ -8,6 +8,10 @@
 u -> 1 keeps the old state, and the reset gate multiplies h *before* the recurrent matmul
 (cuDNN's ``nn.GRU`` applies it after, so it computes a different function).
 Gate order in the packed weights: [r, u, c].
+
+s in {tanh, relu, modrelu}: modReLU is sign(z) ReLU(|z| + b_m) with b_m [N] learned
+(``modrelu_bias``). ``cell.orthogonal=exp|cayley`` keeps each of W_rh, W_uh, W_ch orthogonal
+(the Cayley map is the NC-GRU idea; ``rnncap.cells.orthogonal``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnncap.cells.base import RecurrentCell, State
+from rnncap.cells.base import MODRELU, NONLINEARITIES, RecurrentCell, State
 
 
 class GRUCell(RecurrentCell):
@@ -25,6 +29,8 @@ class GRUCell(RecurrentCell):
     display_rank = {"gru": 2}
     num_gates = 3
     forget_gates = (1,)
+    allowed_nonlinearities = (*NONLINEARITIES, MODRELU)
+    allows_orthogonal = True
 
     def step(self, x_t: Tensor, xp_t: Tensor, state: State) -> tuple[State, Tensor]:
         (h,) = state

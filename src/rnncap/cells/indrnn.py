@@ -43,6 +43,7 @@ class IndRNNCell(RecurrentCell):
 
     num_gates = 1
     square_recurrent = False
+    allowed_recurrent_inits = ("uniform", "identity")  # of the recurrent vector u
     display = {"indrnn": ("IndRNN", "#e377c2")}
     display_rank = {"indrnn": 11}
 
@@ -67,7 +68,7 @@ class IndRNNCell(RecurrentCell):
         self.reset_parameters()
 
     @classmethod
-    def param_count(cls, input_size: int, hidden_size: int) -> int:
+    def param_count(cls, input_size: int, hidden_size: int, **_: object) -> int:
         """W, u, b and the learned initial state: N*I + 3*N."""
         return hidden_size * input_size + 3 * hidden_size
 

@@ -42,7 +42,7 @@ class MinGRUCell(RecurrentCell):
         del self.weight_hh  # the base class's N x N blocks: minGRU has no recurrent weights
 
     @classmethod
-    def param_count(cls, input_size: int, hidden_size: int) -> int:
+    def param_count(cls, input_size: int, hidden_size: int, **_: object) -> int:
         """Input weights and one bias per block, G*(N*I + N), + the learned initial state."""
         n = hidden_size
         return cls.num_gates * (n * input_size + n) + cls.state_tensors * n

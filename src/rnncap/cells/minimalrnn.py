@@ -41,7 +41,7 @@ class MinimalRNNCell(RecurrentCell):
         self.reset_parameters()
 
     @classmethod
-    def param_count(cls, input_size: int, hidden_size: int) -> int:
+    def param_count(cls, input_size: int, hidden_size: int, **_: object) -> int:
         """W_x, U_h, U_z, b_z, b_u and the learned initial state: N*I + 2*N*N + 3*N."""
         n = hidden_size
         return n * input_size + 2 * n * n + 2 * n + n

@@ -2,15 +2,20 @@
 
     x [B, T, I] -> (projection to N, +RNN only) -> layer_1 .. layer_depth -> readout -> [B, T, O]
 
-Every layer feeds its depth output (h_t, or the +RNN's y_t) to the next layer; the readout
-reads the top layer's depth output at every step.
+Every layer feeds its depth output (h_t, the +RNN's y_t, the uRNN's [Re h_t, Im h_t], the
+LRU's y_t) to the next layer; the readout reads the top layer's depth output at every step.
+Each layer's input size is the depth output size of the layer below
+(``RecurrentCell.layer_output_size``: N for most cells, 2N for the uRNN, the layer's own input
+size for the LRU).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from rnncap.cells.base import RecurrentCell
 
@@ -22,6 +27,19 @@ def cell_class(cell: CellFactory) -> type[RecurrentCell]:
     return getattr(cell, "func", cell)
 
 
+def cell_options(cell: CellFactory) -> dict[str, Any]:
+    """The constructor options bound in a ``functools.partial`` (none for a bare class)."""
+    return dict(getattr(cell, "keywords", {}))
+
+
+def layer_sizes(cls: type[RecurrentCell], depth: int, first_in: int, hidden: int) -> list[int]:
+    """Input size of each of the ``depth`` layers, then of the readout."""
+    sizes = [first_in]
+    for _ in range(depth):
+        sizes.append(cls.layer_output_size(sizes[-1], hidden))
+    return sizes
+
+
 class RecurrentStack(nn.Module):
     """``depth`` layers of ``cell(input_size, hidden_size)`` and a linear readout."""
 
@@ -31,29 +49,30 @@ class RecurrentStack(nn.Module):
         super().__init__()
         self.depth, self.hidden_size = depth, hidden_size
         self.input_size, self.output_size = input_size, output_size
-        needs_projection = cell_class(cell).needs_square_input
+        cls = cell_class(cell)
+        needs_projection = cls.needs_square_input
         self.projection = nn.Linear(input_size, hidden_size) if needs_projection else None
         first_in = hidden_size if needs_projection else input_size
-        sizes = [first_in] + [hidden_size] * (depth - 1)
+        *sizes, top = layer_sizes(cls, depth, first_in, hidden_size)
         self.layers = nn.ModuleList(cell(size, hidden_size) for size in sizes)
-        self.readout = nn.Linear(hidden_size, output_size)
+        self.readout = nn.Linear(top, output_size)
 
     @staticmethod
     def param_count(
         cell: CellFactory, depth: int, input_size: int, hidden_size: int, output_size: int
     ) -> int:
-        """Every trainable parameter: all layers (weights, biases, learned initial states),
-        the +RNN's input projection (I*N + N) and the readout (N*O + O)."""
-        cls, n = cell_class(cell), hidden_size
-        total = n * output_size + output_size
+        """Every trainable degree of freedom, as ``count_parameters`` counts the built stack:
+        all layers (``cls.param_count`` with the options bound in ``cell``: weights, biases,
+        learned initial states, modReLU biases, N(N-1)/2 per orthogonal N x N block), the
+        +RNN's input projection (I*N + N) and the readout (D*O + O, D the top layer's depth
+        output size)."""
+        cls, n, options = cell_class(cell), hidden_size, cell_options(cell)
+        first_in = n if cls.needs_square_input else input_size
+        *sizes, top = layer_sizes(cls, depth, first_in, n)
+        total = top * output_size + output_size
         if cls.needs_square_input:
             total += input_size * n + n
-            first_in = n
-        else:
-            first_in = input_size
-        total += cls.param_count(first_in, n)
-        total += (depth - 1) * cls.param_count(n, n)
-        return total
+        return total + sum(cls.param_count(size, n, **options) for size in sizes)
 
     def forward(self, x: Tensor) -> Tensor:
         """x [B, T, I] -> readout at every step [B, T, O]."""
@@ -66,5 +85,15 @@ class RecurrentStack(nn.Module):
 
 
 def count_parameters(module: nn.Module) -> int:
-    """Number of trainable scalars in ``module``."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+    """Trainable degrees of freedom in ``module``: every trainable scalar, except that a tensor
+    stored under a parametrisation that declares ``degrees_of_freedom`` counts those instead
+    of its size (``cell.orthogonal``: N(N-1)/2 per N x N block, the free entries of the
+    skew-symmetric generator, not the N^2 entries of the tensor that holds it)."""
+    free = {}
+    for sub in module.modules():
+        if parametrize.is_parametrized(sub):
+            for chain in sub.parametrizations.values():
+                declared = [getattr(p, "degrees_of_freedom", None) for p in chain]
+                if declared[0] is not None:  # the first map reads the stored tensor
+                    free[id(chain.original)] = declared[0]
+    return sum(free.get(id(p), p.numel()) for p in module.parameters() if p.requires_grad)
