@@ -1,4 +1,4 @@
-"""The five tasks beyond capacity: seeded data, labels against independent implementations,
+"""The tasks beyond capacity: seeded data, labels against independent implementations,
 metrics on hand-computed cases, and the text8 loader's checks."""
 
 from __future__ import annotations
@@ -15,8 +15,13 @@ import scipy.linalg
 import torch
 from torch import nn
 
+from rnncap.cells.lstm import LSTMCell
+from rnncap.cells.rnn import RNNCell
 from rnncap.core.errors import ConfigError
+from rnncap.core.stack import RecurrentStack
 from rnncap.tasks.arithmetic import ArithmeticTask
+from rnncap.tasks.counting import CountingTask, SaturationCounter, step_loops
+from rnncap.tasks.distance import DistanceTask, recalled_bits
 from rnncap.tasks.memory import MemoryTask, squared_correlation
 from rnncap.tasks.parentheses import ParenthesesTask
 from rnncap.tasks.rcf import RCFTask, random_function
@@ -40,10 +45,17 @@ GENERATED = [
     lambda seed: RCFTask(samples=30, input_dim=6, function="smooth", output_dim=2, seed=seed),
     lambda seed: ParenthesesTask(streams=3, steps=12, samples=30, eval_samples=10, seed=seed),
     lambda seed: ArithmeticTask(max_digits=3, samples=30, eval_samples=10, seed=seed),
+    lambda seed: DistanceTask(
+        symbols=3, length=12, delay=4, samples=30, eval_samples=10, seed=seed
+    ),
+    lambda seed: CountingTask(
+        train_length=8, test_lengths=[16], samples=30, eval_samples=10, test_samples=5, seed=seed
+    ),
 ]
+GENERATED_IDS = ["memory", "rcf", "parentheses", "arithmetic", "distance", "counting"]
 
 
-@pytest.mark.parametrize("make", GENERATED, ids=["memory", "rcf", "parentheses", "arithmetic"])
+@pytest.mark.parametrize("make", GENERATED, ids=GENERATED_IDS)
 def test_generators_are_deterministic_per_seed(make):
     first, again, other = data_of(make(1)), data_of(make(1)), data_of(make(2))
     for a, b in zip(first[0] + first[1], again[0] + again[1], strict=True):
@@ -221,6 +233,115 @@ def test_parentheses_hand_sequence_and_metrics():
     assert sums["accuracy"].item() == pytest.approx(3 / 4)
     p = math.exp(1) / (1 + math.exp(1))
     assert sums["loss"].item() == pytest.approx((3 * -math.log(p) - math.log(1 - p)) / 4)
+
+
+# -- distance
+
+
+def test_distance_targets_match_plain_python():
+    task = DistanceTask(symbols=5, length=20, delay=6, samples=40, eval_samples=10, seed=3)
+    (x, y), (ex, ey) = data_of(task)
+    assert x.shape == (40, 20, 5) and y.shape == (40, 20) and ey.shape == (10, 20)
+    assert (x.sum(-1) == 1).all()
+    for row, target in zip(x.argmax(-1).tolist(), y.tolist(), strict=True):
+        expect = [-100 if t < 6 else row[t - 6] for t in range(20)]  # -100: unscored
+        assert target == expect
+    assert set(x.argmax(-1).unique().tolist()) == set(range(5))
+
+
+def test_distance_metrics_score_only_the_delayed_steps():
+    task = DistanceTask(symbols=3, length=4, delay=2)
+    targets = torch.tensor([[-100, -100, 2, 0]])
+    logits = torch.zeros(1, 4, 3)
+    logits[0, :, 2] = 1.0  # predicts 2 everywhere: right at step 2, wrong at step 3
+    sums = task.metrics(logits, (None, targets))
+    p = math.e / (math.e + 2)
+    assert sums["accuracy"].item() == pytest.approx(1 / 2)
+    assert sums["loss"].item() == pytest.approx((-math.log(p) - math.log((1 - p) / 2)) / 2)
+    assert task.loss(logits, (None, targets)).item() == pytest.approx(sums["loss"].item())
+    out = task.summarise({"accuracy": 1.0, "loss": 0.5, "count": 2.0}, params=10)
+    assert out["accuracy"] == 0.5 and out["recalled_bits"] == recalled_bits(3, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("symbols", "accuracy", "bits"),
+    [
+        (4, 1.0, 2.0),  # every symbol recalled: log2 K
+        (4, 0.25, 0.0),  # chance
+        (4, 0.1, 0.0),  # below chance: no information claimed
+        (2, 0.75, 1 + 0.75 * math.log2(0.75) + 0.25 * math.log2(0.25)),  # 1 - H2(p)
+        (4, 0.5, 2 - 1 - 0.5 * math.log2(3)),  # log2 K - H2(e) - e log2(K-1)
+    ],
+)
+def test_recalled_bits_by_hand(symbols, accuracy, bits):
+    assert recalled_bits(symbols, accuracy) == pytest.approx(bits, abs=1e-12)
+
+
+# -- counting
+
+
+def reference_walk(coins: list[int]) -> list[int]:
+    """Plain-Python Dyck-1 walk: open at depth 0, close when the steps left equal the depth,
+    else follow the coin (0 = open): an independent implementation of the generator."""
+    depth, symbols = 0, []
+    for t, coin in enumerate(coins):
+        symbol = 0 if depth == 0 else 1 if depth >= len(coins) - t else coin
+        depth += 1 if symbol == 0 else -1
+        symbols.append(symbol)
+    return symbols
+
+
+def test_counting_strings_match_plain_python():
+    task = CountingTask(train_length=10, test_lengths=[30, 31], max_count=3, samples=50)
+    task.eval_samples, task.test_samples = 20, 20
+    (x, y), (ex, ey) = data_of(task)
+    generator = torch.Generator().manual_seed(task.seed)  # the coins, in the order drawn
+    coin_sets = [
+        torch.randint(0, 2, (n, t), generator=generator)
+        for n, t in [(50, 10), (20, 10), (20, 30), (20, 31)]
+    ]
+    sets = [(x, y), (ex, ey), *(task.test_sets[n].tensors for n in (30, 31))]
+    for coins, (inputs, targets) in zip(coin_sets, sets, strict=True):
+        assert (inputs.sum(-1) == 1).all()
+        for coin_row, symbols, target in zip(
+            coins.tolist(), inputs.argmax(-1).tolist(), targets.tolist(), strict=True
+        ):
+            assert symbols == reference_walk(coin_row)
+            depths = [row[0] for row in reference_depths(symbols, 1, 3)]
+            assert target == depths
+            assert min(depths) >= 0
+    balanced = task.test_sets[30].tensors[0].argmax(-1)
+    assert ((1 - 2 * balanced).sum(1) == 0).all()  # even length: every word ends at depth 0
+    assert ((1 - 2 * task.test_sets[31].tensors[0].argmax(-1)).sum(1) == 1).all()
+    assert (ey == 3).any() and (ey == 0).any()
+
+
+def test_saturation_counter_by_hand():
+    with SaturationCounter() as counter:
+        torch.tanh(torch.tensor([0.0, 5.0, -5.0, 0.5]))  # 2 of 4 within 1e-3 of +-1
+        torch.tensor([-10.0, 10.0, 0.0]).sigmoid()  # 2 of 3 within 1e-3 of 0 or 1
+        torch.relu(torch.tensor([100.0]))  # not counted
+    assert (counter.saturated, counter.total) == (4, 7)
+
+
+@pytest.mark.parametrize(("cell", "gates"), [(RNNCell, 1), (LSTMCell, 5)])
+def test_saturation_sees_the_fused_cells_activations(cell, gates):
+    """The RNN and LSTM run fused kernels; ``step_loops`` exposes every tanh and sigmoid."""
+    torch.manual_seed(0)
+    model = RecurrentStack(cell, 2, 2, 3, 4)
+    task = CountingTask(train_length=4, test_lengths=[6], samples=4, eval_samples=2)
+    task.test_samples = 5
+    task.setup()
+    assert task.saturation(model, task.test_sets[6]) < 0.5
+    with SaturationCounter() as counter, step_loops(model):
+        model(task.test_sets[6].tensors[0])
+    assert counter.total == 5 * 6 * 3 * 2 * gates  # B T N layers, each tanh/sigmoid output
+    assert all(layer.use_native for layer in model.layers)  # restored
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.weight_ih.mul_(1000)
+            layer.bias.fill_(1000)
+    assert task.saturation(model, task.test_sets[6]) > 0.8  # the LSTM's c_1 = 1: tanh 0.76
 
 
 # -- arithmetic

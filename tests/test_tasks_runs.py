@@ -1,13 +1,15 @@
-"""The five tasks end to end: one short run each through the real config, the memory task
-against its theory, and bad task values."""
+"""The tasks end to end: one short run each through the real config (distance and counting
+with every cell), the memory task against its theory, and bad task values."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 from conftest import CELL_NAMES, compose_cfg
+from hydra.utils import get_class
 from test_tasks import tiny_text
 from test_train import run_cli
 
@@ -22,6 +24,10 @@ TINY = {
     "parentheses": ["task.streams=2", "task.noise_symbols=1", "task.max_count=3"]
     + ["task.steps=8", "task.samples=64", "task.eval_samples=32"],
     "arithmetic": ["task.max_digits=2", "task.samples=64", "task.eval_samples=32"],
+    "distance": ["task.symbols=3", "task.length=8", "task.delay=3", "task.samples=64"]
+    + ["task.eval_samples=32"],
+    "counting": ["task.train_length=8", "task.test_lengths=[16,40]", "task.samples=64"]
+    + ["task.eval_samples=32", "task.test_samples=8"],
 }
 KEYS = {
     "memory": {"mse", "r2", "mc", "theory_mse", "delay", "input_scale", "input_dim"},
@@ -29,6 +35,9 @@ KEYS = {
     "text8": {"bpc", "test_bpc"},
     "parentheses": {"accuracy", "loss"},
     "arithmetic": {"accuracy", "loss"},
+    "distance": {"accuracy", "loss", "recalled_bits", "symbols", "length", "delay"},
+    "counting": {"accuracy", "loss", "long_accuracy", "long_accuracy_16", "long_accuracy_40"}
+    | {"saturation", "train_length", "test_lengths", "max_count"},
 }
 OBJECTIVE = {"memory": "mse", "rcf": "mse", "text8": "bpc", "parentheses": "loss"}
 CONTRACT = {"cell", "task", "depth", "hidden", "input_dim", "params", "seed", "status"}
@@ -62,6 +71,8 @@ def read_metrics(cfg) -> dict:
 # one short run per task, each with another cell (all pairs: the slow matrix below)
 RUNS = [("memory", "gru"), ("rcf", "lstm"), ("text8", "ugrnn")]
 RUNS += [("parentheses", "intersection"), ("arithmetic", "irnn")]
+# the new tasks with every cell, a few steps each (depth 2: the +RNN starts there)
+EVERY_CELL = [(task, cell) for task in ("distance", "counting") for cell in CELL_NAMES]
 
 
 @pytest.mark.parametrize(("task", "cell"), RUNS)
@@ -76,6 +87,22 @@ def test_each_task_runs_end_to_end(task_cfg, task, cell):
         assert 0 <= m["accuracy"] <= 1 and m["loss"] > 0
     if task == "memory":
         assert m["theory_mse"] == max(0.0, (6 - m["hidden"]) / 6) and m["delay"] == 2
+
+
+@pytest.mark.parametrize(("task", "cell"), EVERY_CELL)
+def test_new_task_runs_with_every_cell(task_cfg, task, cell):
+    cfg = task_cfg(task, f"cell={cell}", "depth=2", "model.hidden=4", "trainer.max_steps=3")
+    assert train(cfg) == read_metrics(cfg)["loss"]
+    m = read_metrics(cfg)
+    assert m["status"] == "ok" and m.keys() >= CONTRACT | KEYS[task] and m["cell"] == cell
+    assert 0 <= m["accuracy"] <= 1 and m["loss"] > 0
+    if task == "distance":
+        assert 0 <= m["recalled_bits"] <= math.log2(3)
+    else:
+        assert m["long_accuracy"] == m["long_accuracy_40"] and m["test_lengths"] == [16, 40]
+        # a gateless ReLU cell (IRNN, IndRNN) computes no tanh or sigmoid to saturate
+        relu_only = cfg.cell.nonlinearity == "relu" and get_class(cfg.cell._target_).num_gates == 1
+        assert m["saturation"] is None if relu_only else 0 <= m["saturation"] <= 1
 
 
 @pytest.mark.parametrize(("width", "expected", "tolerance"), [(4, 0.5, 0.08), (12, 0.0, 0.05)])
@@ -106,6 +133,12 @@ BAD = [
     ("parentheses", ["task.streams=0"], "task.streams=0 is out of range: must be >= 1"),
     ("parentheses", ["task.max_count=0"], "task.max_count=0 is out of range"),
     ("parentheses", ["task.steps=0"], "task.steps=0 is out of range"),
+    ("distance", ["task.delay=0"], "task.delay=0 is out of range: must be >= 1"),
+    ("distance", ["task.delay=8"], "task.delay=8 must be < task.length=8"),
+    ("distance", ["task.symbols=1"], "task.symbols=1 is out of range: must be >= 2"),
+    ("counting", ["task.train_length=1"], "task.train_length=1 is out of range: must be >= 2"),
+    ("counting", ["task.test_lengths=[16,4]"], "task.test_lengths=[16, 4] must be a non-empty"),
+    ("counting", ["task.test_lengths=[]"], "lengths >= task.train_length=8"),
     ("arithmetic", ["task.max_digits=0"], "task.max_digits=0 is out of range: must be >= 1"),
     ("arithmetic", ["task.max_digits=18"], "task.max_digits=18 must be <= 17"),
     ("text8", ["task.path=/no/such/text8"], "task.path=/no/such/text8 is not a file"),
