@@ -348,9 +348,14 @@ class OptunaSweeperImpl:
         storage = open_storage(
             self.storage, self.config.hydra.runtime.cwd, self.heartbeat_interval, self.grace_period
         )
-        study = optuna.create_study(
-            study_name=name, storage=storage, direction=direction, load_if_exists=True
-        )
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "Using an existing study"
+        try:
+            study = optuna.create_study(
+                study_name=name, storage=storage, direction=direction, load_if_exists=True
+            )
+        finally:
+            optuna.logging.set_verbosity(verbosity)
         if study.direction.name.lower() != direction:
             raise ConfigError(
                 f"hydra.sweeper.direction={direction}: study {name!r} exists in "
@@ -380,6 +385,8 @@ class OptunaSweeperImpl:
         if not shared(self.storage):  # one process owns the study: nothing else is running
             fail_abandoned(study)
         warnings.filterwarnings("ignore", message="Clip non-finite values")
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")  # we beat, not optimize
         log.info("%d of %d trials finished", finished(study), self.n_trials)
         failed = 0
         while (todo := self.n_trials - finished(study)) > 0:

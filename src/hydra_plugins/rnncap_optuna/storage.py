@@ -15,6 +15,7 @@ A malformed or unreachable storage is a ``ConfigError`` naming the key.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -59,7 +60,7 @@ def open_storage(
         return optuna.storages.JournalStorage(backend)
     try:
         url = make_url(storage)
-    except SQLAlchemyError as err:
+    except (SQLAlchemyError, ValueError) as err:
         raise ConfigError(
             f"hydra.sweeper.storage={storage!r} is not a URL ({err}); {HINT}"
         ) from None
@@ -71,17 +72,23 @@ def open_rdb(url, heartbeat_interval: int, grace_period: int) -> optuna.storages
     create Optuna's tables: a failed first attempt is retried."""
     shown = url.render_as_string(hide_password=True)
     connect = {"connect_timeout": 10} if url.get_backend_name() == "postgresql" else {}
+    # Optuna 4.9 renamed the retry callback; 4.0 to 4.8 have only the old name
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    retry = retry or optuna.storages.RetryFailedTrialCallback
     for attempt in range(3):
         try:
-            return optuna.storages.RDBStorage(
-                url.render_as_string(hide_password=False),
-                engine_kwargs={"connect_args": connect, "pool_pre_ping": True},
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(RETRIES),
-            )
+            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url.render_as_string(hide_password=False),
+                    engine_kwargs={"connect_args": connect, "pool_pre_ping": True},
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=retry(RETRIES),
+                )
         except (SQLAlchemyError, ImportError, ValueError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            cause = getattr(err, "orig", None) or err  # the driver's own message
+            reason = " ".join(str(cause).split()) or type(err).__name__
             if attempt == 2 or "IntegrityError" not in type(err).__name__ + reason:
                 raise ConfigError(
                     f"hydra.sweeper.storage={shown!r} cannot be opened ({reason}); {HINT} "
