@@ -52,3 +52,75 @@ def make_cfg(tmp_path):
         return compose_cfg([*tiny, *overrides], tmp_path)
 
     return make
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_ENV = "RNNCAP_TEST_POSTGRES"  # set by .ci/run: the server it started, postgresql://...
+
+
+def start_postgres(root: Path) -> str:
+    """A throwaway PostgreSQL 15 server on loopback, run as ``nobody`` when we are root
+    (the server refuses root); returns its admin URL (trust auth, user postgres)."""
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root.mkdir(parents=True, exist_ok=True)
+    user = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
+    if user:
+        os.chown(root, 65534, 65534)
+    data = root / "data"
+    run = subprocess.run
+    run([*user, PG_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust"], check=True,
+        capture_output=True)  # fmt: skip
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
+    run([*user, PG_BIN / "pg_ctl", "-D", data, "-o", opts, "-l", root / "log", "-w", "start"],
+        check=True, capture_output=True)  # fmt: skip
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """The admin URL of a running PostgreSQL: $RNNCAP_TEST_POSTGRES, else one started here."""
+    import os
+    import subprocess
+
+    psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
+    url = os.environ.get(PG_ENV)
+    root = None
+    if not url:
+        if not (PG_BIN / "pg_ctl").exists():
+            pytest.skip(f"no PostgreSQL server binaries in {PG_BIN} and no ${PG_ENV}")
+        root = Path("/tmp") / f"rnncap-pg-{os.getpid()}"
+        try:
+            url = start_postgres(root)
+        except subprocess.CalledProcessError as err:
+            pytest.skip(f"could not start PostgreSQL: {err.stderr.decode()[-300:]}")
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as err:
+        pytest.skip(f"PostgreSQL at {url} is not reachable: {err}")
+    yield url
+    if root is not None:
+        user = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*user, PG_BIN / "pg_ctl", "-D", root / "data", "-m", "immediate", "stop"],
+                       capture_output=True)  # fmt: skip
+        subprocess.run(["rm", "-rf", str(root)])
+
+
+@pytest.fixture
+def postgres_db(postgres_server):
+    """A fresh database on the server, as an Optuna storage URL (postgresql+psycopg://...)."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    base = postgres_server.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    return f"{base}/{name}"

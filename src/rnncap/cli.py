@@ -7,6 +7,7 @@
     rnncap tune-grid [--params FILE] [--dry-run]
     rnncap trainability [--storage URL] [--out DIR]
     rnncap exp-params FILE | xargs dvc exp run        FILE's grid as a DVC experiment
+    rnncap dashboard --project P [--group G] [--wandb online]   a W&B comparison workspace
 
 Each subcommand parses its arguments here and calls a computation module (``rnncap.generate``,
 ``rnncap.analysis.*``); W&B logging goes through ``rnncap.analysis.tracking`` only. Modules are
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -291,6 +293,39 @@ leaves them in the workspace's params.yaml, unless --temp or --queue runs it els
 """
 
 
+DASHBOARD = """a W&B workspace comparing an experiment group's runs, built from code
+
+Sections: Capacity (bits against parameters, bits per parameter per cell and depth),
+Per-unit memory (error and theory against units), Trainability (best so far and running mean
+of the objective against trial, share of diverged settings), Tuning (parallel coordinates of
+the tuned settings) and the runs table. With --wandb online and an API key it saves the
+workspace and prints its URL; otherwise it writes the workspace's spec (JSON) to --out and
+prints how to publish it later (--spec FILE --wandb online).
+"""
+
+
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    from rnncap.analysis import dashboard
+    from rnncap.analysis.tracking import publish_workspace
+
+    if args.spec is not None:
+        try:
+            workspace = dashboard.from_spec(_file(args.spec, "--spec").read_text())
+        except ValueError as err:
+            raise UsageError(f"--spec {args.spec}: not a workspace spec ({err})") from None
+        print(publish_workspace(workspace, args.spec, args.wandb))
+        return
+    if not args.project:
+        raise UsageError("--project is required: the W&B project of the runs (e.g. rnncap)")
+    if not args.group:
+        raise UsageError("--group must name the experiment group (train.py experiment_name)")
+    maximize = args.direction == "maximize"
+    workspace = dashboard.build_workspace(
+        args.entity, args.project, args.group, args.objective, maximize
+    )
+    print(publish_workspace(workspace, args.out, args.wandb))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnncap",
@@ -363,6 +398,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="the depths of the percent-infeasible table",
     )
     _config_dir(report, DISPLAY_CONF)
+
+    dash = _command(sub, "dashboard", cmd_dashboard, DASHBOARD)
+    dash.add_argument("--project", metavar="NAME", help="the W&B project of the runs (required)")
+    dash.add_argument(
+        "--entity",
+        default=os.environ.get("WANDB_ENTITY", ""),
+        metavar="NAME",
+        help="the W&B entity (default $WANDB_ENTITY, else the API key's)",
+    )
+    dash.add_argument("--group", default="default", help="the experiment group (W&B group)")
+    dash.add_argument("--objective", default="bits", help="the tuned metric (final/<key>)")
+    dash.add_argument("--direction", default="maximize", choices=["maximize", "minimize"])
+    _path(dash, "--out", "results/dashboard/workspace.json", "the spec file (offline)", "FILE")
+    dash.add_argument("--spec", type=Path, metavar="FILE", help="publish this spec instead")
+    dash.add_argument("--wandb", default="offline", choices=WANDB_MODES[:2], help="W&B mode")
 
     exp = _command(sub, "exp-params", cmd_exp_params, EXP_PARAMS)
     exp.add_argument("file", type=Path, metavar="FILE", help="the params file to run")

@@ -12,6 +12,12 @@ attribute and its samplers read, so they learn to avoid the region. ``constraint
 public on every admitted Optuna (experimental in 4.x; in 5.x deprecated for
 ``Trial.set_constraint``, which 4.x lacks, and removed in 7.0). Only a crash (an exception in
 the job) is a FAIL, bounded by ``max_failure_rate``.
+
+Shared studies (``storage.py``): N workers running the same command join one study in a
+journal file or on PostgreSQL. Each asks only what is still missing, so a study ends with
+between ``n_trials`` and ``n_trials + (N - 1) * n_jobs`` finished trials. On PostgreSQL every
+worker beats a heartbeat for its running trials; a trial whose worker died (kill -9) goes
+stale, and the next worker to ask marks it failed and enqueues its settings again.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import inspect
 import json
 import logging
 import math
+import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +50,9 @@ from optuna.distributions import (
     IntDistribution,
 )
 from optuna.trial import FrozenTrial, Trial, TrialState
+
+from hydra_plugins.rnncap_optuna.storage import open_storage, shared, storage_url  # noqa: F401
+from rnncap.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
@@ -229,17 +240,6 @@ def fail_abandoned(study: optuna.Study) -> None:
         study.tell(trial.number, state=TrialState.FAIL)
 
 
-def storage_url(storage: str | None, cwd: str) -> str | None:
-    """A relative sqlite path is taken from the launch directory; its folder is created."""
-    prefix = "sqlite:///"
-    if storage is None or not storage.startswith(prefix):
-        return storage
-    path = Path(storage[len(prefix) :])
-    path = path if path.is_absolute() else Path(cwd) / path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return prefix + str(path)
-
-
 def diverged_constraint(trial: FrozenTrial) -> tuple[float]:
     """The samplers' ``constraints_func``: 1.0 (infeasible) for a diverged trial, else 0.0.
     Optuna calls it as the trial is told, after ``tell`` has set the ``status`` attribute."""
@@ -274,6 +274,32 @@ def task_direction(config: DictConfig) -> tuple[str, str]:
     return cls.objective, cls.objective_direction
 
 
+@contextmanager
+def heartbeat(study: optuna.Study, trials: Sequence[Trial], interval: int) -> Iterator[None]:
+    """Beat the trials' heartbeats every ``interval`` s while they run, where the storage keeps
+    heartbeats (PostgreSQL here); other workers fail a trial whose beats stop."""
+    storage = study._storage  # Optuna's own study.optimize beats through the same private handle
+    if not optuna.storages._heartbeat.is_heartbeat_enabled(storage):
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial in trials:
+                storage.record_heartbeat(trial._trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 class OptunaSweeperImpl:
     """See the module docstring; the public class is ``sweeper.RnncapOptunaSweeper``."""
 
@@ -287,6 +313,8 @@ class OptunaSweeperImpl:
         n_jobs: int,
         max_failure_rate: float,
         params: DictConfig | None,
+        heartbeat_interval: int = 10,
+        grace_period: int = 30,
     ) -> None:
         if direction not in (None, *DIRECTIONS):
             raise ValueError(f"hydra.sweeper.direction={direction!r}; choose one of {DIRECTIONS}")
@@ -298,6 +326,12 @@ class OptunaSweeperImpl:
         self.study_name, self.n_trials, self.n_jobs = study_name, n_trials, n_jobs
         self.max_failure_rate = max_failure_rate
         self.params = OmegaConf.to_container(params, resolve=True) if params else {}
+        if not 0 < heartbeat_interval < grace_period:
+            raise ConfigError(
+                f"hydra.sweeper.heartbeat_interval={heartbeat_interval}, "
+                f"grace_period={grace_period}: need 0 < heartbeat_interval < grace_period"
+            )
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -311,14 +345,23 @@ class OptunaSweeperImpl:
         objective, declared = task_direction(self.config)
         direction = self.direction or declared
         name = self.study_name or default_study_name(self.config, self.sampler)
-        study = optuna.create_study(
-            study_name=name,
-            storage=storage_url(self.storage, self.config.hydra.runtime.cwd),
-            direction=direction,
-            load_if_exists=True,
+        storage = open_storage(
+            self.storage, self.config.hydra.runtime.cwd, self.heartbeat_interval, self.grace_period
         )
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "Using an existing study"
+        try:
+            study = optuna.create_study(
+                study_name=name, storage=storage, direction=direction, load_if_exists=True
+            )
+        finally:
+            optuna.logging.set_verbosity(verbosity)
         if study.direction.name.lower() != direction:
-            raise ValueError(f"study {name!r} exists with direction {study.direction.name}")
+            raise ConfigError(
+                f"hydra.sweeper.direction={direction}: study {name!r} exists in "
+                f"{self.storage} with direction {study.direction.name.lower()}; give another "
+                "hydra.sweeper.study_name or the study's direction"
+            )
         study.sampler = make_sampler(self.sampler, finished(study))
         cfg = self.config
         attrs = {"task": cfg.task.name, "cell": cfg.cell.name, "depth": cfg.depth}
@@ -339,15 +382,20 @@ class OptunaSweeperImpl:
         space, fixed = parse_search_space(self.params, arguments)
         known = self.known_values(fixed)
         study = self.open_study()
-        fail_abandoned(study)
+        if not shared(self.storage):  # one process owns the study: nothing else is running
+            fail_abandoned(study)
         warnings.filterwarnings("ignore", message="Clip non-finite values")
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")  # we beat, not optimize
         log.info("%d of %d trials finished", finished(study), self.n_trials)
         failed = 0
         while (todo := self.n_trials - finished(study)) > 0:
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trials: failed, re-asked
             trials = [study.ask() for _ in range(min(todo, self.n_jobs))]
-            batch = [trial_overrides(suggest(t, space, known), fixed) for t in trials]
-            self.validate_batch(study, trials, batch)
-            jobs = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+            with heartbeat(study, trials, self.heartbeat_interval):
+                batch = [trial_overrides(suggest(t, space, known), fixed) for t in trials]
+                self.validate_batch(study, trials, batch)
+                jobs = self.launcher.launch(batch, initial_job_idx=trials[0].number)
             errors = [
                 e for t, j in zip(trials, jobs, strict=True) if (e := tell(study, t, j)) is not None
             ]

@@ -57,8 +57,9 @@ class RnncapOptunaSweeperConf:
     sampler: SamplerConfig = MISSING
     # "minimize" | "maximize"; null = the task class's ``objective_direction``
     direction: str | None = None
-    # SQLAlchemy URL of the study storage; a relative sqlite path is taken from the launch
-    # directory, so reruns of the same command find the same study
+    # the study storage (storage.py): sqlite:///FILE (one process), journal:///FILE (several
+    # processes on one machine), postgresql+psycopg://USER@HOST:PORT/DB (many machines); a
+    # relative file is taken from the launch directory, so reruns find the same study
     storage: str | None = "sqlite:///results/tune/studies.db"
     # null = <task>-<cell>-d<depth>-<p<budget>|n<hidden>>-<sampler>
     study_name: str | None = None
@@ -71,6 +72,10 @@ class RnncapOptunaSweeperConf:
     # the search space: key -> {type: float|int|categorical, low, high, log, step, choices,
     # when} or a Hydra sweep string ("tag(log, interval(1e-4, 1e-1))", "choice(a, b)", "a,b")
     params: dict[str, Any] = field(default_factory=dict)
+    # PostgreSQL: seconds between a worker's heartbeats for its running trials, and the silence
+    # after which another worker fails such a trial and asks its settings again
+    heartbeat_interval: int = 10
+    grace_period: int = 30
 
 
 ConfigStore.instance().store(

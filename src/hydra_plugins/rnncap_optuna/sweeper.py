@@ -22,11 +22,22 @@ class RnncapOptunaSweeper(Sweeper):
         n_jobs: int,
         max_failure_rate: float,
         params: DictConfig | None,
+        heartbeat_interval: int,
+        grace_period: int,
     ) -> None:
         from ._impl import OptunaSweeperImpl  # lazy: plugins are imported at every Hydra start
 
         self.sweeper = OptunaSweeperImpl(
-            sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate, params
+            sampler,
+            direction,
+            storage,
+            study_name,
+            n_trials,
+            n_jobs,
+            max_failure_rate,
+            params,
+            heartbeat_interval,
+            grace_period,
         )
 
     def setup(

@@ -95,3 +95,28 @@ def log_figures(
         run.log(images | {k: table(rows, columns[k]) for k, rows in tables.items()})
     finally:
         wandb.finish()
+
+
+def publish_workspace(workspace, spec_file: Path, mode: str) -> str:
+    """Save ``workspace`` to W&B when ``mode`` is online and an API key is set, and return its
+    URL; otherwise (never prompting) write its spec to ``spec_file`` atomically and return how
+    to publish it later."""
+    from rnncap.analysis.dashboard import to_spec
+    from rnncap.core.io import write_atomic
+    from rnncap.core.loggers import wandb_has_key
+
+    if mode == "online" and wandb_has_key():
+        if not workspace.entity:  # the key's default entity
+            import wandb
+
+            workspace.entity = wandb.Api().default_entity
+        workspace.save()
+        return f"saved workspace {workspace.name!r}: {workspace.url}"
+    spec_file.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(spec_file, lambda f: f.write(to_spec(workspace)))
+    return (
+        f"wrote {spec_file} (no W&B upload: --wandb {mode}"
+        + ("" if mode != "online" else ", no API key")
+        + "); publish it later with WANDB_API_KEY set: "
+        + f"rnncap dashboard --spec {spec_file} --wandb online"
+    )

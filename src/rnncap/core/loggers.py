@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
@@ -46,7 +48,11 @@ def build_logger(cfg: DictConfig, run_dir: Path) -> Logger | None:
         resume="allow",
     )
     id_file.write_text(logger.experiment.id)
-    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    multirun = hydra is not None and hydra.mode == RunMode.MULTIRUN
+    config["trial"] = hydra.job.num if multirun else None  # the Optuna trial number under -m
+    logger.log_hyperparams(config)
     return logger
 
 
@@ -57,7 +63,12 @@ def log_final(logger: Logger | None, results: dict[str, Any]) -> None:
     results = {k: v for k, v in results.items() if not isinstance(v, list)}  # a population's rows
     numbers = {k: v for k, v in results.items() if isinstance(v, (int, float))}
     if hasattr(logger, "experiment") and hasattr(logger.experiment, "summary"):
-        logger.experiment.summary.update({f"final/{k}": v for k, v in results.items()})
+        summary = {f"final/{k}": v for k, v in results.items()}
+        summary["final/diverged"] = int(results.get("status") == "diverged")  # infeasible share
+        logger.experiment.summary.update(summary)
+        # what the dashboard's panels plot against: the size the run got (budget -> width)
+        what = {k: results.get(k) for k in ("params", "hidden", "input_dim")}
+        logger.experiment.config.update(what, allow_val_change=True)
     else:
         logger.log_metrics({f"final/{k}": v for k, v in numbers.items()})
     logger.save()

@@ -1,0 +1,98 @@
+"""Where a study lives (``hydra.sweeper.storage``), and who may share it.
+
+- ``sqlite:///FILE``: one process. A relative path is taken from the launch directory.
+- ``journal:///FILE``: Optuna's journal file (``JournalStorage`` + ``JournalFileBackend``),
+  appended under a file lock: several processes on one machine (or on one shared file system
+  with working locks). A relative path is taken from the launch directory.
+- ``postgresql+psycopg://USER[:PASSWORD]@HOST[:PORT]/DB`` (any SQLAlchemy URL but SQLite):
+  many machines. Workers beat heartbeats for their running trials (``heartbeat_interval``);
+  a trial silent for ``grace_period`` s is failed by the next worker that asks, and its
+  settings are enqueued again (``RetryFailedTrialCallback``).
+
+A malformed or unreachable storage is a ``ConfigError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from rnncap.core.errors import ConfigError
+
+SQLITE, JOURNAL = "sqlite:///", "journal:///"
+RETRIES = 3  # a killed trial's settings are asked again at most this many times
+HINT = "give sqlite:///FILE, journal:///FILE or postgresql+psycopg://USER@HOST:PORT/DB"
+
+
+def local_path(storage: str, prefix: str, cwd: str) -> Path:
+    """The file of a sqlite or journal URL, anchored at the launch directory; folder created."""
+    path = Path(storage[len(prefix) :])
+    path = path if path.is_absolute() else Path(cwd) / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def storage_url(storage: str | None, cwd: str) -> str | None:
+    """A relative sqlite path is taken from the launch directory; its folder is created."""
+    if storage is None or not storage.startswith(SQLITE):
+        return storage
+    return SQLITE + str(local_path(storage, SQLITE, cwd))
+
+
+def shared(storage: str | None) -> bool:
+    """Whether other workers may be running trials of the same study right now."""
+    return storage is not None and not storage.startswith(SQLITE)
+
+
+def open_storage(
+    storage: str | None, cwd: str, heartbeat_interval: int, grace_period: int
+) -> str | optuna.storages.BaseStorage | None:
+    """The storage Optuna opens for ``hydra.sweeper.storage`` (module docstring)."""
+    if storage is None or storage.startswith(SQLITE):
+        return storage_url(storage, cwd)
+    if storage.startswith(JOURNAL):
+        backend = optuna.storages.journal.JournalFileBackend(str(local_path(storage, JOURNAL, cwd)))
+        return optuna.storages.JournalStorage(backend)
+    try:
+        url = make_url(storage)
+    except (SQLAlchemyError, ValueError) as err:
+        raise ConfigError(
+            f"hydra.sweeper.storage={storage!r} is not a URL ({err}); {HINT}"
+        ) from None
+    return open_rdb(url, heartbeat_interval, grace_period)
+
+
+def open_rdb(url, heartbeat_interval: int, grace_period: int) -> optuna.storages.RDBStorage:
+    """A database server's storage with heartbeats. Workers that start together may race to
+    create Optuna's tables: a failed first attempt is retried."""
+    shown = url.render_as_string(hide_password=True)
+    connect = {"connect_timeout": 10} if url.get_backend_name() == "postgresql" else {}
+    # Optuna 4.9 renamed the retry callback; 4.0 to 4.8 have only the old name
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    retry = retry or optuna.storages.RetryFailedTrialCallback
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url.render_as_string(hide_password=False),
+                    engine_kwargs={"connect_args": connect, "pool_pre_ping": True},
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=retry(RETRIES),
+                )
+        except (SQLAlchemyError, ImportError, ValueError) as err:
+            cause = getattr(err, "orig", None) or err  # the driver's own message
+            reason = " ".join(str(cause).split()) or type(err).__name__
+            if attempt == 2 or "IntegrityError" not in type(err).__name__ + reason:
+                raise ConfigError(
+                    f"hydra.sweeper.storage={shown!r} cannot be opened ({reason}); {HINT} "
+                    "of a running server"
+                ) from None
+            time.sleep(0.5)
+    raise AssertionError("unreachable")

@@ -1,0 +1,196 @@
+"""Shared studies: several sweep workers on one study in PostgreSQL (or a journal file), a
+worker killed mid-trial, the reports reading the shared study, and bad storage input.
+
+The PostgreSQL tests use ``postgres_db`` (conftest.py): a fresh database on a real server on
+loopback, the one .ci/run started or one started here; they skip where no server binary exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import ROOT
+from optuna.trial import TrialState
+
+from hydra_plugins.rnncap_optuna.storage import open_storage, shared
+from rnncap.core.errors import ConfigError
+
+TINY = [
+    "model.hidden=4",
+    "task.samples=24",
+    "task.input_dim=6",
+    "task.steps=3",
+    "trainer.max_steps=6",
+    "trainer.val_check_interval=3",
+    "trainer.checkpoint_every=null",
+]
+STUDY = "capacity-rnn-d1-n4-random"  # the default name of sweep=random cell=rnn on TINY
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning"),
+    pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
+]
+
+
+def retried_number(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The number of the failed trial whose settings this trial asked again (None: a new one)."""
+    return trial.system_attrs.get("failed_trial")
+
+
+def worker(cwd: Path, storage: str, n_trials: int, name: str, *extra: str) -> subprocess.Popen:
+    """One sweep worker: the same command as every other worker, its own sweep dir."""
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "sweep=random", *TINY, *extra]
+    cmd += [f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.storage={storage}"]
+    cmd += [f"hydra.sweep.dir={name}"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "OMP_NUM_THREADS": "1"}
+    log = open(cwd / f"{name}.log", "w")  # noqa: SIM115  (closed with the process)
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_all(procs: list[subprocess.Popen], cwd: Path) -> None:
+    for i, proc in enumerate(procs):
+        rc = proc.wait(timeout=300)
+        assert rc == 0, (cwd / f"w{i}.log").read_text()[-2000:]
+
+
+def check_finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The finished trials, each with its run dir, its metrics.json and metrics attributes."""
+    trials = study.get_trials(deepcopy=False)
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))  # no duplicate trial numbers
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    for t in done:
+        metrics = json.loads((Path(t.user_attrs["run_dir"]) / "metrics.json").read_text())
+        assert t.user_attrs["metrics.bits"] == metrics["bits"]
+        assert t.user_attrs["metrics.params"] == metrics["params"] and t.user_attrs["status"]
+    return done
+
+
+@pytest.mark.slow  # 3 processes x 4 trials: 60 to 120 s on 2 busy cores
+def test_three_workers_share_one_postgres_study_and_the_reports_read_it(tmp_path, postgres_db):
+    workers = [worker(tmp_path, postgres_db, 12, f"w{i}") for i in range(3)]
+    wait_all(workers, tmp_path)
+    study = optuna.load_study(study_name=STUDY, storage=postgres_db)
+    done = check_finished(study)
+    # each worker asks only what is missing when it asks: at most one extra trial per other worker
+    assert 12 <= len(done) <= 14
+    assert not [t for t in study.get_trials() if t.state != TrialState.COMPLETE]  # none lost
+    assert len({Path(t.user_attrs["run_dir"]) for t in done}) == len(done)
+
+    rnncap = [sys.executable, "-m", "rnncap.cli"]
+    report = [*rnncap, "trainability", "--storage", postgres_db, "--out", "tr"]
+    report += ["--table-sampler", "RandomSampler", "--depths", "1"]
+    out = subprocess.run(report, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    curves = (tmp_path / "tr" / "curves.csv").read_text().splitlines()
+    assert len(curves) == 1 + len(done)  # one row per finished trial
+    (tmp_path / "runs").mkdir()
+    fit = [*rnncap, "fit", "--runs", "runs", "--out", "cap", "--metrics", "cap.json"]
+    fit += ["--boot", "10", "--studies", postgres_db, "--wandb", "disabled"]
+    out = subprocess.run(fit, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"read {len(done)} runs" in out.stdout
+
+
+def running_trial_dir(sweep_dir: Path) -> Path | None:
+    """A job dir of this worker that has no metrics.json yet: the worker is mid-trial."""
+    if not sweep_dir.is_dir():
+        return None
+    started = [d for d in sweep_dir.iterdir() if d.name.isdigit()]
+    return next((d for d in started if not (d / "metrics.json").exists()), None)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_leaves_a_failed_trial_that_is_asked_again(tmp_path, postgres_db):
+    beat = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3"]
+    victim = worker(tmp_path, postgres_db, 8, "w0", *beat)
+    deadline = time.monotonic() + 120
+    while (job := running_trial_dir(tmp_path / "w0")) is None:
+        assert victim.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    others = [worker(tmp_path, postgres_db, 8, f"w{i}", *beat) for i in (1, 2)]
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    for i, proc in enumerate(others, start=1):
+        assert proc.wait(timeout=300) == 0, (tmp_path / f"w{i}.log").read_text()[-2000:]
+
+    study = optuna.load_study(study_name=STUDY, storage=postgres_db)
+    killed = study.trials[int(job.name)]
+    assert killed.state == TrialState.FAIL  # not lost, not counted as finished
+    done = check_finished(study)
+    assert 8 <= len(done) <= 9 and killed not in done
+    retried = [t for t in done if retried_number(t) == killed.number]
+    assert len(retried) == 1 and retried[0].params == killed.params  # asked again
+
+
+@pytest.mark.slow
+def test_journal_file_is_shared_by_processes_of_one_machine(tmp_path):
+    workers = [worker(tmp_path, "journal:///tune/studies.log", 4, f"w{i}") for i in range(2)]
+    wait_all(workers, tmp_path)
+    storage = open_storage("journal:///tune/studies.log", str(tmp_path), 10, 30)
+    done = check_finished(optuna.load_study(study_name=STUDY, storage=storage))
+    assert 4 <= len(done) <= 5 and (tmp_path / "tune" / "studies.log").is_file()
+
+
+def test_a_stale_postgres_trial_is_failed_and_its_settings_asked_again(postgres_db):
+    storage = open_storage(postgres_db, ".", heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    trial = study.ask()
+    lr = trial.suggest_float("optimizer.lr", 1e-4, 1.0, log=True)
+    storage.record_heartbeat(trial._trial_id)  # then its worker dies: no more beats
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)  # what every worker runs before it asks
+    assert study.trials[0].state == TrialState.FAIL
+    again = study.ask()
+    assert again.suggest_float("optimizer.lr", 1e-4, 1.0, log=True) == lr
+    assert retried_number(study.trials[again.number]) == trial.number
+
+
+def test_which_storages_are_shared():
+    assert not shared("sqlite:///results/tune/studies.db") and not shared(None)
+    assert shared("journal:///x.log") and shared("postgresql+psycopg://u@h/db")
+
+
+def bad_sweep(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "sweep=random", *TINY, *overrides]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("storage", "says"),
+    [
+        ("not-a-url", "is not a URL"),
+        ("postgresql+psycopg://u@127.0.0.1:notaport/db", "is not a URL"),
+        ("postgresql+psycopg://postgres@127.0.0.1:1/rnncap", "cannot be opened"),
+    ],
+)
+def test_bad_storage_names_the_key_and_what_to_give(storage, says):
+    with pytest.raises(ConfigError) as err:
+        open_storage(storage, ".", 10, 30)
+    line = str(err.value)
+    assert line.startswith("hydra.sweeper.storage=") and says in line and "\n" not in line
+    assert "postgresql+psycopg://USER@HOST:PORT/DB" in line  # what to give instead
+
+
+def test_unreachable_storage_is_one_line_and_exit_2(tmp_path):
+    out = bad_sweep(tmp_path, "hydra.sweeper.storage=postgresql+psycopg://postgres@127.0.0.1:1/x")
+    assert out.returncode == 2, out.stderr[-2000:]
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("error: hydra.sweeper.storage=") and "cannot be opened" in line
+
+
+def test_existing_study_with_another_direction_is_refused(tmp_path):
+    storage = f"sqlite:///{tmp_path}/s.db"
+    optuna.create_study(study_name=STUDY, storage=storage, direction="minimize")
+    out = bad_sweep(tmp_path, f"hydra.sweeper.storage={storage}")
+    assert out.returncode == 2, out.stderr[-2000:]
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("error: hydra.sweeper.direction=maximize") and STUDY in line
