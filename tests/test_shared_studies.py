@@ -19,19 +19,11 @@ import optuna
 import pytest
 from conftest import ROOT
 from optuna.trial import TrialState
+from test_sweeper import TINY
 
 from hydra_plugins.rnncap_optuna.storage import open_storage, shared
 from rnncap.core.errors import ConfigError
 
-TINY = [
-    "model.hidden=4",
-    "task.samples=24",
-    "task.input_dim=6",
-    "task.steps=3",
-    "trainer.max_steps=6",
-    "trainer.val_check_interval=3",
-    "trainer.checkpoint_every=null",
-]
 STUDY = "capacity-rnn-d1-n4-random"  # the default name of sweep=random cell=rnn on TINY
 pytestmark = [
     pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning"),

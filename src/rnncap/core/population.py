@@ -73,9 +73,7 @@ def _member_list(cfg: DictConfig, key: str, size: int) -> list[Any] | None:
 
 def member_settings(cfg: DictConfig) -> list[Member]:
     """The K members' settings from ``model.population`` and ``model.members``."""
-    size = cfg.model.population
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigError(f"model.population={size!r} must be an integer >= 1")
+    size = cfg.model.population  # >= 1: its range is in the schema (rnncap.core.schema)
     members = cfg.model.get("members")
     if members is not None:
         unknown = set(members) - set(MEMBER_KEYS)
