@@ -44,15 +44,27 @@ def storage_url(storage: str | None, cwd: str) -> str | None:
     return SQLITE + str(local_path(storage, SQLITE, cwd))
 
 
+def absolute_storage(storage: str | None, cwd: str) -> str | None:
+    """The URL with a relative sqlite or journal file anchored at ``cwd``: what a job started
+    elsewhere (another working directory, another process) opens to reach the same study."""
+    if storage is not None and storage.startswith(JOURNAL):
+        return JOURNAL + str(local_path(storage, JOURNAL, cwd))
+    return storage_url(storage, cwd)
+
+
 def shared(storage: str | None) -> bool:
     """Whether other workers may be running trials of the same study right now."""
     return storage is not None and not storage.startswith(SQLITE)
 
 
 def open_storage(
-    storage: str | None, cwd: str, heartbeat_interval: int, grace_period: int
+    storage: str | None,
+    cwd: str,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
 ) -> str | optuna.storages.BaseStorage | None:
-    """The storage Optuna opens for ``hydra.sweeper.storage`` (module docstring)."""
+    """The storage Optuna opens for ``hydra.sweeper.storage`` (module docstring); a server's
+    storage beats heartbeats only when given ``heartbeat_interval`` (the sweeper does)."""
     if storage is None or storage.startswith(SQLITE):
         return storage_url(storage, cwd)
     if storage.startswith(JOURNAL):
@@ -67,7 +79,7 @@ def open_storage(
     return open_rdb(url, heartbeat_interval, grace_period)
 
 
-def open_rdb(url, heartbeat_interval: int, grace_period: int) -> optuna.storages.RDBStorage:
+def open_rdb(url, heartbeat_interval: int | None, grace_period: int | None) -> optuna.storages.RDBStorage:
     """A database server's storage with heartbeats. Workers that start together may race to
     create Optuna's tables: a failed first attempt is retried."""
     shown = url.render_as_string(hide_password=True)
@@ -84,7 +96,7 @@ def open_rdb(url, heartbeat_interval: int, grace_period: int) -> optuna.storages
                     engine_kwargs={"connect_args": connect, "pool_pre_ping": True},
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
-                    heartbeat_stale_trial_callback=retry(RETRIES),
+                    heartbeat_stale_trial_callback=retry(RETRIES) if heartbeat_interval else None,
                 )
         except (SQLAlchemyError, ImportError, ValueError) as err:
             cause = getattr(err, "orig", None) or err  # the driver's own message

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from rnncap.tasks.base import TaskDataModule
 @dataclass
 class Job:
     """What ``train`` fits: a module (and its data), the keys that say what ran, the final
-    results once trained, and the gradient clipping the trainer applies."""
+    results once trained, the gradient clipping the trainer applies and its extra callbacks."""
 
     module: pl.LightningModule
     datamodule: pl.LightningDataModule | None
@@ -37,6 +37,7 @@ class Job:
     results: Callable[[], dict[str, Any]]
     objective: str
     gradient_clip_val: float | None
+    callbacks: list[pl.Callback] = field(default_factory=list)
 
 
 def plain(node: Any) -> Any:
@@ -105,7 +106,11 @@ def run_info(cfg: DictConfig, model: RecurrentStack, task: TaskDataModule) -> di
 
 
 def build_trainer(
-    cfg: DictConfig, run_dir: Path, logger: Any, gradient_clip_val: float | None
+    cfg: DictConfig,
+    run_dir: Path,
+    logger: Any,
+    gradient_clip_val: float | None,
+    callbacks: list[pl.Callback] | None = None,
 ) -> pl.Trainer:
     """A Trainer from ``cfg.trainer`` (Lightning's own arguments) and ``cfg.hardware``; the
     training batches never end an epoch, so evaluation follows ``val_check_interval`` steps."""
@@ -113,7 +118,7 @@ def build_trainer(
     every = args.pop("checkpoint_every")
     if args["enable_progress_bar"] is None:
         args["enable_progress_bar"] = sys.stderr.isatty()
-    callbacks = []
+    callbacks = list(callbacks or [])
     if every is not None:
         callbacks.append(
             pl.callbacks.ModelCheckpoint(
@@ -132,7 +137,7 @@ def build_trainer(
         logger=logger if logger is not None else False,
         log_every_n_steps=min(50, args["val_check_interval"]),
         enable_model_summary=False,
-        enable_checkpointing=bool(callbacks),
+        enable_checkpointing=every is not None,
         num_sanity_val_steps=0,
         default_root_dir=run_dir,
         use_distributed_sampler=False,

@@ -31,6 +31,7 @@ from rnncap.core.hardware import is_rank_zero
 from rnncap.core.io import write_json_atomic
 from rnncap.core.loggers import build_logger, finish_loggers, log_final
 from rnncap.core.population import population_job
+from rnncap.core.trial_report import PruningCallback, build_reporter
 from rnncap.core.validate import validate
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def train(cfg: DictConfig) -> float | None:
     log.info("model: %s", job.info)
     logger = build_logger(cfg, run_dir) if is_rank_zero() else None
     try:
-        trainer = build_trainer(cfg, run_dir, logger, job.gradient_clip_val)
+        trainer = build_trainer(cfg, run_dir, logger, job.gradient_clip_val, job.callbacks)
         fit(trainer, job, last)
         if not trainer.is_global_zero:
             return None  # the model is the same in every process: rank 0 scores it
@@ -73,11 +74,17 @@ def solo_job(cfg: DictConfig) -> Job:
     model = build_model(cfg, task)
     info = {**run_info(cfg, model, task), "seed": cfg.seed}
     module = build_module(cfg, model, task)
+    reporter = build_reporter(cfg)
+    pruning = [] if reporter is None else [PruningCallback(reporter, task, info["params"])]
 
     def results() -> dict[str, Any]:
-        return {**info, **final_metrics(module.model, module.diverged, task, info["params"])}
+        metrics = final_metrics(module.model, module.diverged, task, info["params"])
+        if pruning and pruning[0].pruned and metrics["status"] == "ok":
+            metrics["status"] = "pruned"
+        return {**info, **metrics}
 
-    return Job(module, task, info, results, task.objective, cfg.trainer.gradient_clip_val)
+    clip = cfg.trainer.gradient_clip_val
+    return Job(module, task, info, results, task.objective, clip, callbacks=pruning)
 
 
 def fit(trainer: pl.Trainer, job: Job, last: Path) -> None:

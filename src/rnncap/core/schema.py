@@ -115,6 +115,19 @@ class ModelConfig:
 
 
 @dataclass
+class TrialConfig:
+    """Set by the tuner (``hydra.sweeper``), not by hand: the Optuna trials this run reports
+    its objective to at every evaluation (one per population member), and the pruner that may
+    stop them early (``rnncap.core.trial_report``)."""
+
+    storage: str | None = None  # the study's storage, as an absolute URL
+    study: str | None = None  # the study's name
+    numbers: list[int] | None = None  # trial numbers, one per population member
+    pruner: str | None = None  # null | median | hyperband | percentile | successive_halving
+    pruner_args: dict[str, Any] = field(default_factory=dict)  # the Optuna pruner's arguments
+
+
+@dataclass
 class RunConfig:
     """One training run (``conf/train.yaml``); the groups bring their own schemas."""
 
@@ -125,6 +138,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    trial: TrialConfig = field(default_factory=TrialConfig)
     cell: Any = MISSING
     task: Any = MISSING
     optimizer: Any = MISSING
