@@ -4,6 +4,7 @@ sweeps through the command line (resume to a larger n_trials, a forced divergenc
 from __future__ import annotations
 
 import functools
+import json
 import math
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import InstantiationException
 from hydra.plugins.sweeper import Sweeper
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -25,6 +27,7 @@ from optuna.trial import FixedTrial, TrialState
 
 from hydra_plugins.rnncap_optuna import _impl
 from hydra_plugins.rnncap_optuna.sweeper import RnncapOptunaSweeper
+from rnncap.core.errors import ConfigError
 
 
 def test_plugin_is_discovered_in_the_namespace_package():
@@ -221,17 +224,24 @@ def test_tell_records_ok_diverged_and_crashed_trials(tmp_path, direction):
     for d in (ok_dir, div_dir, inf_dir):
         d.mkdir()
     assert (
-        _impl.tell(study, trials[0], job(ok_dir, 12.5, metrics='{"status": "ok", "bits": 12.5}'))
+        _impl.tell(
+            study, [trials[0]], job(ok_dir, 12.5, metrics='{"status": "ok", "bits": 12.5}'), "bits"
+        )
         is None
     )
     assert (
         _impl.tell(
-            study, trials[1], job(div_dir, None, metrics='{"status": "diverged", "bits": null}')
+            study,
+            [trials[1]],
+            job(div_dir, None, metrics='{"status": "diverged", "bits": null}'),
+            "bits",
         )
         is None
     )
-    assert _impl.tell(study, trials[2], job(inf_dir, math.nan)) is None
-    crash = _impl.tell(study, trials[3], job(tmp_path, RuntimeError("boom"), JobStatus.FAILED))
+    assert _impl.tell(study, [trials[2]], job(inf_dir, math.nan), "bits") is None
+    crash = _impl.tell(
+        study, [trials[3]], job(tmp_path, RuntimeError("boom"), JobStatus.FAILED), "bits"
+    )
     assert isinstance(crash, RuntimeError)
 
     t = study.get_trials()
@@ -246,10 +256,58 @@ def test_tell_records_ok_diverged_and_crashed_trials(tmp_path, direction):
     assert _impl.finished(study) == 3
 
 
+def test_population_job_tells_each_member_its_own_result(tmp_path):
+    """A population's metrics.json rows -> one trial each: ok, pruned (its last reported value
+    kept by Optuna), diverged (infeasible); a crashed population fails all its trials."""
+    study = optuna.create_study(direction="maximize")
+    trials = [study.ask() for _ in range(5)]
+    trials[1].report(7.0, 100)
+    rows = [
+        {"status": "ok", "bits": 30.0, "lr": 0.01},
+        {"status": "pruned", "bits": 7.0, "lr": 0.02},
+        {"status": "diverged", "bits": None, "lr": 1.0},
+    ]
+    metrics = json.dumps({"status": "ok", "bits": 30.0, "members": rows})
+    assert _impl.tell(study, trials[:3], job(tmp_path, 30.0, metrics=metrics), "bits") is None
+    crash = job(tmp_path, RuntimeError("boom"), JobStatus.FAILED)
+    assert isinstance(_impl.tell(study, trials[3:], crash, "bits"), RuntimeError)
+    t = study.get_trials()
+    assert [x.state for x in t] == [
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.FAIL,
+    ]
+    assert [x.user_attrs.get("status") for x in t[:3]] == ["ok", "pruned", "diverged"]
+    assert t[0].value == 30.0 and t[1].value == 7.0 and t[2].value == -math.inf
+    assert t[1].user_attrs["metrics.lr"] == 0.02 and "metrics.members" not in t[0].user_attrs
+    assert _impl.finished(study) == 3  # pruned trials count as finished, failed ones do not
+
+
+def test_trials_are_grouped_by_the_settings_that_change_the_computation():
+    chosen = [
+        {"optimizer": "adam", "optimizer.lr": 0.1, "task.samples": 10},
+        {"optimizer": "rmsprop", "optimizer.lr": 0.2, "optimizer.momentum": 0.5},
+        {"optimizer": "adam", "optimizer.lr": 0.3, "task.samples": 30},
+        {"optimizer": "adam", "optimizer.lr": 0.4, "task.samples": 40},
+        {"optimizer": "rmsprop", "optimizer.lr": 0.5, "optimizer.momentum": 0.1},
+    ]
+    assert _impl.group_trials(chosen, 2) == [[0, 2], [3], [1, 4]]
+    overrides = _impl.population_overrides([chosen[1], chosen[4]], seed=3)
+    assert overrides == [
+        "optimizer=rmsprop",
+        "model.population=2",
+        "model.members={lr:[0.2,0.5],momentum:[0.5,0.1],seed:[3,3]}",
+    ]
+    cfg = hydra_cfg(*overrides)
+    assert cfg.model.members.momentum == [0.5, 0.1] and cfg.optimizer.lr == 0.001
+
+
 def test_none_without_divergence_is_a_failure(tmp_path):
     study = optuna.create_study()
     trial = study.ask()
-    err = _impl.tell(study, trial, job(tmp_path, None, metrics='{"status": "ok"}'))
+    err = _impl.tell(study, [trial], job(tmp_path, None, metrics='{"status": "ok"}'), "bits")
     assert isinstance(err, ValueError) and study.get_trials()[0].state == TrialState.FAIL
 
 
@@ -323,3 +381,64 @@ def test_sweep_resumes_and_records_forced_divergence_as_infeasible(tmp_path):
 )
 def test_direction_comes_from_the_task_class(task, expected):
     assert _impl.task_direction(hydra_cfg(f"task={task}")) == expected
+
+
+def test_parallel_sweep_reports_every_evaluation_and_prunes(tmp_path):
+    """Two worker processes (joblib), the median pruner: every trial reports its objective at
+    each evaluation; pruned trials are PRUNED with status pruned and count as finished; one
+    progress line per trial and a summary."""
+    pruning = ["hydra.sweeper.pruner=median", "hydra.sweeper.pruner_args={n_startup_trials:2}"]
+    parallel = ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2"]
+    steps = ["trainer.max_steps=30", "trainer.val_check_interval=10", "optimizer.lr=0.01"]
+    out = sweep(tmp_path, 10, *steps, *parallel, *pruning, "hydra.sweep.dir=s")
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = optuna.load_study(
+        study_name="capacity-rnn-d1-n4-tpe", storage=f"sqlite:///{tmp_path}/results/tune/studies.db"
+    )
+    trials = study.get_trials()
+    assert [t.number for t in trials] == list(range(10))
+    states = [t.state for t in trials]
+    assert set(states) == {TrialState.COMPLETE, TrialState.PRUNED}, states
+    for t in trials:
+        steps_seen = sorted(t.intermediate_values)
+        if t.state == TrialState.COMPLETE:
+            assert steps_seen == [10, 20, 30] and t.user_attrs["status"] == "ok"
+            assert t.value == t.intermediate_values[30]  # the final objective, as reported
+        else:
+            assert steps_seen[-1] < 30 and t.user_attrs["status"] == "pruned"
+            assert t.value == t.intermediate_values[steps_seen[-1]]
+    log = out.stdout + out.stderr
+    assert sum(f"trial {n}: bits=" in log for n in range(10)) == 10
+    pruned = states.count(TrialState.PRUNED)
+    assert f"{10 - pruned} complete (0 diverged), {pruned} pruned, 0 failed" in log
+    results = OmegaConf.load(tmp_path / "s" / "optimization_results.yaml")
+    assert results.trials == 10 and results.pruned == pruned
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("hydra.sweeper.population=0", "hydra.sweeper.population=0 is out of range: must be >= 1"),
+        ("hydra.sweeper.n_jobs=0", "hydra.sweeper.n_jobs=0 is out of range: must be >= 1"),
+        ("hydra.sweeper.pruner=early", "hydra.sweeper.pruner='early' is unknown; choose one of"),
+        ("hydra.sweeper.pruner_args={n_startup:1}", "hydra.sweeper.pruner_args={'n_startup': 1}"),
+    ],
+)
+def test_bad_sweeper_settings_are_one_line_before_any_trial(override, says):
+    node = hydra_cfg("sweep=tpe", "hydra.sweeper.pruner=median", override).hydra.sweeper
+    with pytest.raises(InstantiationException) as err:
+        instantiate(node)
+    cause = err.value.__cause__  # the command line prints it alone (rnncap.core.command_line)
+    assert isinstance(cause, ConfigError) and says in str(cause) and "\n" not in str(cause)
+
+
+def test_population_of_a_task_that_cannot_be_one_exits_2(tmp_path):
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "sweep=tpe", "task=parentheses"]
+    cmd.append("hydra.sweeper.population=4")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    (line,) = out.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: hydra.sweeper.population=4 trains full-batch capacity")
+    assert "task=parentheses" in line
+    assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("*.db"))

@@ -22,12 +22,14 @@ stale, and the next worker to ask marks it failed and enqueues its settings agai
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import json
 import logging
 import math
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,7 +44,7 @@ from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -51,8 +53,15 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from hydra_plugins.rnncap_optuna.storage import open_storage, shared, storage_url  # noqa: F401
+from hydra_plugins.rnncap_optuna.storage import (  # noqa: F401
+    absolute_storage,
+    open_storage,
+    shared,
+    storage_url,
+)
 from rnncap.core.errors import ConfigError
+from rnncap.core.population import MEMBER_KEYS
+from rnncap.core.trial_report import make_pruner
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
@@ -193,44 +202,183 @@ def read_metrics(job: JobReturn) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def outcome(job: JobReturn) -> tuple[str, float | None, dict[str, Any]]:
-    """(status, objective, metrics) of a finished job: status ``ok`` or ``diverged``.
-    Raises the job's own exception when it crashed."""
+def outcome(job: JobReturn, objective: str) -> list[tuple[str, float | None, dict[str, Any]]]:
+    """(status, objective, metrics) of every trial a finished job trained: one for a solo run,
+    one per member for a population (its ``members`` rows). Status ``ok``, ``diverged`` or
+    ``pruned``. Raises the job's own exception when it crashed."""
     value = job.return_value  # re-raises a crashed job's exception
     metrics = read_metrics(job)
+    if "members" in metrics:
+        return [member_outcome(row, row.get(objective)) for row in metrics["members"]]
     if value is None:
         if metrics.get("status") != "diverged":
             raise ValueError("the task function returned None but its run did not diverge")
-        return "diverged", None, metrics
-    value = float(value)
-    return ("ok" if math.isfinite(value) else "diverged"), value, metrics
+        return [("diverged", None, metrics)]
+    return [member_outcome(metrics, float(value))]
 
 
-def tell(study: optuna.Study, trial: Trial, job: JobReturn) -> Exception | None:
-    """Record one job's result on its trial; return the exception of a crashed job."""
-    try:
-        status, value, metrics = outcome(job)
-    except Exception as err:  # noqa: BLE001  (any crash of the task is a failed trial)
-        log.warning("trial %d failed: %s", trial.number, err)
-        study.tell(trial, state=TrialState.FAIL)
-        return err
+def member_outcome(metrics: dict[str, Any], value: Any) -> tuple[str, float | None, dict]:
+    """One trial's (status, objective, metrics) from its metrics row."""
+    status = metrics.get("status", "ok")
+    if value is None or not math.isfinite(float(value)):
+        return ("pruned" if status == "pruned" else "diverged"), None, metrics
+    return status, float(value), metrics
+
+
+def record(study: optuna.Study, trial: Trial, result: tuple, directory: Path) -> str:
+    """Tell the study one trial's result; return its status."""
+    status, value, metrics = result
     trial.set_user_attr("status", status)
-    trial.set_user_attr("run_dir", str(run_dir(job)))
+    trial.set_user_attr("run_dir", str(directory))
     for key, metric in metrics.items():
-        if key != "status" and (metric is None or isinstance(metric, (int, float, str))):
+        if key not in ("status", "members") and (
+            metric is None or isinstance(metric, (int, float, str))
+        ):
             trial.set_user_attr(f"metrics.{key}", metric)
+    if status == "pruned":  # Optuna keeps the last reported value as the trial's value
+        study.tell(trial, state=TrialState.PRUNED)
+        return status
     if status == "diverged":
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         value = -math.inf if maximize else math.inf
         log.info("trial %d diverged: recorded as infeasible", trial.number)
     study.tell(trial, value)
+    return status
+
+
+def tell(
+    study: optuna.Study, trials: Sequence[Trial], job: JobReturn, objective: str
+) -> Exception | None:
+    """Record one job's results on its trials (one per population member); return the
+    exception of a crashed job (its trials fail)."""
+    try:
+        results = outcome(job, objective)
+        if len(results) != len(trials):
+            raise ValueError(f"the job reported {len(results)} results for {len(trials)} trials")
+    except Exception as err:  # noqa: BLE001  (any crash of the task is a failed trial)
+        for trial in trials:
+            log.warning("trial %d failed: %s", trial.number, err)
+            study.tell(trial, state=TrialState.FAIL)
+        return err
+    for trial, result in zip(trials, results, strict=True):
+        record(study, trial, result, run_dir(job))
     return None
+
+
+# ----------------------------------------------------------------------------- populations
+def split_members(chosen: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A trial's settings -> (grouping keys: they change the computation, so members must share
+    them; per-member keys, by their ``model.members`` name)."""
+    member_names = {key: name for name, key in MEMBER_KEYS.items()}
+    shared_keys = {k: v for k, v in chosen.items() if k not in member_names}
+    own = {member_names[k]: v for k, v in chosen.items() if k in member_names}
+    return shared_keys, own
+
+
+def group_trials(chosen: Sequence[Mapping[str, Any]], size: int) -> list[list[int]]:
+    """Indices of ``chosen`` grouped by their grouping keys (and by which per-member keys they
+    have), in order of first appearance, each group cut into populations of at most ``size``."""
+    groups: dict[str, list[int]] = {}
+    for index, settings in enumerate(chosen):
+        shared_keys, own = split_members(settings)
+        signature = json.dumps([sorted(shared_keys.items(), key=str), sorted(own)], default=str)
+        groups.setdefault(signature, []).append(index)
+    return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+
+
+def format_list(values: Sequence[Any]) -> str:
+    return "[" + ",".join(format_value(v) for v in values) + "]"
+
+
+def population_overrides(members: Sequence[Mapping[str, Any]], seed: int) -> list[str]:
+    """A group of trials' settings as one population job's overrides: the shared keys once,
+    ``model.population=K`` and every per-member key as a list (``model.members``); every
+    member keeps the sweep's seed, so member k is the trial as a solo job would run it."""
+    shared_keys, _ = split_members(members[0])
+    names = [name for name in MEMBER_KEYS if name in split_members(members[0])[1]]
+    lists = {name: [split_members(m)[1][name] for m in members] for name in names}
+    lists["seed"] = [seed] * len(members)
+    body = ",".join(f"{name}:{format_list(values)}" for name, values in lists.items())
+    return [
+        *(f"{k}={format_value(v)}" for k, v in shared_keys.items()),
+        f"model.population={len(members)}",
+        f"model.members={{{body}}}",
+    ]
+
+
+def trial_link(
+    storage: str | None, study: str, numbers: Sequence[int], pruner: str | None, args: dict
+) -> list[str]:
+    """The overrides that let a job report to its trials (``rnncap.core.trial_report``)."""
+    link = [f"trial.study='{study}'", f"trial.numbers={format_list(numbers)}"]
+    link.append(f"trial.storage='{storage}'" if storage else "trial.storage=null")
+    if pruner is not None:
+        link.append(f"trial.pruner={pruner}")
+        if args:
+            body = ",".join(f"{k}:{format_value(v)}" for k, v in args.items())
+            link.append(f"trial.pruner_args={{{body}}}")
+    return link
+
+
+class Progress:
+    """One line per finished trial (number, value, status, best so far, trials per hour) and a
+    summary at the end."""
+
+    def __init__(self, study: optuna.Study, objective: str, n_trials: int) -> None:
+        self.study, self.objective, self.n_trials = study, objective, n_trials
+        self.start, self.done = time.monotonic(), 0
+        self.maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        self.best: tuple[float, int] | None = None
+
+    def rate(self) -> float:
+        return self.done / max(time.monotonic() - self.start, 1e-9) * 3600
+
+    def trial(self, trial: FrozenTrial) -> None:
+        self.done += 1
+        value = trial.value
+        status = trial.user_attrs.get("status", trial.state.name.lower())
+        if status == "ok" and value is not None and math.isfinite(value):
+            better = self.best is None or (value > self.best[0]) == self.maximize
+            if better and value != (self.best or (None,))[0]:
+                self.best = (value, trial.number)
+        shown = "-" if value is None or not math.isfinite(value) else f"{value:.6g}"
+        best = "-" if self.best is None else f"{self.best[0]:.6g} (trial {self.best[1]})"
+        log.info(
+            "trial %d: %s=%s %s | best %s | %d of %d finished | %.0f trials/h",
+            trial.number,
+            self.objective,
+            shown,
+            status,
+            best,
+            finished(self.study),
+            self.n_trials,
+            self.rate(),
+        )
+
+    def summary(self) -> None:
+        trials = self.study.get_trials(deepcopy=False)
+        counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+        diverged = sum(t.user_attrs.get("status") == "diverged" for t in trials)
+        log.info(
+            "study %s: %d complete (%d diverged), %d pruned, %d failed; this sweep %d trials in "
+            "%.0f s (%.0f trials/h)",
+            self.study.study_name,
+            counts["complete"],
+            diverged,
+            counts["pruned"],
+            counts["fail"],
+            self.done,
+            time.monotonic() - self.start,
+            self.rate(),
+        )
 
 
 # ----------------------------------------------------------------------------- the study
 def finished(study: optuna.Study) -> int:
-    """Trials that produced a result (diverged ones included): what ``n_trials`` counts."""
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    """Trials that produced a result (diverged and pruned ones included): what ``n_trials``
+    counts."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))
 
 
 def fail_abandoned(study: optuna.Study) -> None:
@@ -315,16 +463,22 @@ class OptunaSweeperImpl:
         params: DictConfig | None,
         heartbeat_interval: int = 10,
         grace_period: int = 30,
+        population: int = 1,
+        pruner: str | None = None,
+        pruner_args: DictConfig | None = None,
     ) -> None:
         if direction not in (None, *DIRECTIONS):
-            raise ValueError(f"hydra.sweeper.direction={direction!r}; choose one of {DIRECTIONS}")
-        if n_trials < 1 or n_jobs < 1:
-            raise ValueError(f"hydra.sweeper.n_trials={n_trials}, n_jobs={n_jobs}: must be >= 1")
+            raise ConfigError(f"hydra.sweeper.direction={direction!r}; choose one of {DIRECTIONS}")
+        for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("population", population)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"hydra.sweeper.{key}={value!r} is out of range: must be >= 1")
         if not 0.0 <= max_failure_rate <= 1.0:
-            raise ValueError(f"hydra.sweeper.max_failure_rate={max_failure_rate}: in [0, 1]")
+            raise ConfigError(
+                f"hydra.sweeper.max_failure_rate={max_failure_rate} is out of range: in [0, 1]"
+            )
         self.sampler, self.direction, self.storage = sampler, direction, storage
         self.study_name, self.n_trials, self.n_jobs = study_name, n_trials, n_jobs
-        self.max_failure_rate = max_failure_rate
+        self.max_failure_rate, self.population = max_failure_rate, population
         self.params = OmegaConf.to_container(params, resolve=True) if params else {}
         if not 0 < heartbeat_interval < grace_period:
             raise ConfigError(
@@ -332,11 +486,26 @@ class OptunaSweeperImpl:
                 f"grace_period={grace_period}: need 0 < heartbeat_interval < grace_period"
             )
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
+        self.pruner = pruner
+        self.pruner_args = OmegaConf.to_container(pruner_args) if pruner_args else {}
+        make_pruner(pruner, self.pruner_args)  # an unknown pruner or bad arguments: fail now
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
         self.config, self.hydra_context = config, hydra_context
+        launcher = config.hydra.launcher
+        if "n_jobs" in launcher and launcher.n_jobs == -1:  # joblib's "all cores": ours instead
+            config = copy.deepcopy(config)
+            with open_dict(config):
+                config.hydra.launcher.n_jobs = self.n_jobs
+        elif self.n_jobs > 1 and "n_jobs" not in launcher:
+            log.warning(
+                "hydra.sweeper.n_jobs=%d with launcher %s runs its jobs one after another: "
+                "add hydra/launcher=joblib for one process per job",
+                self.n_jobs,
+                launcher._target_.rsplit(".", 1)[-1],
+            )
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
         )
@@ -381,32 +550,70 @@ class OptunaSweeperImpl:
     def sweep(self, arguments: list[str]) -> optuna.Study:
         space, fixed = parse_search_space(self.params, arguments)
         known = self.known_values(fixed)
+        self.check_population(fixed)
         study = self.open_study()
+        objective, _ = task_direction(self.config)
         if not shared(self.storage):  # one process owns the study: nothing else is running
             fail_abandoned(study)
         warnings.filterwarnings("ignore", message="Clip non-finite values")
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", message="Heartbeat of storage")  # we beat, not optimize
         log.info("%d of %d trials finished", finished(study), self.n_trials)
-        failed = 0
+        storage = absolute_storage(self.storage, self.config.hydra.runtime.cwd)
+        seed = int(self.known_values(fixed).get("seed", self.config.seed))
+        progress, failed = Progress(study, objective, self.n_trials), 0
         while (todo := self.n_trials - finished(study)) > 0:
             optuna.storages.fail_stale_trials(study)  # a dead worker's trials: failed, re-asked
-            trials = [study.ask() for _ in range(min(todo, self.n_jobs))]
+            trials = [study.ask() for _ in range(min(todo, self.n_jobs * self.population))]
             with heartbeat(study, trials, self.heartbeat_interval):
-                batch = [trial_overrides(suggest(t, space, known), fixed) for t in trials]
+                chosen = [suggest(t, space, known) for t in trials]
+                groups = group_trials(chosen, self.population)
+                batch = []
+                for group in groups:
+                    members = [chosen[i] for i in group]
+                    job = (
+                        trial_overrides(members[0], fixed)
+                        if len(group) == 1
+                        else [*fixed.values(), *population_overrides(members, seed)]
+                    )
+                    numbers = [trials[i].number for i in group]
+                    link = trial_link(
+                        storage, study.study_name, numbers, self.pruner, self.pruner_args
+                    )
+                    batch.append([*job, *link])
                 self.validate_batch(study, trials, batch)
                 jobs = self.launcher.launch(batch, initial_job_idx=trials[0].number)
-            errors = [
-                e for t, j in zip(trials, jobs, strict=True) if (e := tell(study, t, j)) is not None
-            ]
+            errors = []
+            for group, job in zip(groups, jobs, strict=True):
+                members = [trials[i] for i in group]
+                if (error := tell(study, members, job, objective)) is not None:
+                    errors.append(error)
+                for trial in members:
+                    progress.trial(study._storage.get_trial(trial._trial_id))  # noqa: SLF001
             failed += len(errors)
             # failed trials do not count as finished: never retry more than n_trials times
             if errors and (
                 len(errors) / len(jobs) > self.max_failure_rate or failed >= self.n_trials
             ):
                 raise errors[0]
+        progress.summary()
         self.write_results(study)
         return study
+
+    def check_population(self, fixed: Mapping[str, str]) -> None:
+        """Population trials train full-batch capacity models only: say so before any trial."""
+        if self.population == 1:
+            return
+        if self.config.task.name != "capacity":
+            raise ConfigError(
+                f"hydra.sweeper.population={self.population} trains full-batch capacity "
+                f"populations only; task={self.config.task.name} cannot: use population=1"
+            )
+        if self.config.task.get("batch_size") is not None:
+            raise ConfigError(
+                f"hydra.sweeper.population={self.population} trains full batch: "
+                "task.batch_size must be null (or use population=1)"
+            )
 
     def validate_batch(self, study: optuna.Study, trials: list[Trial], batch: list) -> None:
         """Compose every trial's config before launching (a bad key fails the trials now)."""
@@ -422,8 +629,9 @@ class OptunaSweeperImpl:
         """optimization_results.yaml in the sweep dir: the best feasible trial and counts."""
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         diverged = sum(t.user_attrs.get("status") == "diverged" for t in trials)
-        results: dict[str, Any] = {"study": study.study_name, "trials": len(trials)}
-        results["diverged"] = diverged
+        pruned = len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+        results: dict[str, Any] = {"study": study.study_name, "trials": len(trials) + pruned}
+        results |= {"diverged": diverged, "pruned": pruned}
         if diverged < len(trials):
             best = study.best_trial
             results |= {"best_trial": best.number, "best_value": best.value}

@@ -65,8 +65,20 @@ class RnncapOptunaSweeperConf:
     study_name: str | None = None
     # total number of finished trials the study must hold: a rerun adds only the missing ones
     n_trials: int = 20
-    # trials asked, launched and told per batch (parallel with a parallel launcher)
+    # jobs launched at once: with hydra/launcher=joblib, one process per job (one torch thread
+    # each on CPU); with Hydra's basic launcher they run one after another
     n_jobs: int = 1
+    # K > 1: trials are asked K per job, grouped by the settings that change the computation
+    # (cell, depth, optimizer class, nonlinearity, recurrent init, clipping on/off, ...) and
+    # each group trained as one population (model.population); the numeric settings of the
+    # capacity space are per member (rnncap.core.population.MEMBER_KEYS). task=capacity only
+    population: int = 1
+    # stop unpromising trials (and population members) early from the objective they report
+    # at every evaluation: null | median | hyperband | percentile | successive_halving
+    # (Optuna's pruners); pruned trials are recorded as PRUNED
+    pruner: str | None = None
+    # the pruner's own arguments, e.g. {n_startup_trials: 5, n_warmup_steps: 1000}
+    pruner_args: Any = None
     # share of crashed (not diverged) trials per batch above which the sweep stops
     max_failure_rate: float = 0.0
     # the search space: key -> {type: float|int|categorical, low, high, log, step, choices,

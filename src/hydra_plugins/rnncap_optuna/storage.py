@@ -79,7 +79,9 @@ def open_storage(
     return open_rdb(url, heartbeat_interval, grace_period)
 
 
-def open_rdb(url, heartbeat_interval: int | None, grace_period: int | None) -> optuna.storages.RDBStorage:
+def open_rdb(
+    url, heartbeat_interval: int | None, grace_period: int | None
+) -> optuna.storages.RDBStorage:
     """A database server's storage with heartbeats. Workers that start together may race to
     create Optuna's tables: a failed first attempt is retried."""
     shown = url.render_as_string(hide_password=True)

@@ -24,6 +24,9 @@ class RnncapOptunaSweeper(Sweeper):
         params: DictConfig | None,
         heartbeat_interval: int,
         grace_period: int,
+        population: int,
+        pruner: str | None,
+        pruner_args: DictConfig | None,
     ) -> None:
         from ._impl import OptunaSweeperImpl  # lazy: plugins are imported at every Hydra start
 
@@ -38,6 +41,9 @@ class RnncapOptunaSweeper(Sweeper):
             params,
             heartbeat_interval,
             grace_period,
+            population,
+            pruner,
+            pruner_args,
         )
 
     def setup(

@@ -36,6 +36,9 @@ def one_line_errors() -> Iterator[None]:
     except ConfigError as err:
         fail(str(err))
     except HydraException as err:
+        cause = err.__cause__
+        if isinstance(cause, ConfigError):  # raised inside a plugin Hydra instantiated
+            fail(str(cause))
         line = compose_error(err)
         if line is not None:
             fail(line)

@@ -124,7 +124,7 @@ class TrialConfig:
     study: str | None = None  # the study's name
     numbers: list[int] | None = None  # trial numbers, one per population member
     pruner: str | None = None  # null | median | hyperband | percentile | successive_halving
-    pruner_args: dict[str, Any] = field(default_factory=dict)  # the Optuna pruner's arguments
+    pruner_args: Any = None  # a dict: the Optuna pruner's arguments
 
 
 @dataclass
