@@ -448,6 +448,51 @@ def heartbeat(study: optuna.Study, trials: Sequence[Trial], interval: int) -> It
         thread.join()
 
 
+@dataclass
+class Point:
+    """One study of a sweep (a grid has one per combination of its keys' values)."""
+
+    study: optuna.Study
+    space: dict[str, ParamSpec]
+    fixed: dict[str, str]
+    known: dict[str, Any]
+    objective: str
+    seed: int
+    progress: Progress
+    subdir: str | None  # grid: the study's folder in the sweep dir
+
+
+def split_grid(
+    arguments: Sequence[str], keys: Sequence[str]
+) -> tuple[list[str], list[dict[str, str]]]:
+    """(the other arguments, one {key: override} per combination of the ``keys``' command-line
+    values): ``depth=1,2 model.budget=100,300`` with grid [depth, model.budget] -> 4 studies."""
+    if not keys:
+        return list(arguments), [{}]
+    parser = OverridesParser.create()
+    values: dict[str, list[str]] = {}
+    rest = []
+    for text, override in zip(arguments, parser.parse_overrides(list(arguments)), strict=True):
+        key = override.get_key_element()
+        if key not in keys:
+            rest.append(text)
+        elif override.is_sweep_override():
+            if not override.is_choice_sweep():
+                raise ConfigError(f"{text}: a hydra.sweeper.grid key takes a list a,b,c")
+            values[key] = [str(v) for v in override.sweep_string_iterator()]
+        else:
+            values[key] = [str(override.value())]
+    missing = [k for k in keys if k not in values]
+    if missing:
+        raise ConfigError(
+            f"hydra.sweeper.grid={list(keys)}: give {missing[0]}=a,b,... on the command line"
+        )
+    points = [{}]
+    for key in keys:
+        points = [{**p, key: f"{key}={v}"} for p in points for v in values[key]]
+    return rest, points
+
+
 class OptunaSweeperImpl:
     """See the module docstring; the public class is ``sweeper.RnncapOptunaSweeper``."""
 
@@ -466,6 +511,7 @@ class OptunaSweeperImpl:
         population: int = 1,
         pruner: str | None = None,
         pruner_args: DictConfig | None = None,
+        grid: Sequence[str] | None = None,
     ) -> None:
         if direction not in (None, *DIRECTIONS):
             raise ConfigError(f"hydra.sweeper.direction={direction!r}; choose one of {DIRECTIONS}")
@@ -489,6 +535,7 @@ class OptunaSweeperImpl:
         self.pruner = pruner
         self.pruner_args = OmegaConf.to_container(pruner_args) if pruner_args else {}
         make_pruner(pruner, self.pruner_args)  # an unknown pruner or bad arguments: fail now
+        self.grid = list(grid or [])
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -510,10 +557,14 @@ class OptunaSweeperImpl:
             config=config, hydra_context=hydra_context, task_function=task_function
         )
 
-    def open_study(self) -> optuna.Study:
-        objective, declared = task_direction(self.config)
+    def open_study(self, config: DictConfig, label: str | None = None) -> optuna.Study:
+        """The study of one point of the sweep (``config``: its composed config), created or
+        resumed; a grid point's ``label`` is appended to a given ``study_name``."""
+        objective, declared = task_direction(config)
         direction = self.direction or declared
-        name = self.study_name or default_study_name(self.config, self.sampler)
+        name = self.study_name or default_study_name(config, self.sampler)
+        if self.study_name and label:
+            name = f"{name}-{label}"
         storage = open_storage(
             self.storage, self.config.hydra.runtime.cwd, self.heartbeat_interval, self.grace_period
         )
@@ -532,8 +583,7 @@ class OptunaSweeperImpl:
                 "hydra.sweeper.study_name or the study's direction"
             )
         study.sampler = make_sampler(self.sampler, finished(study))
-        cfg = self.config
-        attrs = {"task": cfg.task.name, "cell": cfg.cell.name, "depth": cfg.depth}
+        attrs = {"task": config.task.name, "cell": config.cell.name, "depth": config.depth}
         attrs |= {"objective": objective, "sampler": self.sampler.func.__name__}
         for key, value in attrs.items():
             study.set_user_attr(key, value)
@@ -547,101 +597,141 @@ class OptunaSweeperImpl:
         known |= {k.lstrip("+~"): v.split("=", 1)[1] for k, v in fixed.items()}
         return known
 
-    def sweep(self, arguments: list[str]) -> optuna.Study:
-        space, fixed = parse_search_space(self.params, arguments)
-        known = self.known_values(fixed)
-        self.check_population(fixed)
-        study = self.open_study()
-        objective, _ = task_direction(self.config)
+    def open_point(self, arguments: list[str], point: Mapping[str, str], grid: bool) -> Point:
+        """One study of the sweep: its search space, fixed overrides and resumed study."""
+        space, fixed = parse_search_space(self.params, [*arguments, *point.values()])
+        config = self.hydra_context.config_loader.load_sweep_config(
+            self.config, list(fixed.values())
+        )
+        self.check_population(config)
+        label = "-".join(f"{k.rsplit('.', 1)[-1]}{v.split('=', 1)[1]}" for k, v in point.items())
+        study = self.open_study(config, label if grid else None)
         if not shared(self.storage):  # one process owns the study: nothing else is running
             fail_abandoned(study)
+        objective, _ = task_direction(config)
+        seed = int(self.known_values(fixed).get("seed", config.seed))
+        log.info("%s: %d of %d trials finished", study.study_name, finished(study), self.n_trials)
+        progress = Progress(study, objective, self.n_trials)
+        subdir = study.study_name if grid else None
+        known = self.known_values(fixed)
+        return Point(study, space, fixed, known, objective, seed, progress, subdir)
+
+    def sweep(self, arguments: list[str]) -> list[optuna.Study]:
+        """Run every point's study to ``n_trials`` finished trials; each round asks every
+        unfinished study for its trials and launches all their jobs as one batch."""
         warnings.filterwarnings("ignore", message="Clip non-finite values")
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", message="Heartbeat of storage")  # we beat, not optimize
-        log.info("%d of %d trials finished", finished(study), self.n_trials)
+        arguments, grid = split_grid(arguments, self.grid)
+        points = [self.open_point(arguments, point, bool(self.grid)) for point in grid]
         storage = absolute_storage(self.storage, self.config.hydra.runtime.cwd)
-        seed = int(self.known_values(fixed).get("seed", self.config.seed))
-        progress, failed = Progress(study, objective, self.n_trials), 0
-        while (todo := self.n_trials - finished(study)) > 0:
-            optuna.storages.fail_stale_trials(study)  # a dead worker's trials: failed, re-asked
-            trials = [study.ask() for _ in range(min(todo, self.n_jobs * self.population))]
-            with heartbeat(study, trials, self.heartbeat_interval):
-                chosen = [suggest(t, space, known) for t in trials]
-                groups = group_trials(chosen, self.population)
-                batch = []
-                for group in groups:
-                    members = [chosen[i] for i in group]
-                    job = (
-                        trial_overrides(members[0], fixed)
-                        if len(group) == 1
-                        else [*fixed.values(), *population_overrides(members, seed)]
-                    )
-                    numbers = [trials[i].number for i in group]
-                    link = trial_link(
-                        storage, study.study_name, numbers, self.pruner, self.pruner_args
-                    )
-                    batch.append([*job, *link])
-                self.validate_batch(study, trials, batch)
-                jobs = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+        failed = 0
+        while rounds := [p for p in points if self.n_trials - finished(p.study) > 0]:
+            batch, owners, asked = [], [], []
+            for point in rounds:
+                optuna.storages.fail_stale_trials(point.study)  # a dead worker's: re-asked
+                todo = self.n_trials - finished(point.study)
+                size = min(todo, self.n_jobs * self.population)
+                trials = [point.study.ask() for _ in range(size)]
+                asked.append((point, trials))
+                for overrides, members in self.point_jobs(point, trials, storage):
+                    batch.append(overrides)
+                    owners.append((point, members))
+            everyone = [t for _, trials in asked for t in trials]
+            with heartbeat(rounds[0].study, everyone, self.heartbeat_interval):
+                self.validate_batch(asked, batch)
+                first = everyone[0].number
+                jobs = self.launcher.launch(batch, initial_job_idx=first)
             errors = []
-            for group, job in zip(groups, jobs, strict=True):
-                members = [trials[i] for i in group]
-                if (error := tell(study, members, job, objective)) is not None:
+            for (point, members), job in zip(owners, jobs, strict=True):
+                if (error := tell(point.study, members, job, point.objective)) is not None:
                     errors.append(error)
                 for trial in members:
-                    progress.trial(study._storage.get_trial(trial._trial_id))  # noqa: SLF001
+                    frozen = point.study._storage.get_trial(trial._trial_id)  # noqa: SLF001
+                    point.progress.trial(frozen)
             failed += len(errors)
             # failed trials do not count as finished: never retry more than n_trials times
             if errors and (
-                len(errors) / len(jobs) > self.max_failure_rate or failed >= self.n_trials
+                len(errors) / len(jobs) > self.max_failure_rate
+                or failed >= self.n_trials * len(points)
             ):
                 raise errors[0]
-        progress.summary()
-        self.write_results(study)
-        return study
+        for point in points:
+            point.progress.summary()
+        self.write_results([p.study for p in points])
+        return [p.study for p in points]
 
-    def check_population(self, fixed: Mapping[str, str]) -> None:
+    def point_jobs(
+        self, point: Point, trials: list[Trial], storage: str | None
+    ) -> Iterator[tuple[list[str], list[Trial]]]:
+        """(overrides, trials) of every job of one point's asked trials: a solo job per trial,
+        or one population job per group of trials that share their computation."""
+        chosen = [suggest(t, point.space, point.known) for t in trials]
+        for group in group_trials(chosen, self.population):
+            members = [chosen[i] for i in group]
+            if len(group) == 1:
+                job = trial_overrides(members[0], point.fixed)
+            else:
+                job = [*point.fixed.values(), *population_overrides(members, point.seed)]
+            numbers = [trials[i].number for i in group]
+            name = point.study.study_name
+            job += trial_link(storage, name, numbers, self.pruner, self.pruner_args)
+            if point.subdir is not None:  # grid: each study's runs in their own folder
+                job.append(f"hydra.sweep.subdir={point.subdir}/{numbers[0]}")
+            yield job, [trials[i] for i in group]
+
+    def check_population(self, config: DictConfig) -> None:
         """Population trials train full-batch capacity models only: say so before any trial."""
         if self.population == 1:
             return
-        if self.config.task.name != "capacity":
+        if config.task.name != "capacity":
             raise ConfigError(
                 f"hydra.sweeper.population={self.population} trains full-batch capacity "
-                f"populations only; task={self.config.task.name} cannot: use population=1"
+                f"populations only; task={config.task.name} cannot: use population=1"
             )
-        if self.config.task.get("batch_size") is not None:
+        if config.task.get("batch_size") is not None:
             raise ConfigError(
                 f"hydra.sweeper.population={self.population} trains full batch: "
                 "task.batch_size must be null (or use population=1)"
             )
 
-    def validate_batch(self, study: optuna.Study, trials: list[Trial], batch: list) -> None:
-        """Compose every trial's config before launching (a bad key fails the trials now)."""
+    def validate_batch(self, asked: list[tuple[Point, list[Trial]]], batch: list) -> None:
+        """Compose every job's config before launching (a bad key fails the trials now)."""
         try:
             for overrides in batch:
                 self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         except Exception:
-            for trial in trials:
-                study.tell(trial, state=TrialState.FAIL)
+            for point, trials in asked:
+                for trial in trials:
+                    point.study.tell(trial, state=TrialState.FAIL)
             raise
 
-    def write_results(self, study: optuna.Study) -> None:
-        """optimization_results.yaml in the sweep dir: the best feasible trial and counts."""
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        diverged = sum(t.user_attrs.get("status") == "diverged" for t in trials)
-        pruned = len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
-        results: dict[str, Any] = {"study": study.study_name, "trials": len(trials) + pruned}
-        results |= {"diverged": diverged, "pruned": pruned}
-        if diverged < len(trials):
-            best = study.best_trial
-            results |= {"best_trial": best.number, "best_value": best.value}
-            results["best_params"] = best.params
-            results["best_metrics"] = {
-                k.removeprefix("metrics."): v
-                for k, v in best.user_attrs.items()
-                if k.startswith("metrics.")
-            }
+    def write_results(self, studies: list[optuna.Study]) -> None:
+        """optimization_results.yaml in the sweep dir: per study, the best feasible trial and
+        counts (one study: its mapping; a grid: a list of them)."""
+        results = [study_results(study) for study in studies]
         out = Path(self.config.hydra.sweep.dir)
         out.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(results), out / "optimization_results.yaml")
-        log.info("best: %s", {k: v for k, v in results.items() if k != "best_metrics"})
+        node = OmegaConf.create(results[0] if len(results) == 1 else results)
+        OmegaConf.save(node, out / "optimization_results.yaml")
+        for result in results:
+            log.info("best: %s", {k: v for k, v in result.items() if k != "best_metrics"})
+
+
+def study_results(study: optuna.Study) -> dict[str, Any]:
+    """A study's best feasible trial and its counts of finished, diverged and pruned trials."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    diverged = sum(t.user_attrs.get("status") == "diverged" for t in trials)
+    pruned = len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+    results: dict[str, Any] = {"study": study.study_name, "trials": len(trials) + pruned}
+    results |= {"diverged": diverged, "pruned": pruned}
+    if diverged < len(trials):
+        best = study.best_trial
+        results |= {"best_trial": best.number, "best_value": best.value}
+        results["best_params"] = best.params
+        results["best_metrics"] = {
+            k.removeprefix("metrics."): v
+            for k, v in best.user_attrs.items()
+            if k.startswith("metrics.")
+        }
+    return results

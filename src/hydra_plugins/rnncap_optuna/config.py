@@ -79,6 +79,10 @@ class RnncapOptunaSweeperConf:
     pruner: str | None = None
     # the pruner's own arguments, e.g. {n_startup_trials: 5, n_warmup_steps: 1000}
     pruner_args: Any = None
+    # keys whose command-line values a,b,c give one study each instead of a searched
+    # dimension, e.g. [depth, model.budget] with depth=1,2 model.budget=100,300: 4 studies in
+    # one sweep, their jobs launched together (a run dir per study: <sweep dir>/<study>/<n>)
+    grid: list[str] = field(default_factory=list)
     # share of crashed (not diverged) trials per batch above which the sweep stops
     max_failure_rate: float = 0.0
     # the search space: key -> {type: float|int|categorical, low, high, log, step, choices,

@@ -27,6 +27,7 @@ class RnncapOptunaSweeper(Sweeper):
         population: int,
         pruner: str | None,
         pruner_args: DictConfig | None,
+        grid: list[str] | None,
     ) -> None:
         from ._impl import OptunaSweeperImpl  # lazy: plugins are imported at every Hydra start
 
@@ -44,6 +45,7 @@ class RnncapOptunaSweeper(Sweeper):
             population,
             pruner,
             pruner_args,
+            grid,
         )
 
     def setup(
