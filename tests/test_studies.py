@@ -25,7 +25,7 @@ def record(study: optuna.Study, run_dir: Path, metrics: dict | None, value) -> N
     job.return_value = value
     if isinstance(value, Exception):
         job.status = JobStatus.FAILED
-    _impl.tell(study, study.ask(), job)
+    _impl.tell(study, [study.ask()], job, "bits")
 
 
 def run(bits: float | None, samples: int, status: str = "ok") -> dict:
