@@ -442,3 +442,39 @@ def test_population_of_a_task_that_cannot_be_one_exits_2(tmp_path):
     assert line.startswith("error: hydra.sweeper.population=4 trains full-batch capacity")
     assert "task=parentheses" in line
     assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("*.db"))
+
+
+def test_grid_sweep_runs_one_study_per_combination(tmp_path):
+    """hydra.sweeper.grid=[cell,depth] with cell=rnn,gru depth=1,2: four studies in one
+    sweep, each resumed to n_trials, each trial's run in <sweep dir>/<study>/<number>."""
+    grid = ["cell=rnn,gru", "depth=1,2", "hydra.sweeper.grid=[cell,depth]", "hydra.sweep.dir=g"]
+    out = sweep(tmp_path, 2, *grid)
+    assert out.returncode == 0, out.stderr[-3000:]
+    storage = f"sqlite:///{tmp_path}/results/tune/studies.db"
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    assert names == [f"capacity-{c}-d{d}-n4-tpe" for c in ("gru", "rnn") for d in (1, 2)]
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 2
+        cell, depth = name.split("-")[1], int(name.split("-")[2][1:])
+        assert study.user_attrs["cell"] == cell and study.user_attrs["depth"] == depth
+        for t in study.get_trials():
+            assert Path(t.user_attrs["run_dir"]) == tmp_path / "g" / name / str(t.number)
+            metrics = json.loads((Path(t.user_attrs["run_dir"]) / "metrics.json").read_text())
+            assert (metrics["cell"], metrics["depth"]) == (cell, depth)
+    results = OmegaConf.load(tmp_path / "g" / "optimization_results.yaml")
+    assert sorted(r.study for r in results) == names
+
+
+def test_grid_key_missing_on_the_command_line_is_one_line():
+    with pytest.raises(ConfigError) as err:
+        _impl.split_grid(["cell=rnn,gru"], ["cell", "depth"])
+    assert str(err.value) == (
+        "hydra.sweeper.grid=['cell', 'depth']: give depth=a,b,... on the command line"
+    )
+    rest, points = _impl.split_grid(["cell=rnn,gru", "depth=2", "seed=1"], ["cell", "depth"])
+    assert rest == ["seed=1"]
+    assert points == [
+        {"cell": "cell=rnn", "depth": "depth=2"},
+        {"cell": "cell=gru", "depth": "depth=2"},
+    ]

@@ -344,7 +344,8 @@ class Progress:
         shown = "-" if value is None or not math.isfinite(value) else f"{value:.6g}"
         best = "-" if self.best is None else f"{self.best[0]:.6g} (trial {self.best[1]})"
         log.info(
-            "trial %d: %s=%s %s | best %s | %d of %d finished | %.0f trials/h",
+            "%s trial %d: %s=%s %s | best %s | %d of %d finished | %.0f trials/h",
+            self.study.study_name,
             trial.number,
             self.objective,
             shown,
