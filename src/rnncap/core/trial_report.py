@@ -45,7 +45,8 @@ def make_pruner(name: str | None, args: dict[str, Any] | None = None) -> optuna.
     try:
         return get_class(PRUNERS[name])(**(args or {}))
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"hydra.sweeper.pruner_args={dict(args or {})} for {name}: {err}") from None
+        given = dict(args or {})
+        raise ConfigError(f"hydra.sweeper.pruner_args={given} for {name}: {err}") from None
 
 
 class TrialReporter:
