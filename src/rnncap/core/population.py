@@ -130,7 +130,8 @@ def member_settings(cfg: DictConfig) -> list[Member]:
         values = _member_list(cfg, name, size)
         if values is not None and not _has_key(cfg, path):
             group = path.split(".")[0]
-            option = (cfg.get(group) or {}).get("name", group)
+            node = cfg.get(group) or {}  # an optimiser is named by its class: Adam -> adam
+            option = node.get("name") or str(node.get("_target_", group)).split(".")[-1].lower()
             raise ConfigError(
                 f"model.members.{name} sets {path}, which {group}={option} does not have"
             )
