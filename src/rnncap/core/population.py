@@ -232,6 +232,20 @@ def member_correct(outputs: Tensor, labels: Tensor, mask: Tensor) -> list[float]
 
 
 # ---------------------------------------------------------------------- training
+def member_gradients(
+    population: PopulationStack, active: list[bool], clips: list[float | None]
+) -> None:
+    """Before the optimiser step: drop the gradients of inactive members (torch optimisers
+    skip parameters without one: no move, no state change) and clip each active member's
+    gradient norm to its own ``clips[k]`` (None: no clipping), as Lightning clips a solo run."""
+    for model, on, clip in zip(population.members, active, clips, strict=True):
+        if not on:
+            for p in model.parameters():
+                p.grad = None
+        elif clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+
+
 class MemberDecay(LRScheduler):
     """``ExponentialLR`` with one gamma per parameter group: lr_k <- lr_k * gamma_k per step."""
 
@@ -295,12 +309,7 @@ class PopulationModule(pl.LightningModule):
         optimizer = self.optimizers()
         optimizer.zero_grad()
         self.manual_backward(torch.where(active, losses, 0.0).sum())
-        for model, member, on in zip(self.population.members, self.settings, flags, strict=True):
-            if not on:  # frozen: torch optimisers skip parameters without a gradient
-                for p in model.parameters():
-                    p.grad = None
-            elif member.clip is not None:  # as Lightning clips a solo run
-                torch.nn.utils.clip_grad_norm_(model.parameters(), member.clip)
+        member_gradients(self.population, flags, [m.clip for m in self.settings])
         optimizer.step()
         self.lr_schedulers().step()
         self.member_steps += active.long()
