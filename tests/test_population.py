@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from rnncap.core import population as population_module
 from rnncap.core.errors import ConfigError
 from rnncap.core.module import RNNCapModule
-from rnncap.core.population import PopulationModule, member_losses
+from rnncap.core.population import MEMBER_KEYS, PopulationModule, member_losses
 from rnncap.core.run import train
 
 SEEDS, LRS, SAMPLES = [3, 7, 11], [0.01, 0.03, 0.004], [32, 20, 9]
@@ -88,6 +89,136 @@ def test_member_equals_solo_run_over_20_steps(make_cfg, tmp_path, record_losses,
         assert member["loss"] == pytest.approx(solo["loss"], abs=1e-5)
 
 
+def listed(values: list) -> str:
+    return "[" + ",".join("null" if v is None else str(v) for v in values) + "]"
+
+
+def members_override(members: dict[str, list]) -> str:
+    """model.members={name:[..],...} as a command-line override."""
+    return "model.members={" + ",".join(f"{n}:{listed(v)}" for n, v in members.items()) + "}"
+
+
+def solo_overrides(members: dict[str, list], k: int) -> list[str]:
+    """Member k's settings as the solo run's own keys (MEMBER_KEYS)."""
+    value = {n: "null" if v[k] is None else str(v[k]) for n, v in members.items()}
+    return [f"{MEMBER_KEYS[n]}={value[n]}" for n in members]
+
+
+STEPS = [20, 12, 7]  # members that stop early: frozen after their own step count
+SETTINGS = {
+    "gru-sgd": (
+        ["cell=gru", "optimizer=sgd"],
+        {
+            "lr": [0.1, 0.05, 0.2],
+            "momentum": [0.9, 0.0, 0.5],
+            "weight_decay": [0.0, 1e-3, 1e-4],
+            "gamma": [1.0, 0.97, 0.9],
+            "clip": [0.05, None, 1.0],
+            "gate_bias": [1.0, -0.5, 2.0],
+            "steps": STEPS,
+        },
+    ),
+    "lstm-rmsprop": (
+        ["cell=lstm", "optimizer=rmsprop", "+optimizer.eps=1e-4"],  # eps: see above
+        {
+            "lr": [0.001, 0.003, 0.01],
+            "momentum": [0.0, 0.5, 0.9],
+            "recurrent_scale": [1.0, 0.5, 2.0],
+            "input_scale": [1.0, 3.0, 0.3],
+            "bias_init": [0.0, 0.5, -0.5],
+            "samples": [32, 20, 9],
+            "steps": STEPS,
+        },
+    ),
+    "mingru-adam": (
+        ["cell=mingru"],
+        {
+            "seed": [5, 6, 9],
+            "weight_decay": [1e-4, 0.0, 1e-2],
+            "gamma": [0.95, 1.0, 0.99],
+            "clip": [None, 0.1, 0.01],
+            "gate_bias": [0.0, 1.5, -1.0],
+            "recurrent_scale": [0.3, 1.0, 1.5],
+            "steps": [7, 20, 12],
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SETTINGS))
+def test_every_member_setting_equals_its_solo_run(make_cfg, tmp_path, record_losses, case):
+    """Per-member optimiser settings, decay, clipping, cell init keys and step counts: member
+    k's losses while it trains, and its final metrics, are those of its solo run."""
+    overrides, members = SETTINGS[case]
+    cfg = make_cfg(*overrides, "model.hidden=6", "model.population=3", members_override(members))
+    train(cfg)
+    population = read_metrics(cfg)
+    steps = torch.tensor(record_losses["population"])
+    assert steps.shape == (20, 3)
+    for k in range(3):
+        record_losses["solo"].clear()
+        seed = [] if "seed" in members else [f"seed={cfg.seed + k}"]
+        solo_cfg = make_cfg(*overrides, "model.hidden=6", *seed, *solo_overrides(members, k))
+        solo_cfg.output_dir = str(tmp_path / f"solo{k}")
+        train(solo_cfg)
+        n = members["steps"][k]
+        assert len(record_losses["solo"]) == n
+        torch.testing.assert_close(
+            steps[:n, k], torch.tensor(record_losses["solo"]), rtol=0, atol=1e-5
+        )
+        if n < 20:  # frozen after its own steps: the same weights see the same full batch
+            assert torch.all(steps[n:, k] == steps[n, k])
+        solo, member = read_metrics(solo_cfg), population["members"][k]
+        for name, values in members.items():
+            assert member[name] == values[k], name
+        assert member["status"] == "ok"
+        assert member["accuracy"] == solo["accuracy"]
+        assert member["loss"] == pytest.approx(solo["loss"], abs=1e-5)
+
+
+class PruneMemberOne:
+    """A stand-in for the tuner's TrialReporter: prunes member 1 at the first evaluation."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, list]] = []
+
+    def report(self, step: int, values: list) -> list[bool]:
+        self.calls.append((step, list(values)))
+        return [k == 1 and len(self.calls) == 1 for k in range(len(values))]
+
+
+def test_pruned_member_is_frozen_and_others_train_on(
+    make_cfg, tmp_path, record_losses, monkeypatch
+):
+    reporter = PruneMemberOne()
+    monkeypatch.setattr(population_module, "build_reporter", lambda cfg, members: reporter)
+    cfg = make_cfg("cell=gru", "model.hidden=6", "model.population=3", MEMBERS)
+    train(cfg)
+    rows = read_metrics(cfg)["members"]
+    steps = torch.tensor(record_losses["population"])
+    assert [step for step, _ in reporter.calls] == [10, 20]
+    assert all(v is not None for v in reporter.calls[0][1])
+    assert reporter.calls[1][1][1] is None  # pruned: not running, nothing reported
+    assert torch.all(steps[10:, 1] == steps[10, 1])  # frozen from step 10 on
+    assert [r["status"] for r in rows] == ["ok", "pruned", "ok"]
+    for k, (seed, lr, samples) in enumerate(zip(SEEDS, LRS, SAMPLES, strict=True)):
+        record_losses["solo"].clear()
+        n = 10 if k == 1 else 20
+        solo = [f"seed={seed}", f"optimizer.lr={lr}", f"task.samples={samples}"]
+        solo_cfg = make_cfg("cell=gru", "model.hidden=6", *solo, f"trainer.max_steps={n}")
+        solo_cfg.output_dir = str(tmp_path / f"solo{k}")
+        train(solo_cfg)
+        torch.testing.assert_close(
+            steps[:n, k], torch.tensor(record_losses["solo"]), rtol=0, atol=1e-5
+        )
+        solo = read_metrics(solo_cfg)
+        assert rows[k]["accuracy"] == solo["accuracy"]
+        # the reported objective is the task's own bits of the member at that step
+        reported = reporter.calls[0 if k == 1 else 1][1][k]
+        assert reported == pytest.approx(solo["bits"], abs=1e-9)
+        assert rows[k]["bits"] == pytest.approx(solo["bits"], abs=1e-9)
+
+
 def test_metrics_json_keeps_contract_for_best_member(make_cfg):
     cfg = make_cfg("model.hidden=6", "model.population=3", MEMBERS)
     objective = train(cfg)
@@ -143,6 +274,13 @@ BAD = [
     (["model.population=2", "model.members={lr:[0.1,-1]}"], "optimizer.lr=-1 is out of range"),
     (["model.population=2", "model.members={samples:[8,100]}"], "task.samples=100 exceeds"),
     (["model.population=2", "task.batch_size=4"], "set task.batch_size=null"),
+    (["model.population=2", "model.members={gamma:[0.9]}"], "model.members.gamma must be a list"),
+    (
+        ["model.population=2", "model.members={momentum:[0.5,0.9]}"],
+        "model.members.momentum sets optimizer.momentum, which optimizer=adam does not have",
+    ),
+    (["model.population=2", "model.members={steps:[10,0]}"], "trainer.max_steps=0 is out of"),
+    (["model.population=2", "model.members={clip:[1.0,-1]}"], "gradient_clip_val=-1"),
 ]
 
 

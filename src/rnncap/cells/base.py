@@ -9,7 +9,9 @@ A cell is one layer of a recurrent network. It owns
 * ``initial_h`` [N] (and ``initial_c`` for the LSTM): the learned initial state.
 
 The gate bias ``b_fg`` (``cell.gate_bias``) is a constant added inside the sigmoid of the
-update/forget gate(s); it is a tuned hyperparameter, not a trained parameter.
+update/forget gate(s); it is a tuned hyperparameter, not a trained parameter. It is held in a
+float64 buffer (``gate_bias_value``), so that ``torch.func.vmap`` can give each member of a
+population its own value.
 
 A sequence is processed as::
 
@@ -134,7 +136,10 @@ class RecurrentCell(nn.Module):
         self._compiled = CompiledLoop()  # built on first use, never copied or pickled
         self.input_size, self.hidden_size = input_size, hidden_size
         self.nonlinearity = nonlinearity
-        self.gate_bias = float(gate_bias)
+        # a buffer, not a float: population training (vmap) gives each member its own b_fg;
+        # float64, so that it adds exactly as the float did, in float64 models as in float32
+        gate = torch.tensor(float(gate_bias), dtype=torch.float64)
+        self.register_buffer("gate_bias_value", gate, persistent=False)
         self.recurrent_init, self.recurrent_scale = recurrent_init, float(recurrent_scale)
         self.input_scale, self.bias_init = float(input_scale), float(bias_init)
         self.orthogonal = orthogonal
@@ -143,6 +148,11 @@ class RecurrentCell(nn.Module):
         if orthogonal is not None:  # after the init: B_k is the initial block
             blocks = BlockOrthogonal(self.num_gates, hidden_size, orthogonal)
             parametrize.register_parametrization(self, "weight_hh", blocks, unsafe=True)
+
+    @property
+    def gate_bias(self) -> float:
+        """The gate bias b_fg (``cell.gate_bias``); held in the buffer ``gate_bias_value``."""
+        return float(self.gate_bias_value)
 
     def make_parameters(self) -> None:
         """weight_ih [G*N, I], weight_hh [G*N, N], bias [G*N], initial_h [N] (and initial_c),
@@ -245,7 +255,7 @@ class RecurrentCell(nn.Module):
 
     def input_bias(self) -> Tensor:
         """``bias`` with the gate bias b_fg added on the update/forget blocks: [G*N]."""
-        return self.bias + self.gate_bias * self.forget_mask
+        return self.bias + self.gate_bias_value * self.forget_mask
 
     def project_inputs(self, x: Tensor) -> Tensor:
         """All time steps' input pre-activations in one GEMM: [T, B, I] -> [T, B, G*N]."""

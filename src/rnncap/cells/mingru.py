@@ -62,7 +62,7 @@ class MinGRUCell(RecurrentCell):
 
     def input_bias(self) -> Tensor:
         """``bias`` with b_fg subtracted on z: z_t -> 0 keeps the state."""
-        return self.bias - self.gate_bias * self.forget_mask
+        return self.bias - self.gate_bias_value * self.forget_mask
 
     def step(self, x_t: Tensor, xp_t: Tensor, state: State) -> tuple[State, Tensor]:
         (h,) = state

@@ -29,7 +29,8 @@ from rnncap.tasks.base import TaskDataModule
 @dataclass
 class Job:
     """What ``train`` fits: a module (and its data), the keys that say what ran, the final
-    results once trained, the gradient clipping the trainer applies and its extra callbacks."""
+    results once trained, the gradient clipping the trainer applies, its extra callbacks and,
+    where it differs from ``trainer.max_steps``, the steps the trainer runs."""
 
     module: pl.LightningModule
     datamodule: pl.LightningDataModule | None
@@ -38,6 +39,7 @@ class Job:
     objective: str
     gradient_clip_val: float | None
     callbacks: list[pl.Callback] = field(default_factory=list)
+    max_steps: int | None = None
 
 
 def plain(node: Any) -> Any:
@@ -111,11 +113,14 @@ def build_trainer(
     logger: Any,
     gradient_clip_val: float | None,
     callbacks: list[pl.Callback] | None = None,
+    max_steps: int | None = None,
 ) -> pl.Trainer:
     """A Trainer from ``cfg.trainer`` (Lightning's own arguments) and ``cfg.hardware``; the
     training batches never end an epoch, so evaluation follows ``val_check_interval`` steps."""
     args = plain(cfg.trainer)
     every = args.pop("checkpoint_every")
+    if max_steps is not None:
+        args["max_steps"] = max_steps
     if args["enable_progress_bar"] is None:
         args["enable_progress_bar"] = sys.stderr.isatty()
     callbacks = list(callbacks or [])

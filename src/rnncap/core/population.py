@@ -1,23 +1,35 @@
 """Population training: K independent models of one shape trained in one set of kernels.
 
-``model.population=K`` builds K solo models exactly as K solo runs would (member k seeded with
-its own seed, its own data, learning rate and, for the capacity task, sample count b), stacks
-their parameters into [K, ...] tensors and runs all K with ``torch.func.vmap`` over the solo
-model (``functional_call``): the op count of one model, K times the work per op.
+``model.population=K`` builds K solo models exactly as K solo runs would and runs all K with
+``torch.func.vmap`` over the solo model (``functional_call`` on the members' parameters,
+stacked [K, ...] at every forward): the op count of one model, K times the work per op.
 
-    member k = the solo run  python train.py seed=s_k optimizer.lr=lr_k task.samples=b_k
+    member k = the solo run  python train.py seed=s_k optimizer.lr=lr_k ... trainer.max_steps=n_k
 
-* data: member k's own training set, padded to max b_k with a mask; its loss is the mean
-  over its own b_k samples, so its gradient is the solo gradient;
-* optimiser: one optimiser over the stacked tensors (Adam, SGD and RMSprop act element-wise),
-  run at learning rate 1 (times the schedule); their step is linear in the learning rate, so
-  member k's step is that step times lr_k (at lr 1 the step is not lost to rounding against
-  the weights, as it would be if a small step were rescaled);
-* gradient clipping (``trainer.gradient_clip_val``) is per member, as in a solo run;
-* a member whose loss becomes non-finite is ``diverged`` and its updates stop; the others go on.
+Per-member settings: ``model.members={<name>: [K values], ...}`` with the names of
+``MEMBER_KEYS`` (name -> the solo run's config key). A missing list means every member takes
+the run's own value (seeds ``seed + k``). Each is exact, not approximated:
 
-Per-member settings: ``model.members={seed: [...], lr: [...], samples: [...]}`` (lists of
-length K; a missing list means seeds ``seed + k``, ``optimizer.lr``, ``task.samples``).
+* ``seed``, ``gate_bias``, ``recurrent_scale``, ``input_scale``, ``bias_init``: member k is
+  built by its solo config (seeded, its own cell keys) and kept as its own submodule; the
+  gate bias is a buffer of the cell (``gate_bias_value``), stacked and vmapped like the weights;
+* ``samples``: member k's own training set, padded to max b_k with a mask; its loss is the
+  mean over its own b_k samples, so its gradient is the solo gradient;
+* ``lr``, ``momentum``, ``weight_decay``: one torch optimiser with one parameter group per
+  member (its own parameters and settings): torch's own update of each group is the solo
+  update; ``momentum`` only where the optimiser has it (SGD, RMSprop);
+* ``gamma``: each group's rate is multiplied by its own gamma every step, as the solo run's
+  ``ExponentialLR`` does (``MemberDecay``);
+* ``clip`` (``trainer.gradient_clip_val``; null = none): ``clip_grad_norm_`` on each member's
+  gradients, as Lightning clips a solo run;
+* ``steps`` (``trainer.max_steps``): the trainer runs max n_k steps; member k is frozen after
+  its own n_k (its gradients dropped, so the optimiser leaves it and its state alone).
+
+A member whose loss becomes non-finite is ``diverged`` and frozen; the others go on. Every
+``trainer.val_check_interval`` steps each active member's objective (bits) is computed and,
+when a tuner linked the run (``trial.*``), reported to its trial; members the pruner stops are
+``pruned`` and frozen. Metrics are computed from each member's final weights, so they are the
+solo run's.
 """
 
 from __future__ import annotations
@@ -34,28 +46,56 @@ import torch.nn.functional as F
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import functional_call, vmap
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
 from rnncap.cells.base import RecurrentCell
 from rnncap.core.build import Job, build_model, build_task, final_metrics, plain, run_info
 from rnncap.core.errors import ConfigError
+from rnncap.core.metrics import stored_bits
 from rnncap.core.stack import RecurrentStack
+from rnncap.core.trial_report import TrialReporter, build_reporter
 from rnncap.core.validate import validate
 from rnncap.tasks.base import RepeatedFullBatch, TaskDataModule, TensorBatches, whole_batch
 from rnncap.tasks.capacity import CapacityTask
 
 log = logging.getLogger(__name__)
-MEMBER_KEYS = {"seed": "seed", "lr": "optimizer.lr", "samples": "task.samples"}
+# model.members.<name> -> the solo run's config key it sets
+MEMBER_KEYS: dict[str, str] = {
+    "seed": "seed",
+    "lr": "optimizer.lr",
+    "momentum": "optimizer.momentum",
+    "weight_decay": "optimizer.weight_decay",
+    "gamma": "scheduler.gamma",
+    "clip": "trainer.gradient_clip_val",
+    "gate_bias": "cell.gate_bias",
+    "recurrent_scale": "cell.recurrent_scale",
+    "input_scale": "cell.input_scale",
+    "bias_init": "cell.bias_init",
+    "samples": "task.samples",
+    "steps": "trainer.max_steps",
+}
+_ABSENT = object()
 
 
 @dataclass(frozen=True)
 class Member:
-    """One member's settings: the solo run it reproduces."""
+    """One member's settings (``MEMBER_KEYS``): the solo run it reproduces. ``momentum`` is
+    None for an optimiser without it, ``gamma`` None without a scheduler."""
 
     seed: int
     lr: float
+    momentum: float | None
+    weight_decay: float
+    gamma: float | None
+    clip: float | None
+    gate_bias: float
+    recurrent_scale: float
+    input_scale: float
+    bias_init: float
     samples: int
+    steps: int
 
 
 # ---------------------------------------------------------------------- settings
@@ -71,6 +111,10 @@ def _member_list(cfg: DictConfig, key: str, size: int) -> list[Any] | None:
     return values
 
 
+def _has_key(cfg: DictConfig, path: str) -> bool:
+    return OmegaConf.select(cfg, path, default=_ABSENT) is not _ABSENT
+
+
 def member_settings(cfg: DictConfig) -> list[Member]:
     """The K members' settings from ``model.population`` and ``model.members``."""
     size = cfg.model.population  # >= 1: its range is in the schema (rnncap.core.schema)
@@ -81,22 +125,35 @@ def member_settings(cfg: DictConfig) -> list[Member]:
             raise ConfigError(
                 f"model.members has unknown keys {sorted(unknown)}; allowed: {list(MEMBER_KEYS)}"
             )
-    seeds = _member_list(cfg, "seed", size) or [cfg.seed + k for k in range(size)]
-    lrs = _member_list(cfg, "lr", size) or [cfg.optimizer.lr] * size
-    samples = _member_list(cfg, "samples", size) or [cfg.task.samples] * size
-    return [Member(*m) for m in zip(seeds, lrs, samples, strict=True)]
+    columns: dict[str, list[Any]] = {}
+    for name, path in MEMBER_KEYS.items():
+        values = _member_list(cfg, name, size)
+        if values is not None and not _has_key(cfg, path):
+            group = path.split(".")[0]
+            node = cfg.get(group) or {}  # an optimiser is named by its class: Adam -> adam
+            option = node.get("name") or str(node.get("_target_", group)).split(".")[-1].lower()
+            raise ConfigError(
+                f"model.members.{name} sets {path}, which {group}={option} does not have"
+            )
+        if values is None:
+            default = OmegaConf.select(cfg, path, default=None)
+            values = [cfg.seed + k for k in range(size)] if name == "seed" else [default] * size
+        columns[name] = values
+    return [Member(**{name: columns[name][k] for name in MEMBER_KEYS}) for k in range(size)]
 
 
-def member_config(cfg: DictConfig, member: Member) -> DictConfig:
+def member_config(cfg: DictConfig, member: Member, index: int = 0) -> DictConfig:
     """The solo run's config for one member (validated like any run's)."""
     solo = copy.deepcopy(cfg)
     with open_dict(solo):
-        solo.seed, solo.optimizer.lr, solo.task.samples = member.seed, member.lr, member.samples
+        for name, path in MEMBER_KEYS.items():
+            if _has_key(solo, path):
+                OmegaConf.update(solo, path, getattr(member, name), merge=False)
         solo.model.population, solo.model.members = 1, None
     try:
         validate(solo)
     except ConfigError as err:
-        raise ConfigError(f"population member {member}: {err}") from None
+        raise ConfigError(f"population member {index}: {err}") from None
     return solo
 
 
@@ -106,37 +163,39 @@ def check_population(cfg: DictConfig) -> list[DictConfig]:
         raise ConfigError(f"model.population>1 supports task=capacity only, got {cfg.task.name}")
     if cfg.task.batch_size is not None:
         raise ConfigError("model.population>1 trains full batch: set task.batch_size=null")
-    return [member_config(cfg, m) for m in member_settings(cfg)]
+    return [member_config(cfg, m, k) for k, m in enumerate(member_settings(cfg))]
 
 
 # ---------------------------------------------------------------------- model
 class PopulationStack(nn.Module):
-    """K RecurrentStacks of one shape as stacked [K, ...] parameters, run with vmap."""
+    """K RecurrentStacks of one shape, kept as submodules and run together with vmap."""
 
     def __init__(self, models: list[RecurrentStack]) -> None:
         super().__init__()
+        self.members = nn.ModuleList(models)
         self.size = len(models)
         self.names = [name for name, _ in models[0].named_parameters()]
-        params, buffers = stack_module_state(models)
-        self.stacked = nn.ParameterList(nn.Parameter(params[n].detach()) for n in self.names)
-        self.buffer_names = list(buffers)
-        for k, name in enumerate(self.buffer_names):
-            self.register_buffer(f"stacked_buffer_{k}", buffers[name], persistent=False)
-        solo = copy.deepcopy(models[0])
-        for cell in solo.modules():
+        self.buffer_names = [name for name, _ in models[0].named_buffers()]
+        template = copy.deepcopy(models[0])
+        for cell in template.modules():
             if isinstance(cell, RecurrentCell):
                 cell.use_native = False  # vmap cannot batch the fused kernels
-        # not registered as submodules: templates whose own tensors are never used
-        self._templates = (solo.to("meta"), copy.deepcopy(models[0]))
+        # not registered as a submodule: a template whose own tensors are never used
+        self._template = (template.to("meta"),)
 
     def _state(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        params = dict(zip(self.names, self.stacked, strict=True))
-        buffers = {n: getattr(self, f"stacked_buffer_{k}") for k, n in enumerate(self.buffer_names)}
-        return params, buffers
+        """Every parameter and buffer stacked over the members: [K, ...]. ``torch.stack`` is
+        differentiable, so each member's gradient lands on its own tensors."""
+        params = zip(*(list(m.parameters()) for m in self.members), strict=True)
+        buffers = zip(*(list(m.buffers()) for m in self.members), strict=True)
+        return (
+            {n: torch.stack(p) for n, p in zip(self.names, params, strict=True)},
+            {n: torch.stack(b) for n, b in zip(self.buffer_names, buffers, strict=True)},
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """x [K, B, T, I] -> readouts [K, B, T, O], member k on x[k] with its own weights."""
-        template = self._templates[0]
+        template = self._template[0]
 
         def solo(params: dict[str, Tensor], buffers: dict[str, Tensor], xk: Tensor) -> Tensor:
             return functional_call(template, (params, buffers), (xk,))
@@ -144,12 +203,8 @@ class PopulationStack(nn.Module):
         return vmap(solo)(*self._state(), x)
 
     def member(self, k: int) -> RecurrentStack:
-        """Member k as a solo RecurrentStack (a copy, on this population's device)."""
-        model = copy.deepcopy(self._templates[1]).to(self.stacked[0].device)
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                p.copy_(self.stacked[self.names.index(name)][k])
-        return model
+        """Member k as a solo RecurrentStack (its own submodule)."""
+        return self.members[k]
 
 
 # ---------------------------------------------------------------------- data and loss
@@ -170,41 +225,72 @@ def member_losses(outputs: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
     return (bce * mask).sum(1) / mask.sum(1)
 
 
+def member_correct(outputs: Tensor, labels: Tensor, mask: Tensor) -> list[float]:
+    """Each member's count of correctly classified samples of its own, as the task counts."""
+    right = ((outputs[..., -1, 0] > 0).float() == labels).float()
+    return (right * mask).sum(1).tolist()
+
+
 # ---------------------------------------------------------------------- training
-def member_step(params: list[Tensor], optimizer: Any, lrs: Tensor, alive: Tensor) -> None:
-    """``optimizer`` (set to learning rate 1) steps the stacked [K, ...] ``params``; member k
-    moves by that step times ``lrs[k]``, and not at all once it has diverged."""
-    before = [p.detach().clone() for p in params]
-    optimizer.step()
-    with torch.no_grad():
-        for p, p0 in zip(params, before, strict=True):
-            shape = (-1, *[1] * (p.dim() - 1))
-            step = torch.lerp(p0, p, lrs.view(shape).to(p.dtype))
-            p.copy_(torch.where(alive.view(shape), step, p0))
+def member_gradients(
+    population: PopulationStack, active: list[bool], clips: list[float | None]
+) -> None:
+    """Before the optimiser step: drop the gradients of inactive members (torch optimisers
+    skip parameters without one: no move, no state change) and clip each active member's
+    gradient norm to its own ``clips[k]`` (None: no clipping), as Lightning clips a solo run."""
+    for model, on, clip in zip(population.members, active, clips, strict=True):
+        if not on:
+            for p in model.parameters():
+                p.grad = None
+        elif clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+
+
+class MemberDecay(LRScheduler):
+    """``ExponentialLR`` with one gamma per parameter group: lr_k <- lr_k * gamma_k per step."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, gammas: list[float]) -> None:
+        self.gammas = list(gammas)
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list[float]:
+        groups = self.optimizer.param_groups
+        if self.last_epoch == 0:  # the initial step: the rates as set
+            return [group["lr"] for group in groups]
+        return [group["lr"] * gamma for group, gamma in zip(groups, self.gammas, strict=True)]
 
 
 class PopulationModule(pl.LightningModule):
-    """Trains a PopulationStack with per-member learning rates, clipping and divergence."""
+    """Trains a PopulationStack with per-member optimiser settings, clipping, step counts,
+    divergence and pruning."""
 
     def __init__(
         self,
         population: PopulationStack,
         data: TensorBatches,
-        lrs: list[float],
+        members: list[Member],
         optimizer: Any,
-        scheduler: Any = None,
-        clip: float | None = None,
+        evaluate_every: int | None = None,
+        reporter: TrialReporter | None = None,
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.population, self.data = population, data
-        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.clip = clip
-        self.register_buffer("lrs", torch.tensor(lrs, dtype=torch.float64))
-        self.register_buffer("alive", torch.ones(len(lrs), dtype=torch.bool))
+        self.population, self.data, self.settings = population, data, members
+        self.optimizer_factory, self.reporter = optimizer, reporter
+        self.evaluate_every = evaluate_every
+        size = len(members)
+        self.register_buffer("alive", torch.ones(size, dtype=torch.bool))
+        self.register_buffer("pruned", torch.zeros(size, dtype=torch.bool))
+        self.register_buffer("member_steps", torch.zeros(size, dtype=torch.long))
+        limits = torch.tensor([m.steps for m in members], dtype=torch.long)
+        self.register_buffer("max_steps", limits, persistent=False)
         self.save_hyperparameters({"config": config or {}})
         self.last_losses: Tensor | None = None
+
+    def active(self) -> Tensor:
+        """Members that still train: alive, not pruned, short of their own step count: [K]."""
+        return self.alive & ~self.pruned & (self.member_steps < self.max_steps)
 
     def train_dataloader(self) -> DataLoader:
         batches = RepeatedFullBatch(len(self.data))
@@ -215,37 +301,57 @@ class PopulationModule(pl.LightningModule):
         losses = member_losses(self.population(x), labels, mask)
         self.last_losses = losses.detach()
         self.alive &= torch.isfinite(self.last_losses)
-        if not self.alive.any():
+        active = self.active()
+        flags = active.tolist()
+        if not any(flags):
             self.trainer.should_stop = True
             return
         optimizer = self.optimizers()
         optimizer.zero_grad()
-        self.manual_backward(torch.where(self.alive, losses, 0.0).sum())
-        self._clip_per_member()
-        self._step(optimizer)
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:
-            scheduler.step()
-        self.log("train/loss_mean", losses[self.alive].mean(), prog_bar=True)
+        self.manual_backward(torch.where(active, losses, 0.0).sum())
+        member_gradients(self.population, flags, [m.clip for m in self.settings])
+        optimizer.step()
+        self.lr_schedulers().step()
+        self.member_steps += active.long()
+        self.log("train/loss_mean", losses[active].mean(), prog_bar=True)
+        step = self.trainer.global_step
+        if self.evaluate_every and step % self.evaluate_every == 0:
+            self.evaluate(step, x, labels, mask, flags)
+        if not self.active().any():
+            self.trainer.should_stop = True
 
-    def _clip_per_member(self) -> None:
-        """torch.nn.utils.clip_grad_norm_ applied to each member's gradients on its own."""
-        if self.clip is None:
-            return
-        grads = [p.grad for p in self.population.parameters()]
-        norms = torch.stack([g.flatten(1).square().sum(1) for g in grads]).sum(0).sqrt()
-        coef = (self.clip / (norms + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
-
-    def _step(self, optimizer: Any) -> None:
-        member_step(list(self.population.parameters()), optimizer, self.lrs, self.alive)
+    @torch.no_grad()
+    def evaluate(
+        self, step: int, x: Tensor, labels: Tensor, mask: Tensor, flags: list[bool]
+    ) -> list[float | None]:
+        """The objective (bits) of each member that trained this step (None for the others),
+        reported to the tuner's trials when linked; the members it prunes are frozen."""
+        correct = member_correct(self.population(x), labels, mask)
+        values = [
+            stored_bits(m.samples, c / m.samples) if on else None
+            for m, c, on in zip(self.settings, correct, flags, strict=True)
+        ]
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        if finite:
+            self.log("val/bits_best", max(finite))
+        if self.reporter is not None:
+            for k, prune in enumerate(self.reporter.report(step, values)):
+                if prune:
+                    log.info("population member %d pruned at step %d", k, step)
+                    self.pruned[k] = True
+        return values
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters(), lr=1.0)  # lr_k applied in _step
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+        groups = []
+        for model, member in zip(self.population.members, self.settings, strict=True):
+            group = {"params": list(model.parameters()), "lr": member.lr}
+            group["weight_decay"] = member.weight_decay
+            if member.momentum is not None:
+                group["momentum"] = member.momentum
+            groups.append(group)
+        optimizer = self.optimizer_factory(groups)
+        gammas = [1.0 if m.gamma is None else m.gamma for m in self.settings]
+        return {"optimizer": optimizer, "lr_scheduler": MemberDecay(optimizer, gammas)}
 
 
 def null_floats(values: dict[str, Any]) -> dict[str, Any]:
@@ -269,18 +375,19 @@ def population_job(cfg: DictConfig) -> Job:
     module = PopulationModule(
         PopulationStack(models),
         stack_member_data(tasks),
-        [m.lr for m in members],
+        members,
         optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
-        clip=cfg.trainer.gradient_clip_val,
+        evaluate_every=cfg.trainer.val_check_interval,
+        reporter=build_reporter(cfg, members=len(members)),
         config=plain(cfg),
     )
 
     def results() -> dict[str, Any]:
         return summarise(module, tasks, members, info["params"], info)
 
-    # clipped per member by the module, not by the trainer
-    return Job(module, None, info, results, tasks[0].objective, gradient_clip_val=None)
+    # clipped per member by the module, not by the trainer; it runs the longest member's steps
+    steps = max(m.steps for m in members)
+    return Job(module, None, info, results, tasks[0].objective, None, max_steps=steps)
 
 
 def summarise(
@@ -290,12 +397,17 @@ def summarise(
     params: int,
     info: dict[str, Any],
 ) -> dict[str, Any]:
-    """Every member's metrics, computed as its solo run computes them; the best member (by the
-    task objective) on top, so the file keeps the solo metrics.json contract."""
+    """Every member's settings (``MEMBER_KEYS``; ``steps`` is its ``trainer.max_steps``),
+    status and metrics, computed as its solo run computes them; the best member (by the task
+    objective) on top, so the file keeps the solo metrics.json contract."""
     rows = []
     for k, (task, member) in enumerate(zip(tasks, members, strict=True)):
         model, diverged = module.population.member(k), not bool(module.alive[k])
-        rows.append(null_floats({**asdict(member), **final_metrics(model, diverged, task, params)}))
+        metrics = final_metrics(model, diverged, task, params)
+        if bool(module.pruned[k]) and metrics["status"] == "ok":
+            metrics["status"] = "pruned"
+        settings = asdict(member)
+        rows.append(null_floats({**settings, **metrics, **settings}))
     objective, sign = tasks[0].objective, 1 if tasks[0].objective_direction == "maximize" else -1
     ranked = [k for k, r in enumerate(rows) if r.get(objective) is not None]
     best = max(ranked, key=lambda k: sign * rows[k][objective]) if ranked else 0

@@ -53,7 +53,8 @@ def train(cfg: DictConfig) -> float | None:
     log.info("model: %s", job.info)
     logger = build_logger(cfg, run_dir) if is_rank_zero() else None
     try:
-        trainer = build_trainer(cfg, run_dir, logger, job.gradient_clip_val, job.callbacks)
+        clip, callbacks = job.gradient_clip_val, job.callbacks
+        trainer = build_trainer(cfg, run_dir, logger, clip, callbacks, job.max_steps)
         fit(trainer, job, last)
         if not trainer.is_global_zero:
             return None  # the model is the same in every process: rank 0 scores it
