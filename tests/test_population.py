@@ -115,7 +115,7 @@ SETTINGS = {
             "gamma": [1.0, 0.97, 0.9],
             "clip": [0.05, None, 1.0],
             "gate_bias": [1.0, -0.5, 2.0],
-            "steps": STEPS,
+            "max_steps": STEPS,
         },
     ),
     "lstm-rmsprop": (
@@ -127,7 +127,7 @@ SETTINGS = {
             "input_scale": [1.0, 3.0, 0.3],
             "bias_init": [0.0, 0.5, -0.5],
             "samples": [32, 20, 9],
-            "steps": STEPS,
+            "max_steps": STEPS,
         },
     ),
     "mingru-adam": (
@@ -139,7 +139,7 @@ SETTINGS = {
             "clip": [None, 0.1, 0.01],
             "gate_bias": [0.0, 1.5, -1.0],
             "recurrent_scale": [0.3, 1.0, 1.5],
-            "steps": [7, 20, 12],
+            "max_steps": [7, 20, 12],
         },
     ),
 }
@@ -161,7 +161,7 @@ def test_every_member_setting_equals_its_solo_run(make_cfg, tmp_path, record_los
         solo_cfg = make_cfg(*overrides, "model.hidden=6", *seed, *solo_overrides(members, k))
         solo_cfg.output_dir = str(tmp_path / f"solo{k}")
         train(solo_cfg)
-        n = members["steps"][k]
+        n = members["max_steps"][k]
         assert len(record_losses["solo"]) == n
         torch.testing.assert_close(
             steps[:n, k], torch.tensor(record_losses["solo"]), rtol=0, atol=1e-5
@@ -279,7 +279,7 @@ BAD = [
         ["model.population=2", "model.members={momentum:[0.5,0.9]}"],
         "model.members.momentum sets optimizer.momentum, which optimizer=adam does not have",
     ),
-    (["model.population=2", "model.members={steps:[10,0]}"], "trainer.max_steps=0 is out of"),
+    (["model.population=2", "model.members={max_steps:[10,0]}"], "trainer.max_steps=0 is out of"),
     (["model.population=2", "model.members={clip:[1.0,-1]}"], "gradient_clip_val=-1"),
 ]
 

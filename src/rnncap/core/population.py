@@ -22,7 +22,7 @@ the run's own value (seeds ``seed + k``). Each is exact, not approximated:
   ``ExponentialLR`` does (``MemberDecay``);
 * ``clip`` (``trainer.gradient_clip_val``; null = none): ``clip_grad_norm_`` on each member's
   gradients, as Lightning clips a solo run;
-* ``steps`` (``trainer.max_steps``): the trainer runs max n_k steps; member k is frozen after
+* ``max_steps`` (``trainer.max_steps``): the trainer runs max n_k steps; member k is frozen after
   its own n_k (its gradients dropped, so the optimiser leaves it and its state alone).
 
 A member whose loss becomes non-finite is ``diverged`` and frozen; the others go on. Every
@@ -74,7 +74,7 @@ MEMBER_KEYS: dict[str, str] = {
     "input_scale": "cell.input_scale",
     "bias_init": "cell.bias_init",
     "samples": "task.samples",
-    "steps": "trainer.max_steps",
+    "max_steps": "trainer.max_steps",
 }
 _ABSENT = object()
 
@@ -95,7 +95,7 @@ class Member:
     input_scale: float
     bias_init: float
     samples: int
-    steps: int
+    max_steps: int
 
 
 # ---------------------------------------------------------------------- settings
@@ -283,7 +283,7 @@ class PopulationModule(pl.LightningModule):
         self.register_buffer("alive", torch.ones(size, dtype=torch.bool))
         self.register_buffer("pruned", torch.zeros(size, dtype=torch.bool))
         self.register_buffer("member_steps", torch.zeros(size, dtype=torch.long))
-        limits = torch.tensor([m.steps for m in members], dtype=torch.long)
+        limits = torch.tensor([m.max_steps for m in members], dtype=torch.long)
         self.register_buffer("max_steps", limits, persistent=False)
         self.save_hyperparameters({"config": config or {}})
         self.last_losses: Tensor | None = None
@@ -386,7 +386,7 @@ def population_job(cfg: DictConfig) -> Job:
         return summarise(module, tasks, members, info["params"], info)
 
     # clipped per member by the module, not by the trainer; it runs the longest member's steps
-    steps = max(m.steps for m in members)
+    steps = max(m.max_steps for m in members)
     return Job(module, None, info, results, tasks[0].objective, None, max_steps=steps)
 
 
