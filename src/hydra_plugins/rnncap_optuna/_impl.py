@@ -513,6 +513,7 @@ class OptunaSweeperImpl:
         pruner: str | None = None,
         pruner_args: DictConfig | None = None,
         grid: Sequence[str] | None = None,
+        timeout: float | None = None,
     ) -> None:
         if direction not in (None, *DIRECTIONS):
             raise ConfigError(f"hydra.sweeper.direction={direction!r}; choose one of {DIRECTIONS}")
@@ -537,6 +538,9 @@ class OptunaSweeperImpl:
         self.pruner_args = OmegaConf.to_container(pruner_args) if pruner_args else {}
         make_pruner(pruner, self.pruner_args)  # an unknown pruner or bad arguments: fail now
         self.grid = list(grid or [])
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"hydra.sweeper.timeout={timeout} is out of range: must be > 0")
+        self.timeout = timeout
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -626,8 +630,11 @@ class OptunaSweeperImpl:
         arguments, grid = split_grid(arguments, self.grid)
         points = [self.open_point(arguments, point, bool(self.grid)) for point in grid]
         storage = absolute_storage(self.storage, self.config.hydra.runtime.cwd)
-        failed = 0
+        failed, start = 0, time.monotonic()
         while rounds := [p for p in points if self.n_trials - finished(p.study) > 0]:
+            if self.timeout is not None and time.monotonic() - start > self.timeout:
+                log.info("hydra.sweeper.timeout=%s s reached: no new trials", self.timeout)
+                break
             batch, owners, asked = [], [], []
             for point in rounds:
                 optuna.storages.fail_stale_trials(point.study)  # a dead worker's: re-asked

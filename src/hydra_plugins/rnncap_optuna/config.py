@@ -83,6 +83,9 @@ class RnncapOptunaSweeperConf:
     # dimension, e.g. [depth, model.budget] with depth=1,2 model.budget=100,300: 4 studies in
     # one sweep, their jobs launched together (a run dir per study: <sweep dir>/<study>/<n>)
     grid: list[str] = field(default_factory=list)
+    # seconds after which no new round of trials starts (running ones finish); null = none.
+    # A rerun resumes the study, so a budget can be spent in slices
+    timeout: float | None = None
     # share of crashed (not diverged) trials per batch above which the sweep stops
     max_failure_rate: float = 0.0
     # the search space: key -> {type: float|int|categorical, low, high, log, step, choices,

@@ -28,6 +28,7 @@ class RnncapOptunaSweeper(Sweeper):
         pruner: str | None,
         pruner_args: DictConfig | None,
         grid: list[str] | None,
+        timeout: float | None,
     ) -> None:
         from ._impl import OptunaSweeperImpl  # lazy: plugins are imported at every Hydra start
 
@@ -46,6 +47,7 @@ class RnncapOptunaSweeper(Sweeper):
             pruner,
             pruner_args,
             grid,
+            timeout,
         )
 
     def setup(

@@ -183,24 +183,27 @@ class PopulationStack(nn.Module):
         # not registered as a submodule: a template whose own tensors are never used
         self._template = (template.to("meta"),)
 
-    def _state(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Every parameter and buffer stacked over the members: [K, ...]. ``torch.stack`` is
-        differentiable, so each member's gradient lands on its own tensors."""
-        params = zip(*(list(m.parameters()) for m in self.members), strict=True)
-        buffers = zip(*(list(m.buffers()) for m in self.members), strict=True)
+    def _state(self, which: list[int]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The parameters and buffers of members ``which``, stacked: [K', ...]. ``torch.stack``
+        is differentiable, so each member's gradient lands on its own tensors."""
+        members = [self.members[k] for k in which]
+        params = zip(*(list(m.parameters()) for m in members), strict=True)
+        buffers = zip(*(list(m.buffers()) for m in members), strict=True)
         return (
             {n: torch.stack(p) for n, p in zip(self.names, params, strict=True)},
             {n: torch.stack(b) for n, b in zip(self.buffer_names, buffers, strict=True)},
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x [K, B, T, I] -> readouts [K, B, T, O], member k on x[k] with its own weights."""
+    def forward(self, x: Tensor, which: list[int] | None = None) -> Tensor:
+        """x [K', B, T, I] -> readouts [K', B, T, O]: member ``which[j]`` (default: all, in
+        order) on x[j] with its own weights. Members left out cost nothing and get no gradient."""
         template = self._template[0]
+        which = list(range(len(self.members))) if which is None else which
 
         def solo(params: dict[str, Tensor], buffers: dict[str, Tensor], xk: Tensor) -> Tensor:
             return functional_call(template, (params, buffers), (xk,))
 
-        return vmap(solo)(*self._state(), x)
+        return vmap(solo)(*self._state(which), x)
 
     def member(self, k: int) -> RecurrentStack:
         """Member k as a solo RecurrentStack (its own submodule)."""
@@ -297,23 +300,37 @@ class PopulationModule(pl.LightningModule):
         return DataLoader(self.data, batch_sampler=batches, collate_fn=whole_batch)
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        """One step of the active members only (the others are frozen and not computed):
+        each one's masked full-batch loss, backward, per-member clipping, the optimiser."""
         x, labels, mask = batch
-        losses = member_losses(self.population(x), labels, mask)
-        self.last_losses = losses.detach()
-        self.alive &= torch.isfinite(self.last_losses)
-        active = self.active()
-        flags = active.tolist()
+        flags = self.active().tolist()
+        which = [k for k, on in enumerate(flags) if on]
+        if not which:
+            self.trainer.should_stop = True
+            return
+        losses = member_losses(self.population(x[which], which), labels[which], mask[which])
+        finite = torch.isfinite(losses.detach())
+        last = (
+            self.last_losses
+            if self.last_losses is not None
+            else x.new_full(self.alive.shape, math.nan)
+        )
+        self.last_losses = last.clone().index_copy_(
+            0, torch.tensor(which, device=x.device), losses.detach()
+        )
+        self.alive[which] &= finite
+        flags = self.active().tolist()
         if not any(flags):
             self.trainer.should_stop = True
             return
         optimizer = self.optimizers()
         optimizer.zero_grad()
-        self.manual_backward(torch.where(active, losses, 0.0).sum())
+        self.manual_backward(torch.where(finite, losses, 0.0).sum())
         member_gradients(self.population, flags, [m.clip for m in self.settings])
         optimizer.step()
         self.lr_schedulers().step()
-        self.member_steps += active.long()
-        self.log("train/loss_mean", losses[active].mean(), prog_bar=True)
+        self.member_steps += torch.tensor(flags, device=self.member_steps.device).long()
+        self.log("train/loss_mean", losses[finite].mean(), prog_bar=True)
         step = self.trainer.global_step
         if self.evaluate_every and step % self.evaluate_every == 0:
             self.evaluate(step, x, labels, mask, flags)
@@ -326,10 +343,14 @@ class PopulationModule(pl.LightningModule):
     ) -> list[float | None]:
         """The objective (bits) of each member that trained this step (None for the others),
         reported to the tuner's trials when linked; the members it prunes are frozen."""
-        correct = member_correct(self.population(x), labels, mask)
+        which = [k for k, on in enumerate(flags) if on]
+        counted = member_correct(self.population(x[which], which), labels[which], mask[which])
+        correct: list[float | None] = [None] * len(flags)
+        for k, c in zip(which, counted, strict=True):
+            correct[k] = c
         values = [
-            stored_bits(m.samples, c / m.samples) if on else None
-            for m, c, on in zip(self.settings, correct, flags, strict=True)
+            None if c is None else stored_bits(m.samples, c / m.samples)
+            for m, c in zip(self.settings, correct, strict=True)
         ]
         finite = [v for v in values if v is not None and math.isfinite(v)]
         if finite:
