@@ -478,3 +478,32 @@ def test_grid_key_missing_on_the_command_line_is_one_line():
         {"cell": "cell=rnn", "depth": "depth=2"},
         {"cell": "cell=gru", "depth": "depth=2"},
     ]
+
+
+MEMBER_SPACE = [  # the categorical keys fixed, so all trials share one computation
+    "optimizer=adam",
+    "cell.nonlinearity=tanh",
+    "cell.recurrent_init=orthogonal",
+    "task.samples=int(interval(12, 32))",
+    "trainer.max_steps=int(interval(6, 12))",
+]
+
+
+def test_population_sweep_trains_each_round_as_one_job_and_tells_every_member(tmp_path):
+    pop = ["hydra.sweeper.population=4", "hydra.sweep.dir=p"]
+    out = sweep(tmp_path, 4, *MEMBER_SPACE, *pop)
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = optuna.load_study(
+        study_name="capacity-rnn-d1-n4-tpe", storage=f"sqlite:///{tmp_path}/results/tune/studies.db"
+    )
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert {t.user_attrs["run_dir"] for t in trials} == {str(tmp_path / "p" / "0")}  # one job
+    metrics = json.loads((tmp_path / "p" / "0" / "metrics.json").read_text())
+    assert metrics["population"] == 4
+    for trial, row in zip(trials, metrics["members"], strict=True):
+        assert row["lr"] == trial.params["optimizer.lr"]
+        assert row["samples"] == trial.params["task.samples"]
+        assert row["max_steps"] == trial.params["trainer.max_steps"]
+        assert trial.value == row["bits"] and trial.user_attrs["metrics.bits"] == row["bits"]
+        assert sorted(trial.intermediate_values)[-1] <= row["max_steps"]

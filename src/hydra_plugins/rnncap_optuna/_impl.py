@@ -56,12 +56,14 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from hydra_plugins.rnncap_optuna.storage import (  # noqa: F401
     absolute_storage,
     open_storage,
+    retry_failed,
     shared,
     storage_url,
 )
 from rnncap.core.errors import ConfigError
 from rnncap.core.population import MEMBER_KEYS
 from rnncap.core.trial_report import make_pruner
+from rnncap.core.validate import validate
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
@@ -383,10 +385,13 @@ def finished(study: optuna.Study) -> int:
 
 
 def fail_abandoned(study: optuna.Study) -> None:
-    """Trials left RUNNING by a killed sweep can never finish: mark them failed."""
+    """Trials left RUNNING by a killed sweep can never finish: mark them failed and ask their
+    settings again (as a shared storage does for a dead worker's trials)."""
+    retry = retry_failed()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         log.warning("trial %d was left running by an earlier sweep: marked failed", trial.number)
-        study.tell(trial.number, state=TrialState.FAIL)
+        failed = study.tell(trial.number, state=TrialState.FAIL)
+        retry(study, failed)
 
 
 def diverged_constraint(trial: FrozenTrial) -> tuple[float]:
@@ -447,6 +452,15 @@ def heartbeat(study: optuna.Study, trials: Sequence[Trial], interval: int) -> It
     finally:
         stop.set()
         thread.join()
+
+
+def validate_point(config: DictConfig) -> None:
+    """rnncap's checks of a point's run config (as every job would run them)."""
+    run = copy.deepcopy(config)
+    with open_dict(run):
+        run.output_dir = "."  # a job's own folder: unknown before it runs
+        run.pop("hydra", None)
+    validate(run)
 
 
 @dataclass
@@ -602,12 +616,28 @@ class OptunaSweeperImpl:
         known |= {k.lstrip("+~"): v.split("=", 1)[1] for k, v in fixed.items()}
         return known
 
-    def open_point(self, arguments: list[str], point: Mapping[str, str], grid: bool) -> Point:
-        """One study of the sweep: its search space, fixed overrides and resumed study."""
-        space, fixed = parse_search_space(self.params, [*arguments, *point.values()])
+    def open_point(
+        self, arguments: list[str], point: Mapping[str, str], grid: bool
+    ) -> Point | None:
+        """One study of the sweep: its search space, fixed overrides and resumed study. A grid
+        point whose config is refused (the +RNN at depth 1) is skipped with a note (None); a
+        refused config without a grid ends the sweep before any trial."""
+        _, fixed = parse_search_space(self.params, [*arguments, *point.values()])
         config = self.hydra_context.config_loader.load_sweep_config(
             self.config, list(fixed.values())
         )
+        try:
+            validate_point(config)
+        except ConfigError as err:
+            if not grid:
+                raise
+            log.info("skip %s: %s", " ".join(point.values()), err)
+            return None
+        # the space as this point resolves it (a range may scale with a grid key: b with
+        # model.budget in the capacity space)
+        params = config.hydra.sweeper.get("params") if "hydra" in config else None
+        params = OmegaConf.to_container(params, resolve=True) if params else self.params
+        space, fixed = parse_search_space(params, [*arguments, *point.values()])
         self.check_population(config)
         label = "-".join(f"{k.rsplit('.', 1)[-1]}{v.split('=', 1)[1]}" for k, v in point.items())
         study = self.open_study(config, label if grid else None)
@@ -628,7 +658,10 @@ class OptunaSweeperImpl:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", message="Heartbeat of storage")  # we beat, not optimize
         arguments, grid = split_grid(arguments, self.grid)
-        points = [self.open_point(arguments, point, bool(self.grid)) for point in grid]
+        opened = [self.open_point(arguments, point, bool(self.grid)) for point in grid]
+        points = [p for p in opened if p is not None]
+        if not points:
+            raise ConfigError(f"hydra.sweeper.grid={self.grid}: every point is refused")
         storage = absolute_storage(self.storage, self.config.hydra.runtime.cwd)
         failed, start = 0, time.monotonic()
         while rounds := [p for p in points if self.n_trials - finished(p.study) > 0]:

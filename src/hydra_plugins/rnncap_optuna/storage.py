@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 from sqlalchemy.engine import make_url
@@ -79,6 +80,14 @@ def open_storage(
     return open_rdb(url, heartbeat_interval, grace_period)
 
 
+def retry_failed() -> Any:
+    """Optuna's callback that enqueues a failed trial's settings again (at most ``RETRIES``
+    times), recording ``failed_trial`` in the new trial's system attributes."""
+    # Optuna 4.9 renamed the retry callback; 4.0 to 4.8 have only the old name
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    return (retry or optuna.storages.RetryFailedTrialCallback)(RETRIES)
+
+
 def open_rdb(
     url, heartbeat_interval: int | None, grace_period: int | None
 ) -> optuna.storages.RDBStorage:
@@ -86,9 +95,6 @@ def open_rdb(
     create Optuna's tables: a failed first attempt is retried."""
     shown = url.render_as_string(hide_password=True)
     connect = {"connect_timeout": 10} if url.get_backend_name() == "postgresql" else {}
-    # Optuna 4.9 renamed the retry callback; 4.0 to 4.8 have only the old name
-    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-    retry = retry or optuna.storages.RetryFailedTrialCallback
     for attempt in range(3):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
@@ -98,7 +104,7 @@ def open_rdb(
                     engine_kwargs={"connect_args": connect, "pool_pre_ping": True},
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
-                    heartbeat_stale_trial_callback=retry(RETRIES) if heartbeat_interval else None,
+                    heartbeat_stale_trial_callback=retry_failed() if heartbeat_interval else None,
                 )
         except (SQLAlchemyError, ImportError, ValueError) as err:
             cause = getattr(err, "orig", None) or err  # the driver's own message

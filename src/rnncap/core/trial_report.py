@@ -72,16 +72,19 @@ class TrialReporter:
 
     def report(self, step: int, values: Sequence[float | None]) -> list[bool]:
         """Report member k's ``values[k]`` at ``step`` (None: not running, nothing reported);
-        True where the pruner stops that member."""
+        True where the pruner stops that member. Every value is reported before the pruner is
+        asked, best first, so a pruner that compares running trials (successive halving)
+        judges members by their values, not by their order in the population."""
         if len(values) != len(self.trials):
             raise ValueError(f"{len(values)} values for {len(self.trials)} trials")
-        pruned = []
-        for trial, value in zip(self.trials, values, strict=True):
-            if value is None or not math.isfinite(value):
-                pruned.append(False)
-                continue
-            trial.report(float(value), step)
-            pruned.append(trial.should_prune())
+        ranked = [k for k, v in enumerate(values) if v is not None and math.isfinite(v)]
+        for k in ranked:
+            self.trials[k].report(float(values[k]), step)
+        maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        ranked.sort(key=lambda k: values[k], reverse=maximize)
+        pruned = [False] * len(values)
+        for k in ranked:
+            pruned[k] = self.trials[k].should_prune()
         return pruned
 
 
