@@ -4,7 +4,6 @@ paper-scale experiment, figures, W&B, `dvc repro` and `dvc status`."""
 from __future__ import annotations
 
 import ast
-import itertools
 import json
 import math
 import os
@@ -29,6 +28,7 @@ from rnncap.core.errors import ConfigError
 from rnncap.core.run import train
 from rnncap.generate import generate, write_cell_configs
 from rnncap.tasks.capacity import CapacityTask
+from rnncap.train_grid import grid_commands
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RNNCAP = [sys.executable, "-m", "rnncap.cli"]  # the `rnncap` command of the pipeline's stages
@@ -111,39 +111,24 @@ def dvc_stages(root: Path) -> dict:
         return {s.addressing: s for s in repo.index.stages}
 
 
-def expected_train_stages(params: dict) -> set[str]:
-    """The training stages a grid should give: its own product of lists per stage."""
-    names = set()
-    for task, sizes in [("capacity", ["budgets", "loads"]), ("memory", ["widths"])]:
-        grid = params[task]
-        for stage, cells, depths in [
-            ("", "cells", "depths"),
-            ("_deep", "deep_cells", "deep_depths"),
-        ]:
-            lists = [grid[cells], grid[depths], *(grid[k] for k in sizes), grid["seeds"]]
-            names |= {
-                f"train_{task}{stage}@" + "-".join(map(str, item))
-                for item in itertools.product(*lists)
-            }
-    return names
-
-
-def test_dvc_yaml_expands_the_grid_in_params_yaml():
+def test_dvc_yaml_runs_each_grid_of_params_yaml_as_one_multirun():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     stages = dvc_stages(ROOT)
-    assert {n for n in stages if n.startswith("train_")} == expected_train_stages(params)
-    for grid in (params["capacity"], params["memory"]):
-        assert all(d >= 2 for d in grid["deep_depths"]) and "intersection" not in grid["cells"]
-    memory = stages["train_memory@lstm-1-12-0"]
-    assert "task=memory cell=lstm depth=1 model.hidden=12 seed=0" in memory.cmd
-    assert {str(Path(d.def_path)) for d in memory.deps} >= {"data/memory/s0.pt"}
-    load = params["capacity"]["loads"][-1]
-    stage = stages[f"train_capacity@gru-2-300-{load}-0"]
-    assert f"cell=gru depth=2 model.budget=300 task.samples=$((300*{load}))" in stage.cmd
-    assert f"hydra.run.dir=results/train/capacity/gru-d2-p300-x{load}-s0" in stage.cmd
-    deps = {str(Path(d.def_path)) for d in stage.deps}
-    assert "results/configs/cell/gru.yaml" in deps and f"data/capacity/p300-x{load}-s0.pt" in deps
-    assert not any(d.startswith("conf/cell") for d in deps)  # only its own composed config
+    assert {n for n in stages if n.startswith("train_")} == {"train_capacity", "train_memory"}
+    assert stages["train_capacity"].cmd == "rnncap train-grid capacity"
+    (capacity,) = grid_commands(ROOT / "params.yaml", "capacity")
+    grid = params["capacity"]
+    assert f"cell={','.join(grid['cells'])}" in capacity
+    assert f"model.budget={','.join(map(str, grid['budgets']))}" in capacity
+    assert "hydra.sweeper.grid=[cell,depth,model.budget,seed]" in capacity
+    assert f"hydra.sweeper.population={grid['search']['population']}" in capacity
+    assert f"hydra.launcher.n_jobs={params['jobs']}" in capacity
+    memory, deep = grid_commands(ROOT / "params.yaml", "memory")
+    assert f"cell={','.join(params['memory']['cells'])}" in memory
+    assert "cell=intersection" in deep and "depth=2" in deep
+    assert "task.data_file=data/memory/s${seed}.pt" in memory
+    deps = {str(Path(d.def_path)) for d in stages["train_memory"].deps}
+    assert {"data/memory", "results/configs/cell"} <= deps
 
 
 def dep_paths(stage) -> set[str]:
@@ -197,13 +182,14 @@ def test_stages_call_rnncap_or_train_py_and_depend_on_all_they_import():
     training = imported_files("train", *tasks)
     analysis = imported_files("rnncap.cli", *(f"rnncap.analysis.{m}" for m in ANALYSIS))
     generating = imported_files("rnncap.cli", "rnncap.generate", *tasks)
-    tune = imported_files("train", "rnncap.cli", "rnncap.analysis.tune_grid") | {
+    sweeper = {  # Hydra loads its plugins at every start
         str(p.relative_to(ROOT)) for p in (ROOT / "src/hydra_plugins").rglob("*.py")
-    }  # Hydra loads its plugins at every start
+    }
+    tune = imported_files("train", "rnncap.cli", "rnncap.analysis.tune_grid") | sweeper
+    training |= imported_files("rnncap.cli", "rnncap.train_grid")
     for name, files in [
-        ("train_capacity@rnn-1-100-2-0", training),
-        ("train_memory@gru-1-4-0", training),
-        ("generate_capacity@100-2-0", generating),
+        ("train_capacity", training | sweeper),
+        ("train_memory", training),
         ("cell_configs", generating),
         ("fit", analysis),
         ("plot", analysis),
@@ -211,7 +197,7 @@ def test_stages_call_rnncap_or_train_py_and_depend_on_all_they_import():
         ("trainability", analysis),
     ]:
         assert not covered(files, dep_paths(stages[name])), name
-    train_deps = dep_paths(stages["train_capacity@rnn-1-100-2-0"])
+    train_deps = dep_paths(stages["train_capacity"])
     assert {
         "src/rnncap/core",
         "src/rnncap/cells",
@@ -319,16 +305,14 @@ def tiny_params() -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params |= {"experiment": "tiny", "wandb": "disabled"}
     params["capacity"] |= {
-        "cells": ["rnn"],
-        "depths": [1],
-        "deep_cells": ["intersection"],
-        "deep_depths": [2],
+        "cells": ["rnn", "intersection"],  # the +RNN is skipped at depth 1
+        "depths": [1, 2],
         "budgets": [60, 150],
-        "loads": [2],
         "seeds": [0],
     }
     params["capacity"]["task"] = {"input_dim": 10, "steps": 3}
-    params["capacity"]["train"] |= {"max_steps": 20}
+    params["capacity"]["search"] |= {"trials": 2, "population": 2, "val_check_interval": 10}
+    params["capacity"]["overrides"] = "hardware=cpu trainer.max_steps=20"
     params["memory"] |= {
         "cells": ["rnn"],
         "depths": [1],
@@ -345,7 +329,7 @@ def tiny_params() -> dict:
 def smallest_params() -> dict:
     """The smallest grid: one capacity run (and the fit and plot); no memory runs."""
     params = tiny_params()
-    params["capacity"] |= {"deep_cells": [], "budgets": [60]}
+    params["capacity"] |= {"cells": ["rnn"], "depths": [1], "budgets": [60]}
     params["memory"] |= {"cells": [], "deep_cells": [], "seeds": []}
     return params
 
@@ -414,15 +398,18 @@ def test_imports_and_tool_caches_in_the_sources_leave_the_pipeline_up_to_date(tm
 def test_dvc_repro_runs_a_tiny_grid_then_does_nothing_then_reruns_one_cell(tmp_path):
     repo = make_repo(tmp_path)
     first = dvc_repro(repo)
-    trained = sorted((repo / "results" / "train" / "capacity").iterdir())
-    assert [p.name for p in trained] == [
-        "intersection-d2-p150-x2-s0",
-        "intersection-d2-p60-x2-s0",
-        "rnn-d1-p150-x2-s0",
-        "rnn-d1-p60-x2-s0",
+    trained = sorted(
+        p.parent.parent.name for p in (repo / "results" / "train").rglob("metrics.json")
+    )
+    assert sorted(set(trained)) == [
+        "capacity-intersection-d2-p150-tpe",
+        "capacity-intersection-d2-p60-tpe",
+        "capacity-rnn-d1-p150-tpe",
+        "capacity-rnn-d1-p60-tpe",
+        "memory",
     ]
-    assert first.count("Running stage 'train_capacity") == 4
-    assert first.count("Running stage 'train_memory") == 2
+    assert first.count("Running stage 'train_capacity") == 1
+    assert first.count("Running stage 'train_memory") == 1
     for name in ("capacity_vs_params", "bits_per_param", "memory_per_unit"):
         assert (repo / "results" / "figures" / f"{name}.png").read_bytes()[:8] == PNG_SIGNATURE
     metrics = json.loads((repo / "results" / "capacity.json").read_text())
@@ -434,15 +421,9 @@ def test_dvc_repro_runs_a_tiny_grid_then_does_nothing_then_reruns_one_cell(tmp_p
     second = dvc_repro(repo)
     assert "Running stage" not in second
 
-    cell = repo / "conf" / "cell" / "rnn.yaml"  # one cell's config changes: only its runs rerun
+    # a cell's config changes: the training grids (one stage each) rerun, the data does not
+    cell = repo / "conf" / "cell" / "rnn.yaml"
     cell.write_text(cell.read_text() + "recurrent_scale: 0.9\n")  # a key the class defaults
     third = dvc_repro(repo)
     reran = {line.split("'")[1] for line in third.splitlines() if "Running stage" in line}
-    assert reran == {
-        "cell_configs",
-        "train_capacity@rnn-1-60-2-0",
-        "train_capacity@rnn-1-150-2-0",
-        "train_memory@rnn-1-2-0",
-        "fit",
-        "plot",
-    }
+    assert reran == {"cell_configs", "train_capacity", "train_memory", "fit", "plot"}

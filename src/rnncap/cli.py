@@ -4,6 +4,7 @@
     rnncap generate cells DIR                           every cell's composed config
     rnncap fit [--runs DIR] [--out DIR] [--metrics FILE] [--studies URL ...]
     rnncap plot [--tables DIR] [--out DIR]
+    rnncap train-grid capacity|memory [--params FILE] [--dry-run]
     rnncap tune-grid [--params FILE] [--dry-run]
     rnncap trainability [--storage URL] [--out DIR]
     rnncap exp-params FILE | xargs dvc exp run        FILE's grid as a DVC experiment
@@ -130,7 +131,24 @@ def cmd_plot(args: argparse.Namespace) -> None:
         log_figures(paths, tables, args.experiment, args.wandb)
 
 
-# ---- tuning ----------------------------------------------------------------------------------
+# ---- training and tuning ---------------------------------------------------------------------
+def cmd_train_grid(args: argparse.Namespace) -> None:
+    from rnncap.train_grid import grid_commands, run_grid
+
+    _file(args.params, "--params")
+    if not Path("train.py").is_file() or not Path("conf").is_dir():
+        raise UsageError("train.py and conf/ are not here: run rnncap train-grid in the project")
+    try:
+        commands = grid_commands(args.params, args.grid)
+    except (ValueError, KeyError) as err:
+        raise UsageError(f"--params {args.params}: {args.grid}: {_one_line(err)}") from err
+    try:
+        run_grid(commands, args.grid, Path("."), args.dry_run)
+    except subprocess.CalledProcessError as err:
+        print(f"error: python {shlex.join(map(str, err.cmd[1:]))} failed", file=sys.stderr)
+        sys.exit(err.returncode)
+
+
 def cmd_tune_grid(args: argparse.Namespace) -> None:
     from rnncap.analysis.tune_grid import load_grid, run_grid
 
@@ -271,6 +289,14 @@ PLOT = """the capacity and memory figures (PNG)
 Reads the tables of `rnncap fit` and writes capacity_vs_params.png, bits_per_param.png and
 memory_per_unit.png. Cells are drawn in their class's display order, label and colour.
 """
+TRAIN_GRID = """a training grid of params.yaml as one `python train.py -m` run
+
+capacity: a short search per (cell, depth, budget, seed) point, one Optuna study each, its
+trials trained as populations (sweep=quick); memory: one run per (cell, depth, width, seed).
+One worker process per core (params.yaml `jobs`), so imports are paid per grid, not per run.
+The DVC stages train_capacity and train_memory call it (rnncap.train_grid).
+"""
+
 TUNE_GRID = """the tuning grid of params.yaml: one Optuna study each
 
 Each study is a `python train.py -m sweep=<sampler> ...` run into the grid's one SQLite
@@ -364,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     _path(plot, "--out", "results/figures", "where the figures go")
     _tracking(plot)
     _config_dir(plot, DISPLAY_CONF)
+
+    train = _command(sub, "train-grid", cmd_train_grid, TRAIN_GRID)
+    train.add_argument("grid", choices=["capacity", "memory"], help="which grid of --params")
+    _path(train, "--params", "params.yaml", "the params file holding the grid", "FILE")
+    train.add_argument("--dry-run", action="store_true", help="print the commands only")
 
     tune = _command(sub, "tune-grid", cmd_tune_grid, TUNE_GRID)
     _path(tune, "--params", "params.yaml", "the params file whose `tune` is the grid", "FILE")

@@ -1,6 +1,25 @@
-"""The work of the sweeper: parse the search space, open (or resume) the Optuna study, then
-ask a batch of trials, launch them as Hydra jobs and tell Optuna the results, until the study
-holds ``n_trials`` finished trials.
+"""The work of the sweeper: parse the search space, open (or resume) the Optuna study of each
+point of the sweep, then ask trials, launch them as Hydra jobs and tell Optuna the results,
+until every study holds ``n_trials`` finished (complete or pruned) trials.
+
+- **Grid** (``hydra.sweeper.grid=[depth, model.budget]``): those keys' command-line values
+  (``depth=1,2``) give one study per combination instead of a searched dimension; every round
+  asks each unfinished study for its trials and launches all their jobs as one batch. A point
+  whose config rnncap refuses (the +RNN at depth 1) is skipped with a note.
+- **Populations** (``hydra.sweeper.population=K``): trials are asked K at a time, grouped by the
+  settings that change the computation (everything but the per-member keys of
+  ``rnncap.core.population.MEMBER_KEYS``: cell, depth, optimizer class, nonlinearity, recurrent
+  init, ...), and each group runs as one ``model.population`` job; every member's row of its
+  ``metrics.json`` is told to its own trial. Each member keeps the sweep's seed, so member k is
+  the trial as a solo job would run it.
+- **Pruning** (``hydra.sweeper.pruner``): every job gets its trials' numbers and the storage
+  (``trial.*``, ``rnncap.core.trial_report``), reports its objective at every evaluation as an
+  intermediate value and stops (a population: freezes) what the pruner prunes. Pruned trials
+  are told PRUNED (Optuna keeps their last reported value) with ``status = pruned``.
+- **Parallel jobs** (``hydra.sweeper.n_jobs`` with ``hydra/launcher=joblib``): K x n_jobs
+  trials per round; joblib's worker processes live across rounds (imports paid once each).
+- **Progress**: a line per finished trial (study, number, value, status, best so far, trials
+  per hour) and a summary per study.
 
 A trial whose run diverged (the task function returns None and the run's ``metrics.json`` says
 ``status: diverged``, or it returns a non-finite number) is *infeasible*: it is told COMPLETE
@@ -11,13 +30,16 @@ constraint (1 diverged, 0 feasible) that Optuna stores as the trial's ``constrai
 attribute and its samplers read, so they learn to avoid the region. ``constraints_func`` is
 public on every admitted Optuna (experimental in 4.x; in 5.x deprecated for
 ``Trial.set_constraint``, which 4.x lacks, and removed in 7.0). Only a crash (an exception in
-the job) is a FAIL, bounded by ``max_failure_rate``.
+the job) is a FAIL, bounded by ``max_failure_rate``; a crashed population fails all its trials.
 
-Shared studies (``storage.py``): N workers running the same command join one study in a
-journal file or on PostgreSQL. Each asks only what is still missing, so a study ends with
-between ``n_trials`` and ``n_trials + (N - 1) * n_jobs`` finished trials. On PostgreSQL every
-worker beats a heartbeat for its running trials; a trial whose worker died (kill -9) goes
-stale, and the next worker to ask marks it failed and enqueues its settings again.
+Resuming: a rerun of the same command resumes every study to ``n_trials``. With SQLite one
+process owns a study, so trials a killed sweep left RUNNING are marked failed and their
+settings asked again. Shared studies (``storage.py``): N workers running the same command join
+one study in a journal file or on PostgreSQL. Each asks only what is still missing, so a study
+ends with between ``n_trials`` and ``n_trials + (N - 1) * n_jobs * population`` finished
+trials. On PostgreSQL every worker beats a heartbeat for its running trials; a trial whose
+worker died (kill -9) goes stale, and the next worker to ask marks it failed and enqueues its
+settings again.
 """
 
 from __future__ import annotations
