@@ -18,6 +18,8 @@ import pytest
 import torch
 import yaml
 from conftest import CELL_NAMES, ROOT, compose_cfg
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from test_analysis import capacity_run, memory_run, synthetic_grid, write_runs
 from test_train import cli_env
 
@@ -186,10 +188,10 @@ def test_stages_call_rnncap_or_train_py_and_depend_on_all_they_import():
         str(p.relative_to(ROOT)) for p in (ROOT / "src/hydra_plugins").rglob("*.py")
     }
     tune = imported_files("train", "rnncap.cli", "rnncap.analysis.tune_grid") | sweeper
-    training |= imported_files("rnncap.cli", "rnncap.train_grid")
+    grids = training | imported_files("rnncap.cli", "rnncap.train_grid")  # rnncap train-grid
     for name, files in [
-        ("train_capacity", training | sweeper),
-        ("train_memory", training),
+        ("train_capacity", grids | sweeper),
+        ("train_memory", grids),
         ("cell_configs", generating),
         ("fit", analysis),
         ("plot", analysis),
@@ -223,7 +225,11 @@ def test_paper_params_have_the_same_keys_as_the_default():
     assert keys(paper) == keys(default)
     assert paper["capacity"]["depths"] == [1, 2, 4, 8]
     assert max(paper["capacity"]["budgets"]) >= 100_000
-    samples = max(paper["capacity"]["budgets"]) * max(paper["capacity"]["loads"])
+    search = [f"sweep={paper['capacity']['search']['sweep']}"]
+    search.append(f"model.budget={max(paper['capacity']['budgets'])}")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        space = compose("train", overrides=search, return_hydra_config=True).hydra.sweeper.params
+    samples = OmegaConf.to_container(space, resolve=True)["task.samples"]["high"]
     assert samples <= 2 ** paper["capacity"]["task"]["input_dim"]  # distinct inputs exist
 
 

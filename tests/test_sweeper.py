@@ -6,13 +6,17 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from conftest import CONF, ROOT
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -507,3 +511,44 @@ def test_population_sweep_trains_each_round_as_one_job_and_tells_every_member(tm
         assert row["max_steps"] == trial.params["trainer.max_steps"]
         assert trial.value == row["bits"] and trial.user_attrs["metrics.bits"] == row["bits"]
         assert sorted(trial.intermediate_values)[-1] <= row["max_steps"]
+
+
+@pytest.mark.slow  # about a minute on 2 cores
+def test_killed_population_sweep_resumes_keeping_finished_members_once(tmp_path):
+    """kill -9 of a population sweep mid-job, then the same command: the study resumes to
+    n_trials; the finished members are kept once, the running ones are failed and their
+    settings asked again."""
+    args = [*MEMBER_SPACE, "trainer.max_steps=int(interval(300, 400))"]
+    args.append("trainer.val_check_interval=100")
+    args += ["hydra.sweeper.population=4", "hydra.sweep.dir=k"]
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "sweep=tpe", *TINY, *args]
+    cmd += ["hydra.sweeper.n_trials=12", "hydra.sweeper.sampler.seed=3"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    storage = f"sqlite:///{tmp_path}/results/tune/studies.db"
+    name = "capacity-rnn-d1-n4-tpe"
+    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while True:  # wait for the first population to finish and the second to be running
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.5)
+        try:
+            states = [t.state for t in optuna.load_study(study_name=name, storage=storage).trials]
+        except (KeyError, ValueError, sqlalchemy.exc.OperationalError):
+            continue
+        if states.count(TrialState.COMPLETE) == 4 and states.count(TrialState.RUNNING) == 4:
+            break
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    before = {t.number: t.value for t in optuna.load_study(study_name=name, storage=storage).trials
+              if t.state == TrialState.COMPLETE}  # fmt: skip
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(done) == 12 and len(failed) == 4
+    assert before == {t.number: t.value for t in done[:4]}  # kept, once
+    for killed in failed:
+        again = [t for t in done if t.system_attrs.get("failed_trial") == killed.number]
+        assert len(again) == 1 and again[0].params == killed.params

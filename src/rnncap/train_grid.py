@@ -2,7 +2,7 @@
 of a grid's points, one worker process per core (``hydra/launcher=joblib``), so that torch and
 Lightning are imported a few times per grid, not once per run.
 
-- ``capacity``: a short search per (cell, depth, budget, seed) point (``sweep=quick``, one
+- ``capacity``: a search per (cell, depth, budget, seed) point (``capacity.search.sweep``, one
   Optuna study per point through ``hydra.sweeper.grid``), its trials trained as populations;
   a point's capacity is the maximum of bits over its trials (``rnncap fit``). Points a cell
   cannot take (the +RNN at depth 1) are skipped.
@@ -23,9 +23,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from rnncap.analysis.tune_grid import split_overrides
+from rnncap.core.command_line import split_overrides
 
-GRIDS = ("capacity", "memory")
 RUN = ["trainer.checkpoint_every=null", "trainer.enable_progress_bar=false"]
 
 
@@ -51,7 +50,7 @@ def capacity_command(grid: Mapping[str, Any], jobs: int, out: str) -> list[str]:
     search, task = grid["search"], grid["task"]
     return [
         "-m",
-        "sweep=quick",
+        f"sweep={search['sweep']}",
         "task=capacity",
         f"cell={hydra_list(grid['cells'])}",
         f"depth={hydra_list(grid['depths'])}",
@@ -63,6 +62,7 @@ def capacity_command(grid: Mapping[str, Any], jobs: int, out: str) -> list[str]:
         f"hydra.sweeper.pruner={search['pruner'] or 'null'}",
         *split_overrides(search.get("pruner_args")),
         f"trainer.val_check_interval={search['val_check_interval']}",
+        *([] if search["max_steps"] is None else [f"trainer.max_steps={search['max_steps']}"]),
         *parallel(jobs),
         f"hydra.sweeper.n_jobs={jobs}",
         f"hydra.sweeper.storage=journal:///{out}/studies.log",

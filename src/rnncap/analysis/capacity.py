@@ -42,8 +42,11 @@ from rnncap.analysis.tables import (
 )
 
 
+MEASURED = ("ok", "pruned")  # a pruned trial stores what it had learned when it was stopped
+
+
 def _done(run: Row, key: str) -> bool:
-    return run.get("status") == "ok" and run.get(key) is not None
+    return run.get("status") in MEASURED and run.get(key) is not None
 
 
 def _group(runs: Iterable[Row], task: str, keys: Sequence[str]) -> dict[tuple, list[Row]]:

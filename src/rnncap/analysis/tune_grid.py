@@ -11,21 +11,15 @@ which the paper excludes) are skipped with a note. ``rnncap tune-grid [--params 
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-
-def split_overrides(value: str | Sequence[str] | None) -> list[str]:
-    """train.py overrides as params.yaml writes them, one string ``"a=1 b=2"``, as a list."""
-    if value is None:
-        return []
-    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+from rnncap.core.command_line import split_overrides
 
 
 def load_grid(params: Path) -> dict[str, Any]:

@@ -9,8 +9,9 @@ unknown options and keys to Hydra's message, which lists what exists.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from hydra.errors import HydraException
@@ -19,6 +20,13 @@ from rnncap.core.errors import ConfigError
 from rnncap.core.validate import compose_error
 
 FULL_ERROR = "HYDRA_FULL_ERROR"  # set: Hydra raises its errors (with full tracebacks)
+
+
+def split_overrides(value: str | Sequence[str] | None) -> list[str]:
+    """train.py overrides as params.yaml writes them, one string ``"a=1 b=2"``, as a list."""
+    if value is None:
+        return []
+    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
 
 
 def fail(message: str) -> None:

@@ -330,8 +330,9 @@ class PopulationModule(pl.LightningModule):
         optimizer.step()
         self.lr_schedulers().step()
         self.member_steps += torch.tensor(flags, device=self.member_steps.device).long()
-        self.log("train/loss_mean", losses[finite].mean(), prog_bar=True)
         step = self.trainer.global_step
+        if step % self.trainer.log_every_n_steps == 0:  # Lightning's log costs a step's work
+            self.log("train/loss_mean", losses[finite].mean(), prog_bar=True)
         if self.evaluate_every and step % self.evaluate_every == 0:
             self.evaluate(step, x, labels, mask, flags)
         if not self.active().any():
