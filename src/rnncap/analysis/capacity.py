@@ -41,7 +41,6 @@ from rnncap.analysis.tables import (
     write_csv,
 )
 
-
 MEASURED = ("ok", "pruned")  # a pruned trial stores what it had learned when it was stopped
 
 
