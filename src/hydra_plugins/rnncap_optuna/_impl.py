@@ -582,6 +582,7 @@ class OptunaSweeperImpl:
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
         self.config, self.hydra_context = config, hydra_context
+        self.opened: str | optuna.storages.BaseStorage | None = None
         launcher = config.hydra.launcher
         if "n_jobs" in launcher and launcher.n_jobs == -1:  # joblib's "all cores": ours instead
             config = copy.deepcopy(config)
@@ -606,9 +607,14 @@ class OptunaSweeperImpl:
         name = self.study_name or default_study_name(config, self.sampler)
         if self.study_name and label:
             name = f"{name}-{label}"
-        storage = open_storage(
-            self.storage, self.config.hydra.runtime.cwd, self.heartbeat_interval, self.grace_period
-        )
+        if self.opened is None:  # one storage object for every study of the sweep
+            self.opened = open_storage(
+                self.storage,
+                self.config.hydra.runtime.cwd,
+                self.heartbeat_interval,
+                self.grace_period,
+            )
+        storage = self.opened
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "Using an existing study"
         try:
