@@ -32,7 +32,7 @@ def test_tuner_curves_maximise_and_leading_infeasible():
     assert medians[1:] == [2.0, 3.0] and bests[1:] == [2.0, 4.0]
 
 
-def add_study(storage, name, cell, depth, sampler, values, maximize=True):
+def add_study(storage, name, cell, depth, sampler, values, maximize=True, pruned=0):
     direction = "maximize" if maximize else "minimize"
     study = optuna.create_study(study_name=name, storage=storage, direction=direction)
     for key, value in {"cell": cell, "depth": depth, "sampler": sampler}.items():
@@ -43,6 +43,10 @@ def add_study(storage, name, cell, depth, sampler, values, maximize=True):
         status = "diverged" if v is None else "ok"
         value = worst if v is None else v
         study.add_trial(create_trial(value=value, user_attrs={"status": status}))
+    for _ in range(pruned):  # stopped by the pruner: finished, not diverged, not on the curves
+        stop = create_trial(state=TrialState.PRUNED, value=0.5, intermediate_values={10: 0.5})
+        stop.user_attrs["status"] = "pruned"
+        study.add_trial(stop)
     study.add_trial(create_trial(state=TrialState.FAIL))  # a crash: not counted
     return study
 
@@ -51,7 +55,7 @@ def add_study(storage, name, cell, depth, sampler, values, maximize=True):
 def storage(tmp_path):
     url = f"sqlite:///{tmp_path}/studies.db"
     add_study(url, "rnd-rnn-d1", "rnn", 1, "RandomSampler", [1.0, None, 2.0, None])
-    add_study(url, "rnd-rnn-d8", "rnn", 8, "RandomSampler", [1.0, 3.0])
+    add_study(url, "rnd-rnn-d8", "rnn", 8, "RandomSampler", [1.0, 3.0], pruned=1)
     add_study(url, "rnd-gru-d1", "gru", 1, "RandomSampler", [None, 4.0, 5.0, 6.0, 7.0])
     add_study(url, "rnd-gru-d2", "gru", 2, "RandomSampler", [None])  # depth not in the table
     add_study(url, "gp-gru-d1", "gru", 1, "GPSampler", [2.0, None, 6.0, 4.0])
@@ -63,15 +67,15 @@ def test_infeasible_table_pools_by_cell_and_depth(storage):
     studies = [s for s in tr.load_studies(storage) if s.sampler == "RandomSampler"]
     rows = tr.infeasible_table([s for s in studies if s.depth in (1, 8)], CONF)
     assert rows == [  # cells in the paper's order
-        {"cell": "rnn", "depth": 1, "trials": 4, "diverged": 2, "percent": 50.0},
-        {"cell": "rnn", "depth": 8, "trials": 2, "diverged": 0, "percent": 0.0},
-        {"cell": "gru", "depth": 1, "trials": 5, "diverged": 1, "percent": 20.0},
-        {"cell": "lstm", "depth": 8, "trials": 0, "diverged": 0, "percent": None},
+        {"cell": "rnn", "depth": 1, "trials": 4, "diverged": 2, "pruned": 0, "percent": 50.0},
+        {"cell": "rnn", "depth": 8, "trials": 3, "diverged": 0, "pruned": 1, "percent": 0.0},
+        {"cell": "gru", "depth": 1, "trials": 5, "diverged": 1, "pruned": 0, "percent": 20.0},
+        {"cell": "lstm", "depth": 8, "trials": 0, "diverged": 0, "pruned": 0, "percent": None},
     ]
     assert tr.table_markdown(rows, [1, 8], CONF) == (
         "| cell | depth 1 | depth 8 |\n"
         "|---|---|---|\n"
-        "| RNN | 50.0 (2/4) | 0.0 (0/2) |\n"
+        "| RNN | 50.0 (2/4) | 0.0 (0/3) |\n"
         "| GRU | 20.0 (1/5) | - |\n"
         "| LSTM | - | - |\n"
     )
@@ -98,7 +102,8 @@ def test_report_writes_figure_tables_and_summary(storage, tmp_path):
         ("gru", "1", "20.0"),
         ("lstm", "8", ""),
     ]
-    assert "| RNN | 50.0 (2/4) | 0.0 (0/2) |" in (out / "infeasible.md").read_text()
+    assert "| RNN | 50.0 (2/4) | 0.0 (0/3) |" in (out / "infeasible.md").read_text()
+    assert [r["pruned"] for r in table] == ["0", "1", "0", "0"]  # counted apart
 
 
 def test_command_line(storage, tmp_path, capsys):

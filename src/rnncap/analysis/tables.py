@@ -67,7 +67,7 @@ MEMORY_COLUMNS = [
     "diverged",
 ]
 CURVE_FIELDS = ["study", "cell", "depth", "sampler", "trial", "status", "value", "median", "best"]
-INFEASIBLE_COLUMNS = ["cell", "depth", "trials", "diverged", "percent"]
+INFEASIBLE_COLUMNS = ["cell", "depth", "trials", "diverged", "pruned", "percent"]
 
 
 def read_runs(root: str | Path) -> list[Row]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,18 +42,21 @@ class StudyTrials:
     objective: str
     maximize: bool
     values: list[float]  # objective; non-finite for infeasible trials
-    feasible: list[bool]
+    feasible: list[bool]  # complete and not diverged: what the curves use
+    pruned: list[bool] = field(default_factory=list)  # stopped early by the tuner's pruner
 
 
 def load_studies(storage: str) -> list[StudyTrials]:
-    """Every study in ``storage`` with its COMPLETE trials (the sweeper's study attributes
-    give cell, depth, sampler and objective)."""
+    """Every study in ``storage`` with its finished trials, COMPLETE and PRUNED (the sweeper's
+    study attributes give cell, depth, sampler and objective). A pruned trial's value is the
+    last one it reported: it counts as a setting that did not diverge, not on the curves."""
     import optuna
 
     studies = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        trials = study.get_trials(deepcopy=False, states=states)
         trials = sorted(trials, key=lambda t: t.number)
         attrs = study.user_attrs
         studies.append(
@@ -64,8 +67,13 @@ def load_studies(storage: str) -> list[StudyTrials]:
                 sampler=str(attrs.get("sampler", "?")),
                 objective=str(attrs.get("objective", "value")),
                 maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE,
-                values=[float(t.value) for t in trials],
-                feasible=[t.user_attrs.get("status", "ok") != "diverged" for t in trials],
+                values=[math.nan if t.value is None else float(t.value) for t in trials],
+                feasible=[
+                    t.state == optuna.trial.TrialState.COMPLETE
+                    and t.user_attrs.get("status", "ok") != "diverged"
+                    for t in trials
+                ],
+                pruned=[t.state == optuna.trial.TrialState.PRUNED for t in trials],
             )
         )
     return studies
@@ -91,7 +99,9 @@ def curve_rows(studies: Sequence[StudyTrials]) -> list[dict]:
     rows = []
     for s in studies:
         medians, bests = tuner_curves(s.values, s.feasible, s.maximize)
+        pruned = s.pruned or [False] * len(s.values)
         for i, (value, ok) in enumerate(zip(s.values, s.feasible, strict=True)):
+            status = "ok" if ok else "pruned" if pruned[i] else "diverged"
             rows.append(
                 {
                     "study": s.name,
@@ -99,8 +109,8 @@ def curve_rows(studies: Sequence[StudyTrials]) -> list[dict]:
                     "depth": s.depth,
                     "sampler": s.sampler,
                     "trial": i,
-                    "status": "ok" if ok else "diverged",
-                    "value": value if ok else "",
+                    "status": status,
+                    "value": value if status != "diverged" else "",
                     "median": medians[i],
                     "best": bests[i],
                 }
@@ -109,22 +119,26 @@ def curve_rows(studies: Sequence[StudyTrials]) -> list[dict]:
 
 
 def infeasible_table(studies: Sequence[StudyTrials], conf_dir: Path = CONF_DIR) -> list[dict]:
-    """Rows (cell, depth, trials, diverged, percent), trials pooled over studies of the same
-    cell and depth, sorted by cell (display order) then depth."""
+    """Rows (cell, depth, trials, diverged, pruned, percent diverged), trials pooled over
+    studies of the same cell and depth, sorted by cell (display order) then depth. Pruned
+    trials count as finished settings that did not diverge, and are counted apart."""
     pooled: dict[tuple[str, int], list[int]] = {}
     for s in studies:
-        counts = pooled.setdefault((s.cell, s.depth), [0, 0])
+        counts = pooled.setdefault((s.cell, s.depth), [0, 0, 0])
+        pruned = s.pruned or [False] * len(s.feasible)
         counts[0] += len(s.feasible)
-        counts[1] += sum(not ok for ok in s.feasible)
+        counts[1] += sum(not ok and not p for ok, p in zip(s.feasible, pruned, strict=True))
+        counts[2] += sum(pruned)
     return [
         {
             "cell": cell,
             "depth": depth,
             "trials": n,
             "diverged": bad,
+            "pruned": cut,
             "percent": round(100.0 * bad / n, 1) if n else None,  # None: no finished trial
         }
-        for (cell, depth), (n, bad) in sorted(
+        for (cell, depth), (n, bad, cut) in sorted(
             pooled.items(), key=lambda item: (cell_sort_key(item[0][0], conf_dir), item[0][1])
         )
     ]
