@@ -387,14 +387,10 @@ def test_direction_comes_from_the_task_class(task, expected):
     assert _impl.task_direction(hydra_cfg(f"task={task}")) == expected
 
 
-def test_parallel_sweep_reports_every_evaluation_and_prunes(tmp_path):
-    """Two worker processes (joblib), the median pruner: every trial reports its objective at
-    each evaluation; pruned trials are PRUNED with status pruned and count as finished; one
+def check_pruned_sweep(tmp_path: Path, out: subprocess.CompletedProcess) -> None:
+    """Ten finished trials of which some pruned: every trial reported its objective at each
+    evaluation; pruned trials are PRUNED with status pruned and count as finished; one
     progress line per trial and a summary."""
-    pruning = ["hydra.sweeper.pruner=median", "hydra.sweeper.pruner_args={n_startup_trials:2}"]
-    parallel = ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2"]
-    steps = ["trainer.max_steps=30", "trainer.val_check_interval=10", "optimizer.lr=0.01"]
-    out = sweep(tmp_path, 10, *steps, *parallel, *pruning, "hydra.sweep.dir=s")
     assert out.returncode == 0, out.stderr[-3000:]
     study = optuna.load_study(
         study_name="capacity-rnn-d1-n4-tpe", storage=f"sqlite:///{tmp_path}/results/tune/studies.db"
@@ -417,6 +413,20 @@ def test_parallel_sweep_reports_every_evaluation_and_prunes(tmp_path):
     assert f"{10 - pruned} complete (0 diverged), {pruned} pruned, 0 failed" in log
     results = OmegaConf.load(tmp_path / "s" / "optimization_results.yaml")
     assert results.trials == 10 and results.pruned == pruned
+
+
+PRUNING = ["hydra.sweeper.pruner=median", "hydra.sweeper.pruner_args={n_startup_trials:2}"]
+EVALUATIONS = ["trainer.max_steps=30", "trainer.val_check_interval=10", "optimizer.lr=0.01"]
+
+
+def test_sweep_reports_every_evaluation_and_prunes(tmp_path):
+    check_pruned_sweep(tmp_path, sweep(tmp_path, 10, *EVALUATIONS, *PRUNING, "hydra.sweep.dir=s"))
+
+
+@pytest.mark.slow  # worker processes import torch and Lightning: about a minute
+def test_parallel_sweep_in_worker_processes_reports_and_prunes(tmp_path):
+    parallel = ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2", "hydra.sweep.dir=s"]
+    check_pruned_sweep(tmp_path, sweep(tmp_path, 10, *EVALUATIONS, *PRUNING, *parallel))
 
 
 @pytest.mark.parametrize(
