@@ -11,6 +11,7 @@ See benchmarks/README.md for what each number means and the measured tables.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import platform
@@ -30,7 +31,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import rnncap  # noqa: E402,F401  (the config schemas)
 from rnncap.cells import GRUCell, IntersectionCell, LSTMCell, RNNCell, UGRNNCell  # noqa: E402
-from rnncap.core.population import PopulationStack, member_losses, member_step  # noqa: E402
+from rnncap.core.population import (  # noqa: E402
+    PopulationStack,
+    member_gradients,
+    member_losses,
+)
 from rnncap.core.stack import RecurrentStack  # noqa: E402
 
 
@@ -189,16 +194,18 @@ def solo_step(model: RecurrentStack, x, y) -> Callable[[], None]:
 
 
 def population_step(population: PopulationStack, x, y, mask) -> Callable[[], None]:
-    params = list(population.parameters())
-    optimizer = torch.optim.Adam(params, lr=1.0)
-    lrs = torch.full((population.size,), 0.01, dtype=torch.float64, device=x.device)
-    alive = torch.ones(population.size, dtype=torch.bool, device=x.device)
+    """One full-batch Adam step of every member, as the population module trains: one torch
+    optimiser with one parameter group per member, ``member_gradients`` before the step."""
+    groups = [{"params": list(m.parameters()), "lr": 0.01} for m in population.members]
+    optimizer = torch.optim.Adam(groups)
+    active, clips = [True] * population.size, [None] * population.size
 
     def step() -> None:
         losses = member_losses(population(x), y, mask)
         optimizer.zero_grad()
         losses.sum().backward()
-        member_step(params, optimizer, lrs, alive)
+        member_gradients(population, active, clips)
+        optimizer.step()
 
     return step
 
@@ -214,9 +221,10 @@ def bench_population(device, sizes, k: int, repeats: int) -> list[dict]:
     for cell, hidden, samples in sizes:
         models = capacity_models(cell, hidden, k)
         x, y, mask = capacity_data(k, samples, device)
-        population = PopulationStack(models).to(device)  # stacks copies: models stay put
+        # each contender trains its own copies (a PopulationStack holds the models themselves)
+        population = PopulationStack(copy.deepcopy(models)).to(device)
         q = k // 4  # the same K models as 4 populations of K/4 in turn (cache-size check)
-        quarter = PopulationStack(models[:q]).to(device)
+        quarter = PopulationStack(copy.deepcopy(models[:q])).to(device)
         solo = models[0].to(device)
         fns = {"solo": solo_step(solo, x[0], y[0]), "pop": population_step(population, x, y, mask)}
         quarter_step = population_step(quarter, x[:q], y[:q], mask[:q])
