@@ -478,18 +478,24 @@ def tuning_row(
     return row, curve
 
 
-def plot_tuning(curves: dict[str, list[tuple[float, float]]], path: Path) -> None:
-    """Best-so-far bits per parameter against the mode's wall-clock budget, one line a mode."""
+def plot_tuning(rows: list[dict], curves: dict[str, list[tuple[float, float]]], path: Path) -> None:
+    """Best-so-far bits per parameter against the mode's wall-clock budget, one line a mode,
+    drawn to the end of its budget; a mode with no finished trial is named in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for mode, curve in curves.items():
-        if curve:
-            x, y = zip(*curve, strict=True)
-            ax.step(x, y, where="post", marker="o", markersize=3, label=mode)
+    for row in rows:
+        mode, curve = row["mode"], curves[row["mode"]]
+        if not curve:
+            ax.plot([], [], label=f"{mode}: no finished trial in {row['wall_s']:.0f} s")
+            continue
+        x, y = zip(*curve, strict=True)
+        (line,) = ax.step([*x, row["wall_s"]], [*y, y[-1]], where="post", label=mode)
+        ax.plot(x, y, "o", markersize=4, color=line.get_color())
+    ax.set_xlim(0, max(r["wall_s"] for r in rows))
     ax.set_xlabel("wall-clock seconds since the mode's first slice (slices concatenated)")
     ax.set_ylabel("best bits / parameter so far")
     ax.set_title("Tuning the 500-parameter tanh RNN (capacity, TPE, 2 jobs)")
@@ -522,10 +528,7 @@ def bench_tuning(
 def tuning_ratios(rows: list[dict], baseline: str = "solo") -> dict[str, float | None]:
     """Each mode's trials per hour over the baseline's."""
     base = next(r["trials_per_hour"] for r in rows if r["mode"] == baseline)
-    return {
-        r["mode"]: round(r["trials_per_hour"] / base, 2) if base and r["trials_per_hour"] else None
-        for r in rows
-    }
+    return {r["mode"]: round(r["trials_per_hour"] / base, 2) if base else None for r in rows}
 
 
 # ---------------------------------------------------------------------- main
@@ -625,7 +628,7 @@ def main() -> None:
         print("trials_per_hour vs solo (baseline):", json.dumps(ratios))
         png = args.json.with_suffix(".png") if args.json else out / "tuning.png"
         png.parent.mkdir(parents=True, exist_ok=True)
-        plot_tuning(curves, png)
+        plot_tuning(rows, curves, png)
         print("best bits/param against wall time:", png)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
