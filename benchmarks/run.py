@@ -11,6 +11,7 @@ See benchmarks/README.md for what each number means and the measured tables.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import functools
 import json
@@ -399,13 +400,26 @@ def tuning_slice(mode: str, out: Path, seconds: float) -> tuple[float, float]:
         try:
             code = proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGTERM)
-            code = proc.wait()
+            code = stop_group(proc)
             print(f"{mode}: slice stopped after {limit:.0f} s", flush=True)
         end = time.time()
-    if code not in (0, -signal.SIGTERM):
+    if code not in (0, -signal.SIGTERM, -signal.SIGKILL):
         raise RuntimeError(f"{mode}: the sweep exited with {code}; see {folder / 'sweeps.log'}")
     return start, end
+
+
+def stop_group(proc: subprocess.Popen) -> int:
+    """End a slice's process group (the sweeper and its joblib workers, which may outlive a
+    SIGTERM of the sweeper and hold the cores): SIGTERM, then SIGKILL after 10 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        code = None
+    time.sleep(10 if code is not None else 0)  # the workers' own grace
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.wait() if code is None else code
 
 
 def slice_clock(slices: list[tuple[float, float]]) -> Callable[[float], float]:
