@@ -298,6 +298,9 @@ def test_trials_are_grouped_by_the_settings_that_change_the_computation():
         {"optimizer": "rmsprop", "optimizer.lr": 0.5, "optimizer.momentum": 0.1},
     ]
     assert _impl.group_trials(chosen, 2) == [[0, 2], [3], [1, 4]]
+    # a group cut into populations by b: each member is padded to its population's largest b
+    by_b = [{"optimizer.lr": 0.1, "task.samples": b} for b in (900, 100, 500, 120)]
+    assert _impl.group_trials(by_b, 2) == [[1, 3], [2, 0]]
     overrides = _impl.population_overrides([chosen[1], chosen[4]], seed=3)
     assert overrides == [
         "optimizer=rmsprop",

@@ -301,13 +301,20 @@ def split_members(chosen: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, 
 
 def group_trials(chosen: Sequence[Mapping[str, Any]], size: int) -> list[list[int]]:
     """Indices of ``chosen`` grouped by their grouping keys (and by which per-member keys they
-    have), in order of first appearance, each group cut into populations of at most ``size``."""
+    have), in order of first appearance, each group cut into populations of at most ``size``.
+    A group larger than ``size`` is cut in order of sample count b: every member is padded to
+    its population's largest b, so similar b share a population."""
     groups: dict[str, list[int]] = {}
     for index, settings in enumerate(chosen):
         shared_keys, own = split_members(settings)
         signature = json.dumps([sorted(shared_keys.items(), key=str), sorted(own)], default=str)
         groups.setdefault(signature, []).append(index)
-    return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+    populations = []
+    for group in groups.values():
+        if len(group) > size:
+            group = sorted(group, key=lambda i: chosen[i].get(MEMBER_KEYS["samples"], 0))
+        populations += [group[i : i + size] for i in range(0, len(group), size)]
+    return populations
 
 
 def format_list(values: Sequence[Any]) -> str:
@@ -423,9 +430,10 @@ def diverged_constraint(trial: FrozenTrial) -> tuple[float]:
 
 
 def make_sampler(factory: functools.partial, done: int) -> optuna.samplers.BaseSampler:
-    """The configured sampler; a seeded one resuming after ``done`` trials gets seed + done,
-    so that a rerun continues instead of replaying the first proposals. A sampler that takes
-    constraints gets ``diverged_constraint`` (module doc)."""
+    """The configured sampler; a seeded one resuming a study that holds ``done`` trials (any
+    state: a rerun after a kill that finished none must not replay them either) gets
+    seed + done, so that a rerun continues instead of replaying the first proposals. A
+    sampler that takes constraints gets ``diverged_constraint`` (module doc)."""
     seed = factory.keywords.get("seed")
     kwargs: dict[str, Any] = {"seed": None if seed is None else seed + done}
     if "constraints_func" in inspect.signature(factory.func).parameters:
@@ -629,7 +637,7 @@ class OptunaSweeperImpl:
                 f"{self.storage} with direction {study.direction.name.lower()}; give another "
                 "hydra.sweeper.study_name or the study's direction"
             )
-        study.sampler = make_sampler(self.sampler, finished(study))
+        study.sampler = make_sampler(self.sampler, len(study.get_trials(deepcopy=False)))
         attrs = {"task": config.task.name, "cell": config.cell.name, "depth": config.depth}
         attrs |= {"objective": objective, "sampler": self.sampler.func.__name__}
         for key, value in attrs.items():
