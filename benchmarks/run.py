@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -353,17 +353,20 @@ def flop_utilisation(device, population: list[dict], size: int, repeats: int) ->
 # The 500-parameter tanh RNN on the capacity task (input_dim 16, T = 5, depth 1), tuned by TPE
 # with a fixed seed over the capacity space with optimizer, nonlinearity and recurrent init
 # fixed (one population group), 2 jobs at a time (joblib: one process per core, one torch
-# thread each). The median pruner compares every 250 steps once 8 trials have finished, and
-# from step 1000 on: the shortest training the space allows (trainer.max_steps >= 1000).
+# thread each). Pruning is successive halving (reduction 3, first rung at 250 steps): it
+# compares running trials too, so it acts inside a population's first round (the median rule
+# waits for finished trials, and a population's members finish only when their job does).
+# --quick shortens trials to 300-1500 steps so that a slice of a few minutes finishes rounds.
 PRUNER = [
-    "hydra.sweeper.pruner=median",
-    "hydra.sweeper.pruner_args={n_startup_trials:8,n_warmup_steps:1000}",
+    "hydra.sweeper.pruner=successive_halving",
+    "hydra.sweeper.pruner_args={min_resource:250,reduction_factor:3}",
 ]
+POPULATION = "hydra.sweeper.population=8"
 TUNING_MODES: dict[str, list[str]] = {
     "solo": [],
     "pruned": PRUNER,
-    "population": ["hydra.sweeper.population=16"],
-    "population_pruned": ["hydra.sweeper.population=16", *PRUNER],
+    "population": [POPULATION],
+    "population_pruned": [POPULATION, *PRUNER],
 }
 TUNING_ARGS = [
     *("-m", "sweep=tpe", "task=capacity", "cell=rnn", "depth=1", "model.budget=500"),
@@ -372,6 +375,7 @@ TUNING_ARGS = [
     *("hydra/launcher=joblib", "hydra.sweeper.n_jobs=2", "trainer.val_check_interval=250"),
     *("trainer.checkpoint_every=null", "trainer.enable_progress_bar=false"),
 ]
+QUICK_ARGS = ["trainer.max_steps=int(tag(log, interval(300, 1500)))"]
 FINISHED = ("COMPLETE", "PRUNED")
 
 
@@ -379,7 +383,9 @@ def tuning_storage(out: Path, mode: str) -> str:
     return f"journal:///{(out / mode / 'study.log').resolve()}"
 
 
-def tuning_slice(mode: str, out: Path, seconds: float) -> tuple[float, float]:
+def tuning_slice(
+    mode: str, out: Path, seconds: float, extra: Sequence[str] = ()
+) -> tuple[float, float]:
     """One slice of a mode's budget: a sweeper process that resumes the mode's study and asks
     no new round after ``seconds`` minus a margin (start-up, the last round); returns its
     (start, end) wall-clock times. The round in flight at the timeout runs to its end; a slice
@@ -387,7 +393,7 @@ def tuning_slice(mode: str, out: Path, seconds: float) -> tuple[float, float]:
     folder = out / mode
     folder.mkdir(parents=True, exist_ok=True)
     timeout, limit = seconds - max(20.0, seconds / 6), max(3 * seconds, seconds + 660)
-    command = [sys.executable, "train.py", *TUNING_ARGS, *TUNING_MODES[mode]]
+    command = [sys.executable, "train.py", *TUNING_ARGS, *extra, *TUNING_MODES[mode]]
     command += [f"hydra.sweeper.storage={tuning_storage(out, mode)}"]
     command += [f"hydra.sweeper.study_name={mode}", f"hydra.sweeper.timeout={timeout}"]
     command += [f"hydra.sweep.dir={(folder / 'runs').resolve()}"]
@@ -521,14 +527,14 @@ def plot_tuning(rows: list[dict], curves: dict[str, list[tuple[float, float]]], 
 
 
 def bench_tuning(
-    out: Path, slices: int, seconds: float
+    out: Path, slices: int, seconds: float, extra: Sequence[str] = ()
 ) -> tuple[list[dict], dict[str, list[tuple[float, float]]]]:
     """Every mode given ``slices`` x ``seconds`` of wall clock, the slices run round-robin
     across the modes (solo, pruned, population, population_pruned, solo, ...)."""
     times: dict[str, list[tuple[float, float]]] = {mode: [] for mode in TUNING_MODES}
     for index in range(slices):
         for mode in TUNING_MODES:
-            times[mode].append(tuning_slice(mode, out, seconds))
+            times[mode].append(tuning_slice(mode, out, seconds, extra))
             start, end = times[mode][-1]
             print(f"{mode}: slice {index + 1} of {slices}: {end - start:.0f} s", flush=True)
             (out / "slices.json").write_text(json.dumps(times) + "\n")
@@ -568,7 +574,7 @@ def main() -> None:
         "--parts",
         default="cells,population,lightning,flops",
         help="comma-separated subset of cells,population,lightning,flops,tuning (tuning: "
-        "4 modes x 3 min with --quick, 4 x 30 min without; not in the default)",
+        "4 modes x 4 min with --quick, 4 x 30 min without; not in the default)",
     )
     parser.add_argument(
         "--tuning-out",
@@ -578,7 +584,7 @@ def main() -> None:
     parser.add_argument(
         "--tuning-slice-s",
         type=float,
-        help="tuning: seconds per slice (default 180 with --quick, else 600)",
+        help="tuning: seconds per slice (default 240 with --quick, else 600)",
     )
     parser.add_argument(
         "--tuning-slices",
@@ -629,9 +635,9 @@ def main() -> None:
     if "tuning" in parts:
         out = args.tuning_out or Path(tempfile.mkdtemp(prefix="rnncap-tuning-"))
         slices = args.tuning_slices or (1 if args.quick else 3)
-        seconds = args.tuning_slice_s or (180.0 if args.quick else 600.0)
+        seconds = args.tuning_slice_s or (240.0 if args.quick else 600.0)
         print(f"\ntuning: {slices} x {seconds:.0f} s per mode, studies and runs in {out}")
-        rows, curves = bench_tuning(out, slices, seconds)
+        rows, curves = bench_tuning(out, slices, seconds, QUICK_ARGS if args.quick else ())
         ratios = tuning_ratios(rows)
         results["tuning"] = rows
         results["tuning_ratios_vs_solo"] = ratios
