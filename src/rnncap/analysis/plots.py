@@ -25,6 +25,7 @@ matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.lines  # noqa: E402
 import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rnncap.analysis.capacity import theory_mse  # noqa: E402
@@ -73,10 +74,14 @@ def capacity_figure(table: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Figu
                     color=shown.color, label=shown.label, ms=5)  # fmt: skip
         title = f"{depth} layer" + ("s" if depth > 1 else "")
         ax.set(xscale="log", yscale="log", xlabel="number of parameters", title=title)
+        # a range of less than a decade gets labelled minor ticks that overlap: plain numbers
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+        ax.xaxis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
     axes[0, 0].set_ylabel("capacity (bits)")
-    fig.suptitle("Capacity (max of bits over b and seeds) against parameters", fontsize=11)
+    fig.suptitle("Capacity (max of bits over trials, b and seeds) against parameters", fontsize=11)
     fig.tight_layout()
     return fig
 
