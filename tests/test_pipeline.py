@@ -412,6 +412,8 @@ def test_dvc_repro_runs_a_tiny_grid_then_does_nothing_then_reruns_one_cell(tmp_p
         "capacity-intersection-d2-p60-tpe",
         "capacity-rnn-d1-p150-tpe",
         "capacity-rnn-d1-p60-tpe",
+        "capacity-rnn-d2-p150-tpe",
+        "capacity-rnn-d2-p60-tpe",
         "memory",
     ]
     assert first.count("Running stage 'train_capacity") == 1

@@ -549,7 +549,8 @@ def test_killed_population_sweep_resumes_keeping_finished_members_once(tmp_path)
             states = [t.state for t in optuna.load_study(study_name=name, storage=storage).trials]
         except (KeyError, ValueError, sqlalchemy.exc.OperationalError):
             continue
-        if states.count(TrialState.COMPLETE) == 4 and states.count(TrialState.RUNNING) == 4:
+        second_job = tmp_path / "k" / "4"  # started: its 4 trials have all their settings
+        if states.count(TrialState.COMPLETE) == 4 and second_job.is_dir():
             break
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
