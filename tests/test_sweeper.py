@@ -461,6 +461,7 @@ def test_population_of_a_task_that_cannot_be_one_exits_2(tmp_path):
     assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("*.db"))
 
 
+@pytest.mark.slow  # 8 trials in 4 studies, about 30 s; split_grid is tested by default
 def test_grid_sweep_runs_one_study_per_combination(tmp_path):
     """hydra.sweeper.grid=[cell,depth] with cell=rnn,gru depth=1,2: four studies in one
     sweep, each resumed to n_trials, each trial's run in <sweep dir>/<study>/<number>."""
