@@ -83,7 +83,7 @@ from hydra_plugins.rnncap_optuna.storage import (  # noqa: F401
     storage_url,
 )
 from rnncap.core.errors import ConfigError
-from rnncap.core.population import MEMBER_KEYS
+from rnncap.core.population import MEMBER_KEYS, population_refusal
 from rnncap.core.trial_report import make_pruner
 from rnncap.core.validate import validate
 
@@ -326,8 +326,8 @@ def population_overrides(members: Sequence[Mapping[str, Any]], seed: int) -> lis
     ``model.population=K`` and every per-member key as a list (``model.members``); every
     member keeps the sweep's seed, so member k is the trial as a solo job would run it."""
     shared_keys, _ = split_members(members[0])
-    names = [name for name in MEMBER_KEYS if name in split_members(members[0])[1]]
-    lists = {name: [split_members(m)[1][name] for m in members] for name in names}
+    owns = [split_members(m)[1] for m in members]  # the group shares which keys they have
+    lists = {name: [own[name] for own in owns] for name in MEMBER_KEYS if name in owns[0]}
     lists["seed"] = [seed] * len(members)
     body = ",".join(f"{name}:{format_list(values)}" for name, values in lists.items())
     return [
@@ -369,8 +369,8 @@ class Progress:
         value = trial.value
         status = trial.user_attrs.get("status", trial.state.name.lower())
         if status == "ok" and value is not None and math.isfinite(value):
-            better = self.best is None or (value > self.best[0]) == self.maximize
-            if better and value != (self.best or (None,))[0]:
+            best = None if self.best is None else self.best[0]
+            if best is None or (value > best if self.maximize else value < best):
                 self.best = (value, trial.number)
         shown = "-" if value is None or not math.isfinite(value) else f"{value:.6g}"
         best = "-" if self.best is None else f"{self.best[0]:.6g} (trial {self.best[1]})"
@@ -680,11 +680,11 @@ class OptunaSweeperImpl:
         if not shared(self.storage):  # one process owns the study: nothing else is running
             fail_abandoned(study)
         objective, _ = task_direction(config)
-        seed = int(self.known_values(fixed).get("seed", config.seed))
+        known = self.known_values(fixed)
+        seed = int(known.get("seed", config.seed))
         log.info("%s: %d of %d trials finished", study.study_name, finished(study), self.n_trials)
         progress = Progress(study, objective, self.n_trials)
         subdir = study.study_name if grid else None
-        known = self.known_values(fixed)
         return Point(study, space, fixed, known, objective, seed, progress, subdir)
 
     def sweep(self, arguments: list[str]) -> list[optuna.Study]:
@@ -758,19 +758,9 @@ class OptunaSweeperImpl:
             yield job, [trials[i] for i in group]
 
     def check_population(self, config: DictConfig) -> None:
-        """Population trials train full-batch capacity models only: say so before any trial."""
-        if self.population == 1:
-            return
-        if config.task.name != "capacity":
-            raise ConfigError(
-                f"hydra.sweeper.population={self.population} trains full-batch capacity "
-                f"populations only; task={config.task.name} cannot: use population=1"
-            )
-        if config.task.get("batch_size") is not None:
-            raise ConfigError(
-                f"hydra.sweeper.population={self.population} trains full batch: "
-                "task.batch_size must be null (or use population=1)"
-            )
+        """Population trials need a task that trains as a population: say so before any trial."""
+        if self.population > 1 and (reason := population_refusal(config)) is not None:
+            raise ConfigError(f"hydra.sweeper.population={self.population} {reason}")
 
     def validate_batch(self, asked: list[tuple[Point, list[Trial]]], batch: list) -> None:
         """Compose every job's config before launching (a bad key fails the trials now)."""

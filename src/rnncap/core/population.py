@@ -157,12 +157,20 @@ def member_config(cfg: DictConfig, member: Member, index: int = 0) -> DictConfig
     return solo
 
 
+def population_refusal(cfg: DictConfig) -> str | None:
+    """Why ``cfg``'s task cannot train as a population (None: it can): populations train the
+    capacity task, full batch. The run and the sweeper prefix it with their own key."""
+    if not issubclass(get_class(cfg.task._target_), CapacityTask):
+        return f"trains full-batch capacity populations only; task={cfg.task.name} cannot"
+    if cfg.task.get("batch_size") is not None:
+        return "trains full batch: set task.batch_size=null"
+    return None
+
+
 def check_population(cfg: DictConfig) -> list[DictConfig]:
     """Validate the population keys; return the K members' solo configs."""
-    if not issubclass(get_class(cfg.task._target_), CapacityTask):
-        raise ConfigError(f"model.population>1 supports task=capacity only, got {cfg.task.name}")
-    if cfg.task.batch_size is not None:
-        raise ConfigError("model.population>1 trains full batch: set task.batch_size=null")
+    if (reason := population_refusal(cfg)) is not None:
+        raise ConfigError(f"model.population={cfg.model.population} {reason}")
     return [member_config(cfg, m, k) for k, m in enumerate(member_settings(cfg))]
 
 
