@@ -187,7 +187,7 @@ def test_stages_call_rnncap_or_train_py_and_depend_on_all_they_import():
     sweeper = {  # Hydra loads its plugins at every start
         str(p.relative_to(ROOT)) for p in (ROOT / "src/hydra_plugins").rglob("*.py")
     }
-    tune = imported_files("train", "rnncap.cli", "rnncap.analysis.tune_grid") | sweeper
+    tune = imported_files("train", "rnncap.cli", "rnncap.tune_grid") | sweeper
     grids = training | imported_files("rnncap.cli", "rnncap.train_grid")  # rnncap train-grid
     for name, files in [
         ("train_capacity", grids | sweeper),
@@ -211,7 +211,7 @@ def test_stages_call_rnncap_or_train_py_and_depend_on_all_they_import():
     assert {"conf/hardware", "conf/logger", "conf/sweep", "conf/cell", "conf/task"} <= tune_deps
 
 
-ANALYSIS = ["capacity", "plots", "tables", "tracking", "trainability", "studies", "tune_grid"]
+ANALYSIS = ["capacity", "plots", "tables", "tracking", "trainability", "studies"]
 
 
 def test_paper_params_have_the_same_keys_as_the_default():

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import compose_cfg
 
 from rnncap.core import population as population_module
 from rnncap.core.errors import ConfigError
 from rnncap.core.module import RNNCapModule
-from rnncap.core.population import MEMBER_KEYS, PopulationModule, member_losses
+from rnncap.core.population import MEMBER_KEYS, PopulationModule
+from rnncap.core.population_data import member_losses
 from rnncap.core.run import train
 
 SEEDS, LRS, SAMPLES = [3, 7, 11], [0.01, 0.03, 0.004], [32, 20, 9]
@@ -174,6 +176,60 @@ def test_every_member_setting_equals_its_solo_run(make_cfg, tmp_path, record_los
         assert member["status"] == "ok"
         assert member["accuracy"] == solo["accuracy"]
         assert member["loss"] == pytest.approx(solo["loss"], abs=1e-5)
+
+
+SHARED_TASKS = {
+    "parentheses": [
+        "task=parentheses",
+        "task.streams=2",
+        "task.noise_symbols=2",
+        "task.steps=6",
+        "task.samples=40",
+        "task.eval_samples=24",
+        "task.batch_size=16",  # minibatches: every member sees its solo run's batch order
+        "task.seed=4",
+    ],
+    "arithmetic": ["task=arithmetic", "task.samples=40", "task.eval_samples=16", "task.seed=4"],
+}
+SHARED = {"seed": [5, 6, 9], "lr": [0.01, 0.03, 0.003], "clip": [None, 0.1, 1.0]}
+
+
+@pytest.mark.parametrize("task", list(SHARED_TASKS))
+def test_shared_data_member_equals_solo_run(tmp_path, record_losses, monkeypatch, task):
+    """Every task but capacity: the members share the population's data and batch order, so
+    member k is the solo run seed=s_k task.seed=<the population's>, step by step, and the
+    objective reported to its trial is the solo run's task objective on the evaluation set."""
+    reporter = PruneMemberOne()
+    monkeypatch.setattr(population_module, "build_reporter", lambda cfg, members: reporter)
+    base = [
+        *SHARED_TASKS[task],
+        "cell=gru",
+        "model.hidden=6",
+        "trainer.max_steps=20",
+        "trainer.val_check_interval=10",
+        "trainer.checkpoint_every=null",
+    ]
+    cfg = compose_cfg([*base, "model.population=3", members_override(SHARED)], tmp_path / "pop")
+    train(cfg)
+    rows = read_metrics(cfg)["members"]
+    steps = torch.tensor(record_losses["population"])
+    assert steps.shape == (20, 3)
+    assert [r["status"] for r in rows] == ["ok", "pruned", "ok"]
+    for k in range(3):
+        record_losses["solo"].clear()
+        n = 10 if k == 1 else 20
+        solo_cfg = compose_cfg(
+            [*base, *solo_overrides(SHARED, k), f"trainer.max_steps={n}"], tmp_path / f"s{k}"
+        )
+        train(solo_cfg)
+        torch.testing.assert_close(
+            steps[:n, k], torch.tensor(record_losses["solo"]), rtol=0, atol=1e-5
+        )
+        solo = read_metrics(solo_cfg)
+        assert rows[k]["accuracy"] == pytest.approx(solo["accuracy"], abs=1e-6)
+        assert rows[k]["loss"] == pytest.approx(solo["loss"], abs=1e-5)
+        reported = reporter.calls[0 if k == 1 else 1][1][k]
+        assert reported == pytest.approx(solo["loss"], abs=1e-5)  # the task objective
 
 
 class PruneMemberOne:

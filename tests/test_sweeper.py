@@ -60,6 +60,24 @@ def test_sweep_group_selects_sampler_and_space_and_default_stays_basic():
     assert "cell.nonlinearity" not in hydra_cfg("sweep=tpe", "cell=irnn").hydra.sweeper.params
 
 
+@pytest.mark.parametrize("cell", ["rnn", "irnn", "gru", "intersection"])
+def test_members_space_searches_only_per_member_keys_so_a_round_is_one_population(cell):
+    """sweep=members: the gp space less the keys that change the computation (optimiser,
+    nonlinearity, recurrent init): every asked trial of a study falls in one group."""
+    from rnncap.core.population import MEMBER_KEYS
+
+    node = hydra_cfg("sweep=members", f"cell={cell}", "task=parentheses").hydra.sweeper
+    assert node.sampler._target_ == "optuna.samplers.GPSampler"
+    space, _ = _impl.parse_search_space(OmegaConf.to_container(node.params, resolve=True), [])
+    assert space and set(space) <= set(MEMBER_KEYS.values())
+    assert ("cell.gate_bias" in space) == (cell != "rnn" and cell != "irnn")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    chosen = [_impl.suggest(study.ask(), space, {"optimizer": "sgd"}) for _ in range(12)]
+    assert _impl.group_trials(chosen, 12) == [list(range(12))]
+    tpe = hydra_cfg("sweep=members", "hydra/sweeper/sampler=tpe").hydra.sweeper.sampler
+    assert tpe._target_ == "optuna.samplers.TPESampler" and tpe.constant_liar
+
+
 def test_capacity_space_scales_b_with_the_budget_and_tunes_steps_and_clipping():
     params = hydra_cfg("sweep=gp", "task=capacity", "model.budget=800").hydra.sweeper.params
     space, _ = _impl.parse_search_space(OmegaConf.to_container(params, resolve=True), [])
@@ -449,16 +467,50 @@ def test_bad_sweeper_settings_are_one_line_before_any_trial(override, says):
     assert isinstance(cause, ConfigError) and says in str(cause) and "\n" not in str(cause)
 
 
-def test_population_of_a_task_that_cannot_be_one_exits_2(tmp_path):
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "sweep=tpe", "task=parentheses"]
+def test_population_of_a_config_that_cannot_be_one_exits_2(tmp_path):
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "sweep=tpe", "task.batch_size=8"]
     cmd.append("hydra.sweeper.population=4")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2, out.stderr[-2000:]
     (line,) = out.stderr.strip().splitlines()[-1:]
-    assert line.startswith("error: hydra.sweeper.population=4 trains full-batch capacity")
-    assert "task=parentheses" in line
+    assert line.startswith("error: hydra.sweeper.population=4 trains the capacity task full")
+    assert "task.batch_size=null" in line
     assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("*.db"))
+
+
+@pytest.mark.slow  # 12 parentheses trials in 3 studies as 3 populations, about 40 s
+def test_grid_of_parentheses_studies_trains_each_round_as_one_population(tmp_path):
+    """The trainability grid's shape (params.yaml `tune`): sweep=members over cells and
+    optimisers, a minibatch task, each study's round one population job whose members' rows
+    are told to their own trials."""
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "sweep=members", "task=parentheses"]
+    cmd += ["hydra/sweeper/sampler=random", "cell=rnn,gru", "depth=1", "optimizer=adam,sgd"]
+    cmd += ["hydra.sweeper.grid=[cell,depth,optimizer]", "hydra.sweeper.study_name=random"]
+    cmd += ["hydra.sweeper.population=4", "hydra.sweeper.n_trials=4", "model.hidden=4"]
+    cmd += ["task.streams=2", "task.noise_symbols=1", "task.steps=4", "task.samples=32"]
+    cmd += ["task.eval_samples=16", "task.batch_size=8", "trainer.max_steps=6"]
+    cmd += ["trainer.val_check_interval=3", "trainer.checkpoint_every=null", "hydra.sweep.dir=g"]
+    cmd += ["hydra.sweeper.storage=journal:///results/tune/studies.log", "seed=2"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    backend = optuna.storages.journal.JournalFileBackend(str(tmp_path / "results/tune/studies.log"))
+    storage = optuna.storages.JournalStorage(backend)
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    assert names == [
+        f"random-cell{c}-depth1-optimizer{o}" for c in ("gru", "rnn") for o in ("adam", "sgd")
+    ]
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        trials = study.get_trials()
+        assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+        # one population job per study: every trial's run is the job of trial 0
+        (run,) = {t.user_attrs["run_dir"] for t in trials}
+        assert Path(run).parts[-3:] == ("g", name, "0")
+        assert all(t.user_attrs["metrics.loss"] == t.value for t in trials)
+        metrics = json.loads((tmp_path / "g" / name / "0" / "metrics.json").read_text())
+        assert metrics["population"] == 4 and metrics["task"] == "parentheses"
 
 
 @pytest.mark.slow  # 8 trials in 4 studies, about 30 s; split_grid is tested by default

@@ -58,7 +58,7 @@ def storage(tmp_path):
     add_study(url, "rnd-rnn-d8", "rnn", 8, "RandomSampler", [1.0, 3.0], pruned=1)
     add_study(url, "rnd-gru-d1", "gru", 1, "RandomSampler", [None, 4.0, 5.0, 6.0, 7.0])
     add_study(url, "rnd-gru-d2", "gru", 2, "RandomSampler", [None])  # depth not in the table
-    add_study(url, "gp-gru-d1", "gru", 1, "GPSampler", [2.0, None, 6.0, 4.0])
+    add_study(url, "gp-gru-d1", "gru", 1, "GPSampler", [2.0, None, 6.0, 4.0], pruned=1)
     add_study(url, "rnd-lstm-d8", "lstm", 8, "RandomSampler", [])  # nothing finished yet
     return url
 
@@ -66,34 +66,71 @@ def storage(tmp_path):
 def test_infeasible_table_pools_by_cell_and_depth(storage):
     studies = [s for s in tr.load_studies(storage) if s.sampler == "RandomSampler"]
     rows = tr.infeasible_table([s for s in studies if s.depth in (1, 8)], CONF)
-    assert rows == [  # cells in the paper's order
-        {"cell": "rnn", "depth": 1, "trials": 4, "diverged": 2, "pruned": 0, "percent": 50.0},
-        {"cell": "rnn", "depth": 8, "trials": 3, "diverged": 0, "pruned": 1, "percent": 0.0},
-        {"cell": "gru", "depth": 1, "trials": 5, "diverged": 1, "pruned": 0, "percent": 20.0},
-        {"cell": "lstm", "depth": 8, "trials": 0, "diverged": 0, "pruned": 0, "percent": None},
+    counts = [{k: r[k] for k in ("cell", "depth", "trials", "diverged", "pruned")} for r in rows]
+    assert counts == [  # cells in the paper's order
+        {"cell": "rnn", "depth": 1, "trials": 4, "diverged": 2, "pruned": 0},
+        {"cell": "rnn", "depth": 8, "trials": 3, "diverged": 0, "pruned": 1},
+        {"cell": "gru", "depth": 1, "trials": 5, "diverged": 1, "pruned": 0},
+        {"cell": "lstm", "depth": 8, "trials": 0, "diverged": 0, "pruned": 0},
+    ]
+    # percent and Wilson 95% interval: 2/4 -> [15.0, 85.0], 0/3 -> [0, 56.1], 1/5 -> [3.6, 62.4]
+    assert [(r["percent"], r["percent_low"], r["percent_high"]) for r in rows] == [
+        (50.0, 15.0, 85.0),
+        (0.0, 0.0, 56.1),
+        (20.0, 3.6, 62.4),
+        (None, None, None),
     ]
     assert tr.table_markdown(rows, [1, 8], CONF) == (
         "| cell | depth 1 | depth 8 |\n"
         "|---|---|---|\n"
-        "| RNN | 50.0 (2/4) | 0.0 (0/3) |\n"
-        "| GRU | 20.0 (1/5) | - |\n"
+        "| RNN | 50.0 [15.0, 85.0] (2/4) | 0.0 [0.0, 56.1] (0/3) |\n"
+        "| GRU | 20.0 [3.6, 62.4] (1/5) | - |\n"
         "| LSTM | - | - |\n"
     )
+
+
+def test_wilson_interval_by_hand():
+    """z = 1.96: 0 of n -> [0, z^2/(n + z^2)]; n/2 of n is symmetric about 1/2; the interval
+    narrows as 1/sqrt(n)."""
+    z2 = 1.959964**2
+    low, high = tr.wilson_interval(0, 10)
+    assert low == 0.0 and high == pytest.approx(z2 / (10 + z2))
+    low, high = tr.wilson_interval(50, 100)
+    assert low + high == pytest.approx(1.0) and high - 0.5 == pytest.approx(0.0960, abs=1e-3)
+    low4, high4 = tr.wilson_interval(200, 400)
+    assert (high4 - low4) == pytest.approx((high - low) / 2, rel=0.02)
+    assert all(math.isnan(v) for v in tr.wilson_interval(0, 0))
 
 
 def test_report_writes_figure_tables_and_summary(storage, tmp_path):
     out = tmp_path / "report"
     summary = tr.report(storage, out, curve_sampler="GPSampler", conf_dir=CONF)
-    assert summary == {
-        "best": {"gp-gru-d1": 6.0},
-        "percent_infeasible": {"rnn-d1": 50.0, "rnn-d8": 0.0, "gru-d1": 20.0, "lstm-d8": None},
+    # the pruned trial is on the curves at its last value (0.5): median of [2, 6, 4, 0.5]
+    assert summary["best"] == {"gp-gru-d1": 6.0} and summary["median"] == {"gp-gru-d1": 3.0}
+    assert summary["percent_infeasible"] == {
+        "rnn-d1": 50.0,
+        "rnn-d8": 0.0,
+        "gru-d1": 20.0,
+        "lstm-d8": None,
+    }
+    assert summary["percent_infeasible_95"]["rnn-d1"] == [15.0, 85.0]
+    assert summary["settings"] == {"rnn-d1": 4, "rnn-d8": 3, "gru-d1": 5, "lstm-d8": 0}
+    assert summary["most_trainable"] == {
+        "1": {
+            "by_median": "gru",
+            "by_best": "gru",
+            "paper": "gru",
+            "agrees_with_paper": {"median": True, "best": True},
+            "trials_per_cell": {"gru": 5},
+        }
     }
     assert json.loads((out / "summary.json").read_text()) == summary
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = list(csv.DictReader((out / "curves.csv").open()))
-    assert [r["status"] for r in rows] == ["ok", "diverged", "ok", "ok"]
-    assert [float(r["best"]) for r in rows] == [2.0, 2.0, 6.0, 6.0]
-    assert [float(r["median"]) for r in rows] == [2.0, 2.0, 4.0, 4.0]
+    assert [r["status"] for r in rows] == ["ok", "diverged", "ok", "ok", "pruned"]
+    assert [float(r["best"]) for r in rows] == [2.0, 2.0, 6.0, 6.0, 6.0]
+    assert [float(r["median"]) for r in rows] == [2.0, 2.0, 4.0, 4.0, 3.0]
+    assert rows[4]["value"] == "0.5"
     assert rows[1]["value"] == ""  # an infeasible trial has no objective
     table = list(csv.DictReader((out / "infeasible.csv").open()))
     assert [(r["cell"], r["depth"], r["percent"]) for r in table] == [
@@ -102,7 +139,7 @@ def test_report_writes_figure_tables_and_summary(storage, tmp_path):
         ("gru", "1", "20.0"),
         ("lstm", "8", ""),
     ]
-    assert "| RNN | 50.0 (2/4) | 0.0 (0/3) |" in (out / "infeasible.md").read_text()
+    assert "| RNN | 50.0 [15.0, 85.0] (2/4) |" in (out / "infeasible.md").read_text()
     assert [r["pruned"] for r in table] == ["0", "1", "0", "0"]  # counted apart
 
 
@@ -110,67 +147,107 @@ def test_command_line(storage, tmp_path, capsys):
     main(["trainability", "--storage", storage, "--out", str(tmp_path / "r"), "--depths", "1"])
     printed = json.loads(capsys.readouterr().out)
     assert printed["percent_infeasible"] == {"gru-d1": 20.0, "rnn-d1": 50.0}
-    assert set(printed["best"]) - {"rnd-lstm-d8"} == {
-        "rnd-rnn-d1",
-        "rnd-rnn-d8",
-        "rnd-gru-d1",
-        "rnd-gru-d2",
-        "gp-gru-d1",
-    }
-    assert printed["best"]["rnd-gru-d2"] is None  # nothing feasible
+    assert printed["best"] == {"gp-gru-d1": 6.0}  # curves: every study but the random ones
 
 
-def test_tune_grid_commands_and_skips_invalid_combinations():
-    from rnncap.analysis import tune_grid
+def test_verdict_names_the_lowest_median_and_best_per_depth():
+    rows = [
+        {"cell": "gru", "depth": 8, "median": 0.5, "best": 0.1, "trials": 9, "maximize": False},
+        {"cell": "rnn", "depth": 8, "median": 0.4, "best": 0.2, "trials": 8, "maximize": False},
+        {"cell": "lstm", "depth": 8, "median": None, "best": None, "trials": 3, "maximize": False},
+    ]
+    (depth8,) = tr.verdict(rows, [1, 8]).items()  # nothing at depth 1: no entry
+    assert depth8 == (
+        "8",
+        {
+            "by_median": "rnn",
+            "by_best": "gru",
+            "paper": "intersection",
+            "agrees_with_paper": {"median": False, "best": False},
+            "trials_per_cell": {"gru": 9, "rnn": 8},
+        },
+    )
+
+
+def test_reads_a_journal_storage(tmp_path, monkeypatch):
+    """The tune stage writes a journal file (its workers report while the sweeper writes)."""
+    monkeypatch.chdir(tmp_path)
+    backend = optuna.storages.journal.JournalFileBackend("studies.log")
+    add_study(
+        optuna.storages.JournalStorage(backend), "j-rnn-d1", "rnn", 1, "GPSampler", [2.0, 1.0]
+    )
+    (study,) = tr.load_studies("journal:///studies.log")
+    assert study.name == "j-rnn-d1" and study.values == [2.0, 1.0]
+
+
+def test_tune_grid_commands():
+    from rnncap import tune_grid
 
     tune = {
-        "storage": "results/t.db",
+        "storage": "results/t.log",
         "runs": "results/runs",
-        "task": "capacity",
+        "task": "parentheses",
         "budget": 300,
-        "overrides": "trainer.max_steps=5 trainer.val_check_interval=5",  # params.yaml's style
+        "cells": ["rnn", "intersection"],
+        "depths": [1, 8],
+        "overrides": "task.steps=5 hardware=cpu",  # params.yaml's style
         "studies": {
-            "random": {"cells": ["rnn", "intersection"], "depths": [1], "n_trials": 3},
-            "gp": {"cells": ["gru"], "depths": [2], "n_trials": 4, "overrides": ["x=1"]},
-            "tpe": {
-                "task": "parentheses",
-                "budget": 900,
-                "cells": ["lstm"],
-                "depths": [8],
-                "n_trials": 2,
+            "curves": {
+                "sweep": "members",
+                "sampler": "tpe",
+                "optimizers": ["adam"],
+                "n_trials": 4,
+                "population": 2,
+                "pruner": "median",
+                "pruner_args": "hydra.sweeper.pruner_args={n_startup_trials:1}",
+                "overrides": "trainer.max_steps=5",
+            },
+            "random": {
+                "sweep": "members",
+                "sampler": "random",
+                "optimizers": ["adam", "sgd"],
+                "n_trials": 3,
+                "population": 3,
             },
         },
     }
-    runs = list(tune_grid.sweep_commands(tune))
-    assert [label for label, _ in runs] == [
-        "random rnn depth 1",
-        "random intersection depth 1",
-        "gp gru depth 2",
-        "tpe lstm depth 8",
-    ]
-    assert runs[2][1] == [
-        "sweep=gp",
-        "cell=gru",
-        "depth=2",
-        "task=capacity",
+    (g1, curves), (g2, random) = tune_grid.study_commands(tune, jobs=2)
+    assert (g1, g2) == ("curves", "random")
+    assert curves == [
+        "-m",
+        "sweep=members",
+        "hydra/sweeper/sampler=tpe",
+        "task=parentheses",
+        "cell=rnn,intersection",
+        "depth=1,8",
+        "optimizer=adam",
         "model.budget=300",
-        "trainer.max_steps=5",
-        "trainer.val_check_interval=5",
-        "x=1",
+        "hydra.sweeper.grid=[cell,depth,optimizer]",
+        "hydra.sweeper.study_name=curves",
         "hydra.sweeper.n_trials=4",
-        "hydra.sweeper.storage=sqlite:///results/t.db",
-        "hydra.sweep.dir=results/runs/gp-gru-d2",
+        "hydra.sweeper.population=2",
+        "hydra.sweeper.pruner=median",
+        "hydra.sweeper.pruner_args={n_startup_trials:1}",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.storage=journal:///results/t.log",
+        "hydra.sweep.dir=results/runs/curves",
+        "trainer.checkpoint_every=null",
+        "trainer.enable_progress_bar=false",
+        "task.steps=5",
+        "hardware=cpu",
+        "trainer.max_steps=5",
     ]
-    assert runs[3][1][3:5] == ["task=parentheses", "model.budget=900"]  # the group's own
-    assert tune_grid.invalid_reason(runs[0][1], CONF) is None
-    assert "needs depth >= 2" in tune_grid.invalid_reason(runs[1][1], CONF)
+    assert "optimizer=adam,sgd" in random and "hydra.sweeper.pruner=null" in random
 
 
 def test_tune_grid_dry_run_of_the_params_grid(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)  # where train.py and conf/ are
     main(["tune-grid", "--params", "params.yaml", "--dry-run"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("run random rnn depth 1: -m sweep=random cell=rnn depth=1")
-    every_trial = "trainer.checkpoint_every=null trainer.enable_progress_bar=false"
-    assert f"{every_trial} task.streams=3" in lines[0]
-    assert any(line.startswith("skip random intersection depth 1:") for line in lines)
+    assert [line.split(":")[0] for line in lines] == ["run curves", "run random"]
+    assert "sweep=members hydra/sweeper/sampler=tpe task=parentheses" in lines[0]
+    assert "cell=rnn,irnn,gru,lstm,ugrnn,intersection depth=1,8" in lines[0]
+    assert "optimizer=adam,rmsprop,sgd" in lines[1]
+    assert not (ROOT / "results" / "tune" / "dry").exists()

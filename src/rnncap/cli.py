@@ -55,12 +55,14 @@ def _file(path: Path, option: str) -> Path:
 
 
 def _storage(url: str, option: str) -> str:
-    """An Optuna storage URL; a SQLite file must exist (Optuna would create an empty one)."""
+    """An Optuna storage URL; a SQLite or journal file must exist (Optuna would create an
+    empty one)."""
     if "://" not in url:
         raise UsageError(f"{option} {url}: not a storage URL (e.g. sqlite:///results/tune/x.db)")
-    path = Path(url.removeprefix("sqlite:///"))
-    if url.startswith("sqlite:///") and not path.is_file():
-        raise UsageError(f"{option} {url}: no such file {path}")
+    for prefix in ("sqlite:///", "journal:///"):
+        path = Path(url.removeprefix(prefix))
+        if url.startswith(prefix) and not path.is_file():
+            raise UsageError(f"{option} {url}: no such file {path}")
     return url
 
 
@@ -150,17 +152,17 @@ def cmd_train_grid(args: argparse.Namespace) -> None:
 
 
 def cmd_tune_grid(args: argparse.Namespace) -> None:
-    from rnncap.analysis.tune_grid import load_grid, run_grid
+    from rnncap.tune_grid import load_grid, run_grid
 
     _file(args.params, "--params")
     if not Path("train.py").is_file() or not Path("conf").is_dir():
         raise UsageError("train.py and conf/ are not here: run rnncap tune-grid in the project")
     try:
-        tune = load_grid(args.params)
+        tune, jobs = load_grid(args.params, args.section)
     except ValueError as err:
         raise UsageError(f"--params {err}") from err
     try:
-        run_grid(tune, Path("."), args.dry_run)
+        run_grid(tune, jobs, Path("."), args.dry_run)
     except subprocess.CalledProcessError as err:
         print(f"error: python {shlex.join(map(str, err.cmd[1:]))} failed", file=sys.stderr)
         sys.exit(err.returncode)
@@ -297,11 +299,14 @@ One worker process per core (params.yaml `jobs`), so imports are paid per grid, 
 The DVC stages train_capacity and train_memory call it (rnncap.train_grid).
 """
 
-TUNE_GRID = """the tuning grid of params.yaml: one Optuna study each
+TUNE_GRID = """a trainability grid of params.yaml: tuner and random-settings studies
 
-Each study is a `python train.py -m sweep=<sampler> ...` run into the grid's one SQLite
-storage; a rerun resumes every study to its n_trials. Invalid combinations (the +RNN at depth
-1) are skipped with a note. Run it in the project (where train.py and conf/ are).
+Each study group of the section (`curves`: a tuner study per cell and depth, the paper's
+Figure 4; `random`: random settings per cell, depth and optimiser, Table 1) is one
+`python train.py -m` run into the section's journal storage, its trials trained as
+populations, `jobs` worker processes at once; a rerun resumes every study to its n_trials.
+Points a cell cannot take (the +RNN at depth 1) are skipped with a note. Run it in the project
+(where train.py and conf/ are).
 """
 TRAINABILITY = """tuner curves and percent infeasible of a study storage
 
@@ -397,22 +402,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dry-run", action="store_true", help="print the commands only")
 
     tune = _command(sub, "tune-grid", cmd_tune_grid, TUNE_GRID)
-    _path(tune, "--params", "params.yaml", "the params file whose `tune` is the grid", "FILE")
+    _path(tune, "--params", "params.yaml", "the params file that holds the grid", "FILE")
+    tune.add_argument(
+        "--section",
+        default="tune",
+        metavar="NAME",
+        help="its section: tune (parentheses) or tune_arithmetic; default %(default)s",
+    )
     tune.add_argument("--dry-run", action="store_true", help="print the commands only")
 
     report = _command(sub, "trainability", cmd_trainability, TRAINABILITY)
     arg = report.add_argument
     arg(
         "--storage",
-        default="sqlite:///results/tune/studies.db",
+        default="journal:///results/tune/studies.log",
         metavar="URL",
-        help="the Optuna storage of the studies",
+        help="the Optuna storage of the studies (sqlite:///, journal:/// or a database URL); "
+        "default: the tune stage's, %(default)s",
     )
     _path(report, "--out", "results/trainability", "where the report goes")
     arg(
         "--curve-sampler",
         metavar="NAME",
-        help="curves of this sampler's studies only, e.g. GPSampler; %(default)s: all",
+        help="curves of this sampler's studies only, e.g. GPSampler; default: every study "
+        "not of --table-sampler",
     )
     arg(
         "--table-sampler",

@@ -16,8 +16,10 @@ until every study holds ``n_trials`` finished (complete or pruned) trials.
   (``trial.*``, ``rnncap.core.trial_report``), reports its objective at every evaluation as an
   intermediate value and stops (a population: freezes) what the pruner prunes. Pruned trials
   are told PRUNED (Optuna keeps their last reported value) with ``status = pruned``.
-- **Parallel jobs** (``hydra.sweeper.n_jobs`` with ``hydra/launcher=joblib``): K x n_jobs
-  trials per round; joblib's worker processes live across rounds (imports paid once each).
+- **Parallel jobs** (``hydra.sweeper.n_jobs`` with ``hydra/launcher=joblib``): a round asks
+  about n_jobs populations of K trials in all, at least K per unfinished study (one study:
+  K x n_jobs; a grid of at least n_jobs studies: K each); joblib's worker processes live
+  across rounds (imports paid once each).
 - **Progress**: a line per finished trial (study, number, value, status, best so far, trials
   per hour) and a summary per study.
 
@@ -153,11 +155,14 @@ def parse_search_space(
     """The YAML search space plus the command line -> (searched keys, fixed overrides).
 
     Command-line sweeps join (or replace) YAML entries; a plain command-line value fixes that
-    key, removing it from the search space.
+    key, removing it from the search space; a YAML entry set to null is not searched (a sweep
+    config that narrows another one: ``conf/sweep/gp_members.yaml``).
     """
     parser = OverridesParser.create()
     space: dict[str, ParamSpec] = {}
     for key, node in params.items():
+        if node is None:
+            continue
         if isinstance(node, Mapping):
             when = {k: tuple(v) for k, v in (node.get("when") or {}).items()}
             space[key] = ParamSpec(distribution_from_dict(key, node), when)
@@ -705,10 +710,13 @@ class OptunaSweeperImpl:
                 log.info("hydra.sweeper.timeout=%s s reached: no new trials", self.timeout)
                 break
             batch, owners, asked = [], [], []
+            # about n_jobs populations in all, at least one per study: a grid's studies keep
+            # the workers busy together, and each study's sampler sees results sooner
+            per_study = self.population * max(1, math.ceil(self.n_jobs / len(rounds)))
             for point in rounds:
                 optuna.storages.fail_stale_trials(point.study)  # a dead worker's: re-asked
                 todo = self.n_trials - finished(point.study)
-                size = min(todo, self.n_jobs * self.population)
+                size = min(todo, per_study)
                 trials = [point.study.ask() for _ in range(size)]
                 asked.append((point, trials))
                 for overrides, members in self.point_jobs(point, trials, storage):

@@ -40,6 +40,8 @@ class TPESamplerConfig(SamplerConfig):
     multivariate: bool = True  # model parameter interactions (lr x optimizer, ...)
     group: bool = True  # conditional parameters (momentum only for SGD/RMSProp)
     warn_independent_sampling: bool = False
+    # running trials count as their worst so far: a round's K asks spread out (populations)
+    constant_liar: bool = True
 
 
 @dataclass

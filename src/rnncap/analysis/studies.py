@@ -10,10 +10,20 @@ neither and are left out.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
 METRICS_PREFIX = "metrics."
+
+
+def open_study_storage(url: str) -> Any:
+    """What Optuna opens for a study storage URL as ``hydra.sweeper.storage`` takes it:
+    ``sqlite:///FILE``, ``journal:///FILE`` (Optuna's journal file) or a database URL, a
+    relative file taken from the working directory."""
+    from hydra_plugins.rnncap_optuna.storage import open_storage
+
+    return open_storage(url, os.getcwd())
 
 
 def trial_row(study: str, number: int, attrs: dict[str, Any]) -> dict[str, Any] | None:
@@ -26,14 +36,16 @@ def trial_row(study: str, number: int, attrs: dict[str, Any]) -> dict[str, Any] 
 
 
 def study_runs(storages: Sequence[str], task: str | None = None) -> list[dict[str, Any]]:
-    """The COMPLETE trials of every study in ``storages`` (SQLAlchemy URLs, e.g.
-    ``sqlite:///results/tune/studies.db``) as run rows; ``task`` keeps only that task's."""
+    """The COMPLETE trials of every study in ``storages`` (URLs as ``open_study_storage``
+    takes them, e.g. ``sqlite:///results/tune/studies.db``) as run rows; ``task`` keeps only
+    that task's."""
     if not storages:
         return []
     import optuna
 
     rows = []
-    for storage in storages:
+    for url in storages:
+        storage = open_study_storage(url)
         for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
             study = optuna.load_study(study_name=summary.study_name, storage=storage)
             if task is not None and study.user_attrs.get("task") != task:

@@ -67,7 +67,16 @@ MEMORY_COLUMNS = [
     "diverged",
 ]
 CURVE_FIELDS = ["study", "cell", "depth", "sampler", "trial", "status", "value", "median", "best"]
-INFEASIBLE_COLUMNS = ["cell", "depth", "trials", "diverged", "pruned", "percent"]
+INFEASIBLE_COLUMNS = [
+    "cell",
+    "depth",
+    "trials",
+    "diverged",
+    "pruned",
+    "percent",
+    "percent_low",
+    "percent_high",
+]
 
 
 def read_runs(root: str | Path) -> list[Row]:

@@ -2,9 +2,12 @@
 
 * Tuner curves (the paper's Figure 4): for each study (one cell and depth), the objective of
   trial i, the running median of the feasible objectives of trials 0..i, and the best feasible
-  objective so far (max when the study maximises, min when it minimises).
+  objective so far (max when the study maximises, min when it minimises); one panel per depth.
+  Feasible: not diverged; a pruned trial counts at the value it was stopped at.
 * Percent infeasible (the paper's Table 1): for the random-settings studies, the share of
-  trials whose training diverged, per cell and depth.
+  trials whose training diverged, per cell and depth, with its 95% Wilson interval.
+* A verdict: the most trainable cell per depth (lowest final median, lowest best) next to
+  the paper's (GRU at depth 1, +RNN at depth 8).
 
 A trial is infeasible when its run diverged: the sweeper records user attribute
 ``status = diverged`` (``hydra_plugins.rnncap_optuna``). Crashed (FAIL) and unfinished trials
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnncap.analysis.studies import open_study_storage
 from rnncap.analysis.tables import (
     CONF_DIR,
     CURVE_FIELDS,
@@ -42,16 +46,20 @@ class StudyTrials:
     objective: str
     maximize: bool
     values: list[float]  # objective; non-finite for infeasible trials
-    feasible: list[bool]  # complete and not diverged: what the curves use
+    feasible: list[bool]  # not diverged (complete, or pruned at its last value): the curves
     pruned: list[bool] = field(default_factory=list)  # stopped early by the tuner's pruner
+    task: str = ""
 
 
 def load_studies(storage: str) -> list[StudyTrials]:
-    """Every study in ``storage`` with its finished trials, COMPLETE and PRUNED (the sweeper's
+    """Every study in ``storage`` (a sqlite, journal or database URL, as
+    ``hydra.sweeper.storage`` takes it) with its finished trials, COMPLETE and PRUNED (the sweeper's
     study attributes give cell, depth, sampler and objective). A pruned trial's value is the
-    last one it reported: it counts as a setting that did not diverge, not on the curves."""
+    last one it reported: a setting that did not diverge, on the curves at the value the
+    tuner stopped it at (a pessimistic one: it would only have improved)."""
     import optuna
 
+    storage = open_study_storage(storage)
     studies = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
@@ -68,12 +76,9 @@ def load_studies(storage: str) -> list[StudyTrials]:
                 objective=str(attrs.get("objective", "value")),
                 maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE,
                 values=[math.nan if t.value is None else float(t.value) for t in trials],
-                feasible=[
-                    t.state == optuna.trial.TrialState.COMPLETE
-                    and t.user_attrs.get("status", "ok") != "diverged"
-                    for t in trials
-                ],
+                feasible=[t.user_attrs.get("status", "ok") != "diverged" for t in trials],
                 pruned=[t.state == optuna.trial.TrialState.PRUNED for t in trials],
+                task=str(attrs.get("task", "")),
             )
         )
     return studies
@@ -101,7 +106,7 @@ def curve_rows(studies: Sequence[StudyTrials]) -> list[dict]:
         medians, bests = tuner_curves(s.values, s.feasible, s.maximize)
         pruned = s.pruned or [False] * len(s.values)
         for i, (value, ok) in enumerate(zip(s.values, s.feasible, strict=True)):
-            status = "ok" if ok else "pruned" if pruned[i] else "diverged"
+            status = "pruned" if pruned[i] else "ok" if ok else "diverged"
             rows.append(
                 {
                     "study": s.name,
@@ -118,10 +123,23 @@ def curve_rows(studies: Sequence[StudyTrials]) -> list[dict]:
     return rows
 
 
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (95% for the default z), in [0, 1]:
+    (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n). Unlike p -+ z sqrt(p(1-p)/n) it
+    does not collapse to a point at 0 of n or n of n."""
+    if trials == 0:
+        return math.nan, math.nan
+    p, n = successes / trials, trials
+    centre, scale = p + z * z / (2 * n), 1 + z * z / n
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - spread) / scale), min(1.0, (centre + spread) / scale)
+
+
 def infeasible_table(studies: Sequence[StudyTrials], conf_dir: Path = CONF_DIR) -> list[dict]:
-    """Rows (cell, depth, trials, diverged, pruned, percent diverged), trials pooled over
-    studies of the same cell and depth, sorted by cell (display order) then depth. Pruned
-    trials count as finished settings that did not diverge, and are counted apart."""
+    """Rows (cell, depth, trials, diverged, pruned, percent diverged and its 95% Wilson
+    interval), trials pooled over studies of the same cell and depth (a random-settings study
+    per optimiser), sorted by cell (display order) then depth. Pruned trials count as finished
+    settings that did not diverge, and are counted apart."""
     pooled: dict[tuple[str, int], list[int]] = {}
     for s in studies:
         counts = pooled.setdefault((s.cell, s.depth), [0, 0, 0])
@@ -129,24 +147,28 @@ def infeasible_table(studies: Sequence[StudyTrials], conf_dir: Path = CONF_DIR) 
         counts[0] += len(s.feasible)
         counts[1] += sum(not ok and not p for ok, p in zip(s.feasible, pruned, strict=True))
         counts[2] += sum(pruned)
-    return [
-        {
-            "cell": cell,
-            "depth": depth,
-            "trials": n,
-            "diverged": bad,
-            "pruned": cut,
-            "percent": round(100.0 * bad / n, 1) if n else None,  # None: no finished trial
-        }
-        for (cell, depth), (n, bad, cut) in sorted(
-            pooled.items(), key=lambda item: (cell_sort_key(item[0][0], conf_dir), item[0][1])
+    rows = []
+    order = sorted(pooled.items(), key=lambda i: (cell_sort_key(i[0][0], conf_dir), i[0][1]))
+    for (cell, depth), (n, bad, cut) in order:
+        low, high = wilson_interval(bad, n)
+        rows.append(
+            {
+                "cell": cell,
+                "depth": depth,
+                "trials": n,
+                "diverged": bad,
+                "pruned": cut,
+                "percent": round(100.0 * bad / n, 1) if n else None,  # None: nothing finished
+                "percent_low": round(100.0 * low, 1) if n else None,
+                "percent_high": round(100.0 * high, 1) if n else None,
+            }
         )
-    ]
+    return rows
 
 
 def table_markdown(rows: Sequence[dict], depths: Sequence[int], conf_dir: Path = CONF_DIR) -> str:
-    """Percent infeasible as a cell x depth markdown table ("-" where nothing ran), a row per
-    cell in the order of ``rows``, named by its display label."""
+    """Percent infeasible with its 95% interval and counts as a cell x depth markdown table
+    ("-" where nothing ran), a row per cell in the order of ``rows``, named by its label."""
     cells = list(dict.fromkeys(r["cell"] for r in rows))
     cell_of = {(r["cell"], r["depth"]): r for r in rows}
     lines = ["| cell | " + " | ".join(f"depth {d}" for d in depths) + " |"]
@@ -156,35 +178,102 @@ def table_markdown(rows: Sequence[dict], depths: Sequence[int], conf_dir: Path =
         for d in depths:
             r = cell_of.get((cell, d))
             done = r is not None and r["trials"] > 0
-            entries.append(f"{r['percent']} ({r['diverged']}/{r['trials']})" if done else "-")
+            entries.append(
+                f"{r['percent']} [{r['percent_low']}, {r['percent_high']}] "
+                f"({r['diverged']}/{r['trials']})"
+                if done
+                else "-"
+            )
         lines.append(f"| {cell_label(cell, conf_dir)} | " + " | ".join(entries) + " |")
     return "\n".join(lines) + "\n"
 
 
 def plot_curves(studies: Sequence[StudyTrials], path: Path, conf_dir: Path = CONF_DIR) -> None:
-    """One panel per cell; per depth the best-so-far (solid) and running median (dashed)."""
+    """The paper's Figure 4: one panel per depth; per cell (one colour) the best so far (solid)
+    and the running median (dashed) of the objective against tuner trial. A minimised loss
+    is drawn on a log axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cells = sorted({s.cell for s in studies}, key=lambda c: cell_sort_key(c, conf_dir))
-    fig, axes = plt.subplots(1, len(cells), figsize=(4 * len(cells), 3.2), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     depths = sorted({s.depth for s in studies})
-    for ax, cell in zip(axes[0], cells, strict=True):
-        for s in (s for s in studies if s.cell == cell):
+    cells = sorted({s.cell for s in studies}, key=lambda c: cell_sort_key(c, conf_dir))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(
+        1, len(depths), figsize=(4.6 * len(depths), 3.6), squeeze=False, sharey=True
+    )
+    for ax, depth in zip(axes[0], depths, strict=True):
+        for s in sorted((s for s in studies if s.depth == depth), key=lambda s: s.cell):
             medians, bests = tuner_curves(s.values, s.feasible, s.maximize)
-            color = colors[depths.index(s.depth) % len(colors)]
-            ax.plot(bests, color=color, label=f"depth {s.depth} best")
-            ax.plot(medians, color=color, linestyle="--", label=f"depth {s.depth} median")
-        ax.set_title(cell_label(cell, conf_dir))
+            color = colors[cells.index(s.cell) % len(colors)]
+            trials = range(1, len(bests) + 1)
+            ax.plot(trials, bests, color=color, label=cell_label(s.cell, conf_dir))
+            ax.plot(trials, medians, color=color, linestyle="--", linewidth=1)
+        ax.set_title(f"depth {depth}")
         ax.set_xlabel("tuner trial")
-        ax.set_ylabel(studies[0].objective if studies else "objective")
-        ax.legend(fontsize=7)
+        if studies and not studies[0].maximize:
+            ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, title="solid: best so far; dashed: median", title_fontsize=7)
+    task = f" ({studies[0].task})" if studies and studies[0].task else ""
+    axes[0][0].set_ylabel(f"evaluation {studies[0].objective if studies else 'objective'}{task}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+PAPER_MOST_TRAINABLE = {1: "gru", 8: "intersection"}  # Collins et al. 2017, section 4
+
+
+def study_summaries(studies: Sequence[StudyTrials]) -> list[dict]:
+    """Per tuner study: trials, feasible, diverged, pruned, and the final median and best of
+    the feasible objectives (None when none is feasible)."""
+    rows = []
+    for s in studies:
+        medians, bests = tuner_curves(s.values, s.feasible, s.maximize)
+        pruned = s.pruned or [False] * len(s.values)
+        finite = bool(bests) and math.isfinite(bests[-1])
+        rows.append(
+            {
+                "study": s.name,
+                "cell": s.cell,
+                "depth": s.depth,
+                "trials": len(s.values),
+                "feasible": sum(s.feasible),
+                "diverged": sum(not ok and not p for ok, p in zip(s.feasible, pruned, strict=True)),
+                "pruned": sum(pruned),
+                "median": medians[-1] if finite else None,
+                "best": bests[-1] if finite else None,
+                "maximize": s.maximize,
+            }
+        )
+    return rows
+
+
+def verdict(summaries: Sequence[dict], depths: Sequence[int]) -> dict:
+    """Per depth, the most trainable cell of this run by the lowest (highest when maximising)
+    final median and by the best objective of its tuner study, next to the paper's answer."""
+    out = {}
+    for depth in depths:
+        rows = [r for r in summaries if r["depth"] == depth and r["median"] is not None]
+        if not rows:
+            continue
+        sign = -1 if rows[0]["maximize"] else 1
+        by_median = min(rows, key=lambda r: sign * r["median"])
+        by_best = min(rows, key=lambda r: sign * r["best"])
+        paper = PAPER_MOST_TRAINABLE.get(depth)
+        out[str(depth)] = {
+            "by_median": by_median["cell"],
+            "by_best": by_best["cell"],
+            "paper": paper,  # None: the paper names no cell at this depth
+            "agrees_with_paper": {
+                "median": by_median["cell"] == paper,
+                "best": by_best["cell"] == paper,
+            },
+            "trials_per_cell": {r["cell"]: r["trials"] for r in rows},
+        }
+    return out
 
 
 def report(
@@ -196,10 +285,14 @@ def report(
     conf_dir: Path = CONF_DIR,
 ) -> dict:
     """Write curves.{csv,png} and infeasible.{csv,md} plus summary.json into ``out``.
-    ``curve_sampler`` limits the curves to studies of one sampler (None = all)."""
+    ``curve_sampler`` limits the curves to studies of one sampler (None: every study not of
+    ``table_sampler``)."""
     out.mkdir(parents=True, exist_ok=True)
     studies = load_studies(storage)
-    tuned = [s for s in studies if curve_sampler in (None, s.sampler)]
+    if curve_sampler is None:
+        tuned = [s for s in studies if s.sampler != table_sampler]
+    else:
+        tuned = [s for s in studies if s.sampler == curve_sampler]
     random_runs = [s for s in studies if s.sampler == table_sampler and s.depth in depths]
     write_csv(curve_rows(tuned), out / "curves.csv", CURVE_FIELDS)
     if tuned:
@@ -207,13 +300,16 @@ def report(
     table = infeasible_table(random_runs, conf_dir)
     write_csv(table, out / "infeasible.csv", INFEASIBLE_COLUMNS)
     (out / "infeasible.md").write_text(table_markdown(table, depths, conf_dir))
-    best = {}
-    for s in tuned:
-        _, bests = tuner_curves(s.values, s.feasible, s.maximize)
-        best[s.name] = bests[-1] if bests and math.isfinite(bests[-1]) else None
+    summaries = study_summaries(tuned)
     summary = {
-        "best": best,
+        "best": {r["study"]: r["best"] for r in summaries},
+        "median": {r["study"]: r["median"] for r in summaries},
         "percent_infeasible": {f"{r['cell']}-d{r['depth']}": r["percent"] for r in table},
+        "percent_infeasible_95": {
+            f"{r['cell']}-d{r['depth']}": [r["percent_low"], r["percent_high"]] for r in table
+        },
+        "settings": {f"{r['cell']}-d{r['depth']}": r["trials"] for r in table},
+        "most_trainable": verdict(summaries, sorted({s.depth for s in tuned})),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -13,8 +13,12 @@ the run's own value (seeds ``seed + k``). Each is exact, not approximated:
 * ``seed``, ``gate_bias``, ``recurrent_scale``, ``input_scale``, ``bias_init``: member k is
   built by its solo config (seeded, its own cell keys) and kept as its own submodule; the
   gate bias is a buffer of the cell (``gate_bias_value``), stacked and vmapped like the weights;
-* ``samples``: member k's own training set, padded to max b_k with a mask; its loss is the
-  mean over its own b_k samples, so its gradient is the solo gradient;
+* ``samples`` (the capacity task): member k's own training set, padded to max b_k with a
+  mask; its loss is the mean over its own b_k samples, so its gradient is the solo gradient.
+  Every other task (parentheses, arithmetic, ...): the members share the population's data set
+  and batch order (its ``task.seed``), each scored by the task's own loss and metrics, so
+  member k is the solo run ``seed=s_k task.seed=<the population's>``
+  (``rnncap.core.population_data``);
 * ``lr``, ``momentum``, ``weight_decay``: one torch optimiser with one parameter group per
   member (its own parameters and settings): torch's own update of each group is the solo
   update; ``momentum`` only where the optimiser has it (SGD, RMSprop);
@@ -26,7 +30,7 @@ the run's own value (seeds ``seed + k``). Each is exact, not approximated:
   its own n_k (its gradients dropped, so the optimiser leaves it and its state alone).
 
 A member whose loss becomes non-finite is ``diverged`` and frozen; the others go on. Every
-``trainer.val_check_interval`` steps each active member's objective (bits) is computed and,
+``trainer.val_check_interval`` steps each active member's task objective is computed and,
 when a tuner linked the run (``trial.*``), reported to its trial; members the pruner stops are
 ``pruned`` and frozen. Metrics are computed from each member's final weights, so they are the
 solo run's.
@@ -42,7 +46,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
@@ -53,11 +56,11 @@ from torch.utils.data import DataLoader
 from rnncap.cells.base import RecurrentCell
 from rnncap.core.build import Job, build_model, build_task, final_metrics, plain, run_info
 from rnncap.core.errors import ConfigError
-from rnncap.core.metrics import stored_bits
+from rnncap.core.population_data import MemberSets, PopulationData, SharedSet
 from rnncap.core.stack import RecurrentStack
 from rnncap.core.trial_report import TrialReporter, build_reporter
 from rnncap.core.validate import validate
-from rnncap.tasks.base import RepeatedFullBatch, TaskDataModule, TensorBatches, whole_batch
+from rnncap.tasks.base import TaskDataModule
 from rnncap.tasks.capacity import CapacityTask
 
 log = logging.getLogger(__name__)
@@ -146,6 +149,8 @@ def member_config(cfg: DictConfig, member: Member, index: int = 0) -> DictConfig
     """The solo run's config for one member (validated like any run's)."""
     solo = copy.deepcopy(cfg)
     with open_dict(solo):
+        if shares_data(cfg):  # one data set: the population's, whatever the member's seed
+            solo.task.seed = cfg.task.seed
         for name, path in MEMBER_KEYS.items():
             if _has_key(solo, path):
                 OmegaConf.update(solo, path, getattr(member, name), merge=False)
@@ -157,13 +162,17 @@ def member_config(cfg: DictConfig, member: Member, index: int = 0) -> DictConfig
     return solo
 
 
+def shares_data(cfg: DictConfig) -> bool:
+    """Whether the members of ``cfg``'s population share one data set (every task but the
+    capacity task, whose members each draw their own b_k samples)."""
+    return not issubclass(get_class(cfg.task._target_), CapacityTask)
+
+
 def population_refusal(cfg: DictConfig) -> str | None:
-    """Why ``cfg``'s task cannot train as a population (None: it can): populations train the
-    capacity task, full batch. The run and the sweeper prefix it with their own key."""
-    if not issubclass(get_class(cfg.task._target_), CapacityTask):
-        return f"trains full-batch capacity populations only; task={cfg.task.name} cannot"
-    if cfg.task.get("batch_size") is not None:
-        return "trains full batch: set task.batch_size=null"
+    """Why ``cfg``'s task cannot train as a population (None: it can): the capacity task
+    trains full batch. The run and the sweeper prefix it with their own key."""
+    if not shares_data(cfg) and cfg.task.get("batch_size") is not None:
+        return "trains the capacity task full batch: set task.batch_size=null"
     return None
 
 
@@ -171,7 +180,13 @@ def check_population(cfg: DictConfig) -> list[DictConfig]:
     """Validate the population keys; return the K members' solo configs."""
     if (reason := population_refusal(cfg)) is not None:
         raise ConfigError(f"model.population={cfg.model.population} {reason}")
-    return [member_config(cfg, m, k) for k, m in enumerate(member_settings(cfg))]
+    members = member_settings(cfg)
+    if shares_data(cfg) and len({m.samples for m in members}) > 1:
+        raise ConfigError(
+            f"model.members.samples: the members of task={cfg.task.name} share one data set; "
+            "give one task.samples (per-member samples are for the capacity task)"
+        )
+    return [member_config(cfg, m, k) for k, m in enumerate(members)]
 
 
 # ---------------------------------------------------------------------- model
@@ -218,30 +233,6 @@ class PopulationStack(nn.Module):
         return self.members[k]
 
 
-# ---------------------------------------------------------------------- data and loss
-def stack_member_data(tasks: list[TaskDataModule]) -> TensorBatches:
-    """(inputs [K, S, T, I], labels [K, S], mask [K, S]) with S = max b_k, zero-padded."""
-    sets = [task.train_set.tensors for task in tasks]
-    size = max(len(inputs) for inputs, _ in sets)
-    inputs = torch.zeros(len(sets), size, *sets[0][0].shape[1:])
-    labels, mask = torch.zeros(len(sets), size), torch.zeros(len(sets), size)
-    for k, (x, y) in enumerate(sets):
-        inputs[k, : len(x)], labels[k, : len(y)], mask[k, : len(y)] = x, y, 1.0
-    return TensorBatches(inputs, labels, mask)
-
-
-def member_losses(outputs: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
-    """Each member's capacity-task loss, the mean BCE over its own samples: [K]."""
-    bce = F.binary_cross_entropy_with_logits(outputs[..., -1, 0], labels, reduction="none")
-    return (bce * mask).sum(1) / mask.sum(1)
-
-
-def member_correct(outputs: Tensor, labels: Tensor, mask: Tensor) -> list[float]:
-    """Each member's count of correctly classified samples of its own, as the task counts."""
-    right = ((outputs[..., -1, 0] > 0).float() == labels).float()
-    return (right * mask).sum(1).tolist()
-
-
 # ---------------------------------------------------------------------- training
 def member_gradients(
     population: PopulationStack, active: list[bool], clips: list[float | None]
@@ -278,18 +269,21 @@ class PopulationModule(pl.LightningModule):
     def __init__(
         self,
         population: PopulationStack,
-        data: TensorBatches,
+        data: PopulationData,
         members: list[Member],
         optimizer: Any,
         evaluate_every: int | None = None,
         reporter: TrialReporter | None = None,
         config: dict[str, Any] | None = None,
+        objective: str = "bits",
+        maximize: bool = True,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.population, self.data, self.settings = population, data, members
         self.optimizer_factory, self.reporter = optimizer, reporter
         self.evaluate_every = evaluate_every
+        self.objective, self.maximize = objective, maximize
         size = len(members)
         self.register_buffer("alive", torch.ones(size, dtype=torch.bool))
         self.register_buffer("pruned", torch.zeros(size, dtype=torch.bool))
@@ -304,19 +298,18 @@ class PopulationModule(pl.LightningModule):
         return self.alive & ~self.pruned & (self.member_steps < self.max_steps)
 
     def train_dataloader(self) -> DataLoader:
-        batches = RepeatedFullBatch(len(self.data))
-        return DataLoader(self.data, batch_sampler=batches, collate_fn=whole_batch)
+        return self.data.loader(start_step=lambda: self.trainer.global_step)
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         """One step of the active members only (the others are frozen and not computed):
-        each one's masked full-batch loss, backward, per-member clipping, the optimiser."""
-        x, labels, mask = batch
+        each one's loss on its batch, backward, per-member clipping, the optimiser."""
+        x = batch[0]
         flags = self.active().tolist()
         which = [k for k, on in enumerate(flags) if on]
         if not which:
             self.trainer.should_stop = True
             return
-        losses = member_losses(self.population(x[which], which), labels[which], mask[which])
+        losses = self.data.losses(self.population, batch, which)
         finite = torch.isfinite(losses.detach())
         last = (
             self.last_losses
@@ -342,28 +335,24 @@ class PopulationModule(pl.LightningModule):
         if step % self.trainer.log_every_n_steps == 0:  # Lightning's log costs a step's work
             self.log("train/loss_mean", losses[finite].mean(), prog_bar=True)
         if self.evaluate_every and step % self.evaluate_every == 0:
-            self.evaluate(step, x, labels, mask, flags)
+            self.evaluate(step, batch, flags)
         if not self.active().any():
             self.trainer.should_stop = True
 
     @torch.no_grad()
-    def evaluate(
-        self, step: int, x: Tensor, labels: Tensor, mask: Tensor, flags: list[bool]
-    ) -> list[float | None]:
-        """The objective (bits) of each member that trained this step (None for the others),
+    def evaluate(self, step: int, batch: tuple[Tensor, ...], flags: list[bool]) -> list:
+        """The task objective of each member that trained this step (None for the others),
         reported to the tuner's trials when linked; the members it prunes are frozen."""
         which = [k for k, on in enumerate(flags) if on]
-        counted = member_correct(self.population(x[which], which), labels[which], mask[which])
-        correct: list[float | None] = [None] * len(flags)
-        for k, c in zip(which, counted, strict=True):
-            correct[k] = c
-        values = [
-            None if c is None else stored_bits(m.samples, c / m.samples)
-            for m, c in zip(self.settings, correct, strict=True)
-        ]
+        values: list[float | None] = [None] * len(flags)
+        for k, value in zip(
+            which, self.data.objectives(self.population, batch, which), strict=True
+        ):
+            values[k] = value
         finite = [v for v in values if v is not None and math.isfinite(v)]
         if finite:
-            self.log("val/bits_best", max(finite))
+            best = max(finite) if self.maximize else min(finite)
+            self.log(f"val/{self.objective}_best", best)
         if self.reporter is not None:
             for k, prune in enumerate(self.reporter.report(step, values)):
                 if prune:
@@ -397,21 +386,25 @@ def population_job(cfg: DictConfig) -> Job:
     results: the best member's keys at the top level, plus ``population`` and ``members``."""
     members = member_settings(cfg)
     solo_cfgs = check_population(cfg)
+    shared = shares_data(cfg)
     tasks, models = [], []
     for solo in solo_cfgs:  # each member built exactly as its solo run builds it
         pl.seed_everything(solo.seed, workers=True, verbose=False)
-        tasks.append(build_task(solo))
+        tasks.append(tasks[0] if shared and tasks else build_task(solo))  # shared: one set
         models.append(build_model(solo, tasks[-1]))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     info = {**run_info(cfg, models[0], tasks[0]), "population": len(members)}
+    data = SharedSet(tasks[0], info["params"]) if shared else MemberSets(tasks)
     module = PopulationModule(
         PopulationStack(models),
-        stack_member_data(tasks),
+        data,
         members,
         optimizer=instantiate(cfg.optimizer),
         evaluate_every=cfg.trainer.val_check_interval,
         reporter=build_reporter(cfg, members=len(members)),
         config=plain(cfg),
+        objective=tasks[0].objective,
+        maximize=tasks[0].objective_direction == "maximize",
     )
 
     def results() -> dict[str, Any]:

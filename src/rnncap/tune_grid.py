@@ -1,0 +1,85 @@
+"""The trainability grids of ``params.yaml`` (sections ``tune``, ``tune_arithmetic``): each
+study group (``studies.<name>``) is one ``python train.py -m`` run whose sweeper opens one
+Optuna study per cell, depth and optimiser (``hydra.sweeper.grid``), asks its trials a round
+at a time and trains each round of a study as populations (``hydra.sweeper.population``), with
+one worker process per core (``hydra/launcher=joblib``, ``jobs``).
+
+* ``curves`` (the paper's Figure 4): a tuner study per cell and depth (``sweep=members``,
+  ``sampler: tpe``); ``rnncap trainability`` draws its median and best-so-far objective
+  against trial.
+* ``random`` (the paper's Table 1): random settings (``sampler: random``) per cell, depth
+  and optimiser, pooled per cell and depth into the percent of settings that diverge.
+
+Studies are named ``<group>-cell<c>-depth<d>-optimizer<o>`` (``optimizers: null``: the
+optimiser is searched, ``<group>-cell<c>-depth<d>``) in one storage (a journal file: the
+workers report intermediate values to it while the sweeper writes). Rerunning resumes every
+study to its ``n_trials``. Points a cell cannot take (the +RNN at depth 1) are skipped with a
+note. ``rnncap tune-grid [--params params.yaml] [--section tune] [--dry-run]`` runs it from
+the project root (where train.py and conf/ are).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from rnncap.core.command_line import split_overrides
+from rnncap.train_grid import RUN, hydra_list, parallel
+
+
+def load_grid(params: Path, section: str = "tune") -> tuple[dict[str, Any], int]:
+    """(the ``section`` of a params file, interpolations resolved; the ``jobs`` at once)."""
+    node = OmegaConf.load(params)
+    tune = node.get(section)
+    if tune is None:
+        raise ValueError(f"{params} has no `{section}` section (a trainability grid)")
+    return OmegaConf.to_container(tune, resolve=True), int(node.get("jobs", 1))
+
+
+def study_commands(tune: Mapping[str, Any], jobs: int) -> list[tuple[str, list[str]]]:
+    """(study group, ``train.py`` arguments) per group of the grid, in params order."""
+    commands = []
+    for group, study in tune["studies"].items():
+        optimizers = study.get("optimizers")  # None: searched, where the sweep's space has it
+        grid = ["cell", "depth"] if optimizers is None else ["cell", "depth", "optimizer"]
+        args = [
+            "-m",
+            f"sweep={study['sweep']}",
+            f"hydra/sweeper/sampler={study['sampler']}",
+            f"task={tune['task']}",
+            f"cell={hydra_list(tune['cells'])}",
+            f"depth={hydra_list(tune['depths'])}",
+            *([] if optimizers is None else [f"optimizer={hydra_list(optimizers)}"]),
+            f"model.budget={tune['budget']}",
+            f"hydra.sweeper.grid=[{','.join(grid)}]",
+            f"hydra.sweeper.study_name={group}",
+            f"hydra.sweeper.n_trials={study['n_trials']}",
+            f"hydra.sweeper.population={study['population']}",
+            f"hydra.sweeper.pruner={study.get('pruner') or 'null'}",
+            *split_overrides(study.get("pruner_args")),
+            *parallel(jobs),
+            f"hydra.sweeper.n_jobs={jobs}",
+            f"hydra.sweeper.storage=journal:///{tune['storage']}",
+            f"hydra.sweep.dir={tune['runs']}/{group}",
+            *RUN,
+            *split_overrides(tune.get("overrides")),
+            *split_overrides(study.get("overrides")),
+        ]
+        commands.append((group, args))
+    return commands
+
+
+def run_grid(
+    tune: Mapping[str, Any], jobs: int, root: Path = Path("."), dry_run: bool = False
+) -> None:
+    """Run (or with ``dry_run`` only print) every study group with ``root``'s train.py."""
+    for group, args in study_commands(tune, jobs):
+        cmd = [sys.executable, str(root / "train.py"), *args]
+        print(f"run {group}: python train.py {' '.join(args)}", flush=True)
+        if not dry_run:
+            subprocess.run(cmd, check=True, cwd=root)
