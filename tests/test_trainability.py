@@ -209,10 +209,21 @@ def test_tune_grid_commands():
                 "n_trials": 3,
                 "population": 3,
             },
+            "skipped": {"cells": [], "sweep": "members", "sampler": "random", "n_trials": 1},
+            "searched": {
+                "cells": ["gru"],
+                "sweep": "gp",
+                "sampler": "gp",
+                "optimizers": None,
+                "n_trials": 2,
+                "population": 2,
+            },
         },
     }
-    (g1, curves), (g2, random) = tune_grid.study_commands(tune, jobs=2)
-    assert (g1, g2) == ("curves", "random")
+    (g1, curves), (g2, random), (g3, searched) = tune_grid.study_commands(tune, jobs=2)
+    assert (g1, g2, g3) == ("curves", "random", "searched")  # an empty cell list: skipped
+    assert "cell=gru" in searched and "hydra.sweeper.grid=[cell,depth]" in searched
+    assert not any(a.startswith("optimizer=") for a in searched)  # searched by its space
     assert curves == [
         "-m",
         "sweep=members",
@@ -246,7 +257,8 @@ def test_tune_grid_dry_run_of_the_params_grid(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)  # where train.py and conf/ are
     main(["tune-grid", "--params", "params.yaml", "--dry-run"])
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["run curves", "run random"]
+    assert [line.split(":")[0] for line in lines] == ["run curves", "run random", "run random_relu"]
+    assert "cell=rnn,gru,lstm,ugrnn depth=1,8" in lines[2] and "cell.nonlinearity=relu" in lines[2]
     assert "sweep=members hydra/sweeper/sampler=tpe task=parentheses" in lines[0]
     assert "cell=rnn,irnn,gru,lstm,ugrnn,intersection depth=1,8" in lines[0]
     assert "optimizer=adam,rmsprop,sgd" in lines[1]

@@ -8,7 +8,10 @@ one worker process per core (``hydra/launcher=joblib``, ``jobs``).
   ``sampler: tpe``); ``rnncap trainability`` draws its median and best-so-far objective
   against trial.
 * ``random`` (the paper's Table 1): random settings (``sampler: random``) per cell, depth
-  and optimiser, pooled per cell and depth into the percent of settings that diverge.
+  and optimiser, pooled per cell and depth into the percent of settings that diverge;
+  ``random_relu`` the same for the cells whose nonlinearity the paper tuned, with ReLU.
+
+A group may name its own ``cells`` (an empty list skips it) and ``overrides``.
 
 Studies are named ``<group>-cell<c>-depth<d>-optimizer<o>`` (``optimizers: null``: the
 optimiser is searched, ``<group>-cell<c>-depth<d>``) in one storage (a journal file: the
@@ -45,6 +48,9 @@ def study_commands(tune: Mapping[str, Any], jobs: int) -> list[tuple[str, list[s
     """(study group, ``train.py`` arguments) per group of the grid, in params order."""
     commands = []
     for group, study in tune["studies"].items():
+        cells = study.get("cells", tune["cells"])  # a group may take a subset; [] skips it
+        if not cells:
+            continue
         optimizers = study.get("optimizers")  # None: searched, where the sweep's space has it
         grid = ["cell", "depth"] if optimizers is None else ["cell", "depth", "optimizer"]
         args = [
@@ -52,7 +58,7 @@ def study_commands(tune: Mapping[str, Any], jobs: int) -> list[tuple[str, list[s
             f"sweep={study['sweep']}",
             f"hydra/sweeper/sampler={study['sampler']}",
             f"task={tune['task']}",
-            f"cell={hydra_list(tune['cells'])}",
+            f"cell={hydra_list(cells)}",
             f"depth={hydra_list(tune['depths'])}",
             *([] if optimizers is None else [f"optimizer={hydra_list(optimizers)}"]),
             f"model.budget={tune['budget']}",
