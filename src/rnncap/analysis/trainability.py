@@ -203,24 +203,46 @@ def plot_curves(studies: Sequence[StudyTrials], path: Path, conf_dir: Path = CON
     fig, axes = plt.subplots(
         1, len(depths), figsize=(4.6 * len(depths), 3.6), squeeze=False, sharey=True
     )
+    limits = curve_limits(studies)
     for ax, depth in zip(axes[0], depths, strict=True):
         for s in sorted((s for s in studies if s.depth == depth), key=lambda s: s.cell):
             medians, bests = tuner_curves(s.values, s.feasible, s.maximize)
             color = colors[cells.index(s.cell) % len(colors)]
             trials = range(1, len(bests) + 1)
-            ax.plot(trials, bests, color=color, label=cell_label(s.cell, conf_dir))
+            ax.plot(trials, bests, color=color)
             ax.plot(trials, medians, color=color, linestyle="--", linewidth=1)
         ax.set_title(f"depth {depth}")
         ax.set_xlabel("tuner trial")
         if studies and not studies[0].maximize:
             ax.set_yscale("log")
+        if limits is not None:  # a median of two trials, one of them wild, leaves the axis
+            ax.set_ylim(*limits)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, title="solid: best so far; dashed: median", title_fontsize=7)
     task = f" ({studies[0].task})" if studies and studies[0].task else ""
     axes[0][0].set_ylabel(f"evaluation {studies[0].objective if studies else 'objective'}{task}")
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=colors[i % len(colors)]) for i in range(len(cells))]
+    handles += [plt.Line2D([], [], color="k"), plt.Line2D([], [], color="k", linestyle="--")]
+    labels = [cell_label(c, conf_dir) for c in cells] + ["best so far", "median"]
+    fig.legend(handles, labels, loc="center right", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def curve_limits(studies: Sequence[StudyTrials]) -> tuple[float, float] | None:
+    """A minimised loss's y range: from half the lowest best to ten times the highest first
+    feasible value of any study (a running median of one good and one wild trial would
+    otherwise stretch the log axis over ten decades); None when maximising or empty."""
+    if not studies or studies[0].maximize:
+        return None
+    firsts, lows = [], []
+    for s in studies:
+        _, bests = tuner_curves(s.values, s.feasible, s.maximize)
+        finite = [b for b in bests if math.isfinite(b) and b > 0]
+        if finite:
+            firsts.append(finite[0])
+            lows.append(finite[-1])
+    return (0.5 * min(lows), 10.0 * max(firsts)) if firsts else None
 
 
 PAPER_MOST_TRAINABLE = {1: "gru", 8: "intersection"}  # Collins et al. 2017, section 4
