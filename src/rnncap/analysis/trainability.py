@@ -169,6 +169,8 @@ def infeasible_table(studies: Sequence[StudyTrials], conf_dir: Path = CONF_DIR) 
 def table_markdown(rows: Sequence[dict], depths: Sequence[int], conf_dir: Path = CONF_DIR) -> str:
     """Percent infeasible with its 95% interval and counts as a cell x depth markdown table
     ("-" where nothing ran), a row per cell in the order of ``rows``, named by its label."""
+    if not rows:
+        return "No random-settings studies in this storage.\n"
     cells = list(dict.fromkeys(r["cell"] for r in rows))
     cell_of = {(r["cell"], r["depth"]): r for r in rows}
     lines = ["| cell | " + " | ".join(f"depth {d}" for d in depths) + " |"]
