@@ -89,6 +89,10 @@ def test_infeasible_table_pools_by_cell_and_depth(storage):
     )
 
 
+def test_a_storage_without_random_settings_says_so():
+    assert tr.table_markdown([], [1, 8], CONF) == "No random-settings studies in this storage.\n"
+
+
 def test_wilson_interval_by_hand():
     """z = 1.96: 0 of n -> [0, z^2/(n + z^2)]; n/2 of n is symmetric about 1/2; the interval
     narrows as 1/sqrt(n)."""
