@@ -37,11 +37,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import rnncap  # noqa: E402,F401  (the config schemas)
 from rnncap.cells import GRUCell, IntersectionCell, LSTMCell, RNNCell, UGRNNCell  # noqa: E402
-from rnncap.core.population import (  # noqa: E402
-    PopulationStack,
-    member_gradients,
-    member_losses,
-)
+from rnncap.core.population import PopulationStack, member_gradients  # noqa: E402
+from rnncap.core.population_data import member_losses  # noqa: E402
 from rnncap.core.stack import RecurrentStack  # noqa: E402
 
 
