@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     arg = report.add_argument
     arg(
         "--storage",
-        default="journal:///results/tune/studies.log",
+        default="journal:///results/tune/trainability.log",
         metavar="URL",
         help="the Optuna storage of the studies (sqlite:///, journal:/// or a database URL); "
         "default: the tune stage's, %(default)s",
