@@ -156,7 +156,7 @@ def parse_search_space(
 
     Command-line sweeps join (or replace) YAML entries; a plain command-line value fixes that
     key, removing it from the search space; a YAML entry set to null is not searched (a sweep
-    config that narrows another one: ``conf/sweep/gp_members.yaml``).
+    config that narrows another one: ``conf/sweep/members.yaml``).
     """
     parser = OverridesParser.create()
     space: dict[str, ParamSpec] = {}

@@ -50,6 +50,14 @@ class StudyTrials:
     pruned: list[bool] = field(default_factory=list)  # stopped early by the tuner's pruner
     task: str = ""
 
+    def __post_init__(self) -> None:
+        self.pruned = self.pruned or [False] * len(self.values)  # none given: none pruned
+
+    @property
+    def diverged(self) -> int:
+        """Trials whose training diverged (pruned ones did not)."""
+        return sum(not ok and not p for ok, p in zip(self.feasible, self.pruned, strict=True))
+
 
 def load_studies(storage: str) -> list[StudyTrials]:
     """Every study in ``storage`` (a sqlite, journal or database URL, as
@@ -104,9 +112,8 @@ def curve_rows(studies: Sequence[StudyTrials]) -> list[dict]:
     rows = []
     for s in studies:
         medians, bests = tuner_curves(s.values, s.feasible, s.maximize)
-        pruned = s.pruned or [False] * len(s.values)
         for i, (value, ok) in enumerate(zip(s.values, s.feasible, strict=True)):
-            status = "pruned" if pruned[i] else "ok" if ok else "diverged"
+            status = "pruned" if s.pruned[i] else "ok" if ok else "diverged"
             rows.append(
                 {
                     "study": s.name,
@@ -123,16 +130,15 @@ def curve_rows(studies: Sequence[StudyTrials]) -> list[dict]:
     return rows
 
 
-def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (95% for the default z), in [0, 1]:
-    (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n). Unlike p -+ z sqrt(p(1-p)/n) it
-    does not collapse to a point at 0 of n or n of n."""
+def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
+    """The 95% Wilson score interval of a binomial proportion (scipy's), in [0, 1]. Unlike
+    p -+ 1.96 sqrt(p(1-p)/n) it does not collapse to a point at 0 of n or n of n."""
     if trials == 0:
         return math.nan, math.nan
-    p, n = successes / trials, trials
-    centre, scale = p + z * z / (2 * n), 1 + z * z / n
-    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, (centre - spread) / scale), min(1.0, (centre + spread) / scale)
+    from scipy.stats import binomtest
+
+    interval = binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def infeasible_table(studies: Sequence[StudyTrials], conf_dir: Path = CONF_DIR) -> list[dict]:
@@ -143,10 +149,9 @@ def infeasible_table(studies: Sequence[StudyTrials], conf_dir: Path = CONF_DIR) 
     pooled: dict[tuple[str, int], list[int]] = {}
     for s in studies:
         counts = pooled.setdefault((s.cell, s.depth), [0, 0, 0])
-        pruned = s.pruned or [False] * len(s.feasible)
         counts[0] += len(s.feasible)
-        counts[1] += sum(not ok and not p for ok, p in zip(s.feasible, pruned, strict=True))
-        counts[2] += sum(pruned)
+        counts[1] += s.diverged
+        counts[2] += sum(s.pruned)
     rows = []
     order = sorted(pooled.items(), key=lambda i: (cell_sort_key(i[0][0], conf_dir), i[0][1]))
     for (cell, depth), (n, bad, cut) in order:
@@ -205,17 +210,19 @@ def plot_curves(studies: Sequence[StudyTrials], path: Path, conf_dir: Path = CON
     fig, axes = plt.subplots(
         1, len(depths), figsize=(4.6 * len(depths), 3.6), squeeze=False, sharey=True
     )
-    limits = curve_limits(studies)
+    curves = {s.name: tuner_curves(s.values, s.feasible, s.maximize) for s in studies}
+    maximize = bool(studies) and studies[0].maximize
+    limits = None if maximize else curve_limits([bests for _, bests in curves.values()])
     for ax, depth in zip(axes[0], depths, strict=True):
         for s in sorted((s for s in studies if s.depth == depth), key=lambda s: s.cell):
-            medians, bests = tuner_curves(s.values, s.feasible, s.maximize)
+            medians, bests = curves[s.name]
             color = colors[cells.index(s.cell) % len(colors)]
             trials = range(1, len(bests) + 1)
             ax.plot(trials, bests, color=color)
             ax.plot(trials, medians, color=color, linestyle="--", linewidth=1)
         ax.set_title(f"depth {depth}")
         ax.set_xlabel("tuner trial")
-        if studies and not studies[0].maximize:
+        if studies and not maximize:
             ax.set_yscale("log")
         if limits is not None:  # a median of two trials, one of them wild, leaves the axis
             ax.set_ylim(*limits)
@@ -231,15 +238,12 @@ def plot_curves(studies: Sequence[StudyTrials], path: Path, conf_dir: Path = CON
     plt.close(fig)
 
 
-def curve_limits(studies: Sequence[StudyTrials]) -> tuple[float, float] | None:
-    """A minimised loss's y range: from half the lowest best to ten times the highest first
-    feasible value of any study (a running median of one good and one wild trial would
-    otherwise stretch the log axis over ten decades); None when maximising or empty."""
-    if not studies or studies[0].maximize:
-        return None
+def curve_limits(best_curves: Sequence[Sequence[float]]) -> tuple[float, float] | None:
+    """A minimised loss's y range from the studies' best-so-far curves: from half the lowest
+    best to ten times the highest first feasible value (a running median of one good and one
+    wild trial would otherwise stretch the log axis over ten decades); None when empty."""
     firsts, lows = [], []
-    for s in studies:
-        _, bests = tuner_curves(s.values, s.feasible, s.maximize)
+    for bests in best_curves:
         finite = [b for b in bests if math.isfinite(b) and b > 0]
         if finite:
             firsts.append(finite[0])
@@ -256,7 +260,6 @@ def study_summaries(studies: Sequence[StudyTrials]) -> list[dict]:
     rows = []
     for s in studies:
         medians, bests = tuner_curves(s.values, s.feasible, s.maximize)
-        pruned = s.pruned or [False] * len(s.values)
         finite = bool(bests) and math.isfinite(bests[-1])
         rows.append(
             {
@@ -265,8 +268,8 @@ def study_summaries(studies: Sequence[StudyTrials]) -> list[dict]:
                 "depth": s.depth,
                 "trials": len(s.values),
                 "feasible": sum(s.feasible),
-                "diverged": sum(not ok and not p for ok, p in zip(s.feasible, pruned, strict=True)),
-                "pruned": sum(pruned),
+                "diverged": s.diverged,
+                "pruned": sum(s.pruned),
                 "median": medians[-1] if finite else None,
                 "best": bests[-1] if finite else None,
                 "maximize": s.maximize,

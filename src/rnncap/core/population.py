@@ -275,15 +275,12 @@ class PopulationModule(pl.LightningModule):
         evaluate_every: int | None = None,
         reporter: TrialReporter | None = None,
         config: dict[str, Any] | None = None,
-        objective: str = "bits",
-        maximize: bool = True,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.population, self.data, self.settings = population, data, members
         self.optimizer_factory, self.reporter = optimizer, reporter
         self.evaluate_every = evaluate_every
-        self.objective, self.maximize = objective, maximize
         size = len(members)
         self.register_buffer("alive", torch.ones(size, dtype=torch.bool))
         self.register_buffer("pruned", torch.zeros(size, dtype=torch.bool))
@@ -351,8 +348,9 @@ class PopulationModule(pl.LightningModule):
             values[k] = value
         finite = [v for v in values if v is not None and math.isfinite(v)]
         if finite:
-            best = max(finite) if self.maximize else min(finite)
-            self.log(f"val/{self.objective}_best", best)
+            task = self.data.task
+            best = max(finite) if task.objective_direction == "maximize" else min(finite)
+            self.log(f"val/{task.objective}_best", best)
         if self.reporter is not None:
             for k, prune in enumerate(self.reporter.report(step, values)):
                 if prune:
@@ -403,8 +401,6 @@ def population_job(cfg: DictConfig) -> Job:
         evaluate_every=cfg.trainer.val_check_interval,
         reporter=build_reporter(cfg, members=len(members)),
         config=plain(cfg),
-        objective=tasks[0].objective,
-        maximize=tasks[0].objective_direction == "maximize",
     )
 
     def results() -> dict[str, Any]:

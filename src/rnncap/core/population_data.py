@@ -38,6 +38,8 @@ Population = Callable[[Tensor, list[int]], Tensor]
 class PopulationData(Protocol):
     """The training data of a population and each member's loss and objective."""
 
+    task: TaskDataModule  # whose objective (name and direction) the members are scored by
+
     def loader(self, start_step: Callable[[], int]) -> DataLoader: ...
 
     def losses(self, population: Population, batch: Batch, which: list[int]) -> Tensor: ...
@@ -73,6 +75,7 @@ class MemberSets:
     """The capacity task: member k trains on its own b_k samples, full batch."""
 
     def __init__(self, tasks: list[TaskDataModule]) -> None:
+        self.task = tasks[0]
         self.data = stack_member_data(tasks)
         self.samples = [len(task.train_set) for task in tasks]
 
