@@ -116,7 +116,7 @@ def dvc_stages(root: Path) -> dict:
 def test_dvc_yaml_runs_each_grid_of_params_yaml_as_one_multirun():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     stages = dvc_stages(ROOT)
-    assert {n for n in stages if n.startswith("train_")} == {"train_capacity", "train_memory"}
+    assert {n for n in stages if n.startswith("train_")} >= {"train_capacity", "train_memory"}
     assert stages["train_capacity"].cmd == "rnncap train-grid capacity"
     (capacity,) = grid_commands(ROOT / "params.yaml", "capacity")
     grid = params["capacity"]
@@ -197,6 +197,8 @@ def test_stages_call_rnncap_or_train_py_and_depend_on_all_they_import():
         ("plot", analysis),
         ("tune", tune | training),
         ("trainability", analysis),
+        ("train_precision", grids | sweeper),
+        ("precision", analysis),
     ]:
         assert not covered(files, dep_paths(stages[name])), name
     train_deps = dep_paths(stages["train_capacity"])
@@ -211,7 +213,7 @@ def test_stages_call_rnncap_or_train_py_and_depend_on_all_they_import():
     assert {"conf/hardware", "conf/logger", "conf/sweep", "conf/cell", "conf/task"} <= tune_deps
 
 
-ANALYSIS = ["capacity", "plots", "tables", "tracking", "trainability", "studies"]
+ANALYSIS = ["capacity", "plots", "tables", "tracking", "trainability", "studies", "rescore"]
 
 
 def test_paper_params_have_the_same_keys_as_the_default():

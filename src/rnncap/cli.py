@@ -4,9 +4,10 @@
     rnncap generate cells DIR                           every cell's composed config
     rnncap fit [--runs DIR] [--out DIR] [--metrics FILE] [--studies URL ...]
     rnncap plot [--tables DIR] [--out DIR]
-    rnncap train-grid capacity|memory [--params FILE] [--dry-run]
+    rnncap train-grid capacity|memory|precision [--params FILE] [--dry-run]
     rnncap tune-grid [--params FILE] [--dry-run]
     rnncap trainability [--storage URL] [--out DIR]
+    rnncap precision [--runs DIR ...] [--out DIR] [--precisions NAME ...]
     rnncap exp-params FILE | xargs dvc exp run        FILE's grid as a DVC experiment
     rnncap dashboard --project P [--group G] [--wandb online]   a W&B comparison workspace
 
@@ -185,6 +186,24 @@ def cmd_trainability(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def cmd_precision(args: argparse.Namespace) -> None:
+    from rnncap.analysis.precision import PRECISIONS
+    from rnncap.analysis.rescore import NotACapacityRun, rescore
+
+    for root in args.runs:
+        _folder(root, "--runs")
+    unknown = [p for p in args.precisions if p not in PRECISIONS]
+    if unknown:
+        allowed = list(PRECISIONS)
+        raise UsageError(f"--precisions {' '.join(unknown)}: unknown; choose from {allowed}")
+    try:
+        result = rescore(args.runs, args.out, args.precisions, args.config_dir)
+    except NotACapacityRun as err:
+        what = "precision re-scores finished capacity runs"
+        raise UsageError(f"--runs: {_one_line(err)}; {what}") from err
+    print(json.dumps(result, indent=2))
+
+
 # ---- DVC experiments -------------------------------------------------------------------------
 def hydra_value(value: Any) -> str:
     """``value`` in Hydra's override grammar (what ``dvc exp run --set-param`` parses)."""
@@ -294,9 +313,11 @@ memory_per_unit.png. Cells are drawn in their class's display order, label and c
 TRAIN_GRID = """a training grid of params.yaml as one `python train.py -m` run
 
 capacity: a short search per (cell, depth, budget, seed) point, one Optuna study each, its
-trials trained as populations (sweep=quick); memory: one run per (cell, depth, width, seed).
-One worker process per core (params.yaml `jobs`), so imports are paid per grid, not per run.
-The DVC stages train_capacity and train_memory call it (rnncap.train_grid).
+trials trained as populations (sweep=quick); memory: one run per (cell, depth, width, seed);
+precision: the capacity grid (cells and depths as `precision.trained` narrows them) trained in
+`precision.trained.precision` (bf16-mixed). One worker process per core (params.yaml `jobs`),
+so imports are paid per grid, not per run. The DVC stages train_capacity, train_memory and
+train_precision call it (rnncap.train_grid).
 """
 
 TUNE_GRID = """a trainability grid of params.yaml: tuner and random-settings studies
@@ -313,6 +334,16 @@ TRAINABILITY = """tuner curves and percent infeasible of a study storage
 Writes curves.csv and curves.png (per study: each trial's objective, the running median and
 the best so far, the paper's Figure 4), infeasible.csv and infeasible.md (percent of diverged
 trials of the random-sampler studies per cell and depth, Table 1) and summary.json.
+"""
+PRECISION = """capacity with the trained weights rounded to fewer bits
+
+Every finished capacity run under --runs (its metrics.json, weights.pt and .hydra config) is
+rebuilt member by member and scored again with its weights rounded to each precision: bf16,
+fp16, int8 and int4 (symmetric, one scale per tensor or, _row, per output row), ternary; fp32
+reproduces the run's own bits (summary.json counts fp32_mismatches). Writes scores.csv (per
+member and precision), precision.csv (bits per parameter and per stored bit, per cell, depth,
+training precision and format), precision.png and summary.json. A run of another task, or one
+without saved weights, is refused before anything is written.
 """
 EXP_PARAMS = """another params file's grid as `dvc exp run` arguments
 
@@ -397,7 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_dir(plot, DISPLAY_CONF)
 
     train = _command(sub, "train-grid", cmd_train_grid, TRAIN_GRID)
-    train.add_argument("grid", choices=["capacity", "memory"], help="which grid of --params")
+    train.add_argument(
+        "grid", choices=["capacity", "memory", "precision"], help="which grid of --params"
+    )
     _path(train, "--params", "params.yaml", "the params file holding the grid", "FILE")
     train.add_argument("--dry-run", action="store_true", help="print the commands only")
 
@@ -442,6 +475,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="the depths of the percent-infeasible table",
     )
     _config_dir(report, DISPLAY_CONF)
+
+    rescore = _command(sub, "precision", cmd_precision, PRECISION)
+    rescore.add_argument(
+        "--runs",
+        type=Path,
+        nargs="+",
+        default=[Path("results/train/capacity"), Path("results/precision/train")],
+        metavar="DIR",
+        help="folders of finished capacity runs; default: the fp32 grid and the bf16-mixed one",
+    )
+    _path(rescore, "--out", "results/precision", "where the tables and figure go")
+    rescore.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["fp32", "bf16", "fp16", "int8", "int8_row", "int4", "int4_row", "ternary"],
+        metavar="NAME",
+        help="the formats to score (default: all)",
+    )
+    _config_dir(rescore, DISPLAY_CONF)
 
     dash = _command(sub, "dashboard", cmd_dashboard, DASHBOARD)
     dash.add_argument("--project", metavar="NAME", help="the W&B project of the runs (required)")

@@ -8,9 +8,13 @@ Lightning are imported a few times per grid, not once per run.
   cannot take (the +RNN at depth 1) are skipped.
 - ``memory``: one run per (cell, depth, width, seed), Hydra's grid sweep; the cells that need
   depth >= 2 (``deep_cells``) at ``deep_depths``.
+- ``precision``: the capacity grid again (``precision.trained`` may narrow its cells and
+  depths), trained in Lightning's ``precision.trained.precision`` (bf16-mixed), for the
+  comparison of ``rnncap precision``.
 
-``rnncap train-grid capacity|memory [--params FILE] [--dry-run]`` runs one from the project
-root; the DVC stages ``train_capacity`` and ``train_memory`` call it.
+``rnncap train-grid capacity|memory|precision [--params FILE] [--dry-run]`` runs one from the
+project root; the DVC stages ``train_capacity``, ``train_memory`` and ``train_precision`` call
+it.
 """
 
 from __future__ import annotations
@@ -103,15 +107,34 @@ def memory_commands(grid: Mapping[str, Any], jobs: int, out: str, data: str) -> 
     return commands
 
 
-OUT = "results/train/{}"  # each grid's runs (the DVC stage's output)
+# each grid's runs (the DVC stage's output); the precision grid's outside results/train, which
+# the fit stage reads whole
+OUT = {
+    "capacity": "results/train/capacity",
+    "memory": "results/train/memory",
+    "precision": "results/precision/train",
+}
+
+
+def precision_grid(params: Path) -> tuple[dict[str, Any], int]:
+    """The capacity grid as ``precision.trained`` narrows it, trained in its precision."""
+    grid, jobs = load_section(params, "capacity")
+    trained, _ = load_section(params, "precision")
+    trained = trained["trained"]
+    narrowed = {k: trained[k] for k in ("cells", "depths") if trained.get(k) is not None}
+    overrides = f"{grid.get('overrides') or ''} hardware.precision={trained['precision']}"
+    return {**grid, **narrowed, "overrides": overrides.strip()}, jobs
 
 
 def grid_commands(params: Path, name: str) -> list[list[str]]:
     """Every ``train.py`` argument list of grid ``name`` of ``params``."""
+    if name == "precision":
+        grid, jobs = precision_grid(params)
+        return [capacity_command(grid, jobs, OUT[name])]
     grid, jobs = load_section(params, name)
     if name == "capacity":
-        return [capacity_command(grid, jobs, OUT.format(name))]
-    return memory_commands(grid, jobs, OUT.format(name), "data/memory")
+        return [capacity_command(grid, jobs, OUT[name])]
+    return memory_commands(grid, jobs, OUT[name], "data/memory")
 
 
 def run_grid(
@@ -120,7 +143,7 @@ def run_grid(
     """Run (or with ``dry_run`` only print) each command with ``root``'s train.py; the grid's
     folder exists afterwards even when the grid is empty."""
     if not dry_run:
-        (root / OUT.format(name)).mkdir(parents=True, exist_ok=True)
+        (root / OUT[name]).mkdir(parents=True, exist_ok=True)
     for args in commands:
         cmd = [sys.executable, str(root / "train.py"), *args]
         print(f"run: python train.py {' '.join(args)}", flush=True)

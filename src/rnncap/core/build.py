@@ -29,13 +29,15 @@ from rnncap.tasks.base import TaskDataModule
 @dataclass
 class Job:
     """What ``train`` fits: a module (and its data), the keys that say what ran, the final
-    results once trained, the gradient clipping the trainer applies, its extra callbacks and,
-    where it differs from ``trainer.max_steps``, the steps the trainer runs."""
+    results once trained, the trained models (one per member; a solo run's one), the gradient
+    clipping the trainer applies, its extra callbacks and, where it differs from
+    ``trainer.max_steps``, the steps the trainer runs."""
 
     module: pl.LightningModule
     datamodule: pl.LightningDataModule | None
     info: dict[str, Any]
     results: Callable[[], dict[str, Any]]
+    models: Callable[[], list[nn.Module]]
     objective: str
     gradient_clip_val: float | None
     callbacks: list[pl.Callback] = field(default_factory=list)

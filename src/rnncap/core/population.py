@@ -408,7 +408,11 @@ def population_job(cfg: DictConfig) -> Job:
 
     # clipped per member by the module, not by the trainer; it runs the longest member's steps
     steps = max(m.max_steps for m in members)
-    return Job(module, None, info, results, tasks[0].objective, None, max_steps=steps)
+
+    def trained() -> list[nn.Module]:
+        return [module.population.member(k) for k in range(len(members))]
+
+    return Job(module, None, info, results, trained, tasks[0].objective, None, max_steps=steps)
 
 
 def summarise(

@@ -28,7 +28,7 @@ from rnncap.core.build import (
 )
 from rnncap.core.errors import ConfigError
 from rnncap.core.hardware import is_rank_zero
-from rnncap.core.io import write_json_atomic
+from rnncap.core.io import write_atomic, write_json_atomic
 from rnncap.core.loggers import build_logger, finish_loggers, log_final
 from rnncap.core.population import population_job
 from rnncap.core.trial_report import PruningCallback, build_reporter
@@ -36,6 +36,9 @@ from rnncap.core.validate import validate
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
+# the trained weights: {"members": [state dict, ...]}, one per member (a solo run's one),
+# plain tensors (torch.load(..., weights_only=True)); written before metrics.json
+WEIGHTS_FILE = "weights.pt"
 # what defines a run: a checkpoint may resume on other hardware, loggers or step counts only
 RUN_DEFINING_KEYS = ("cell", "task", "depth", "seed", "model", "optimizer", "scheduler")
 
@@ -45,7 +48,8 @@ def train(cfg: DictConfig) -> float | None:
     run_dir = Path(cfg.output_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     if is_rank_zero():  # never leave an earlier run's result, not even when this one is refused
-        (run_dir / METRICS_FILE).unlink(missing_ok=True)
+        for name in (METRICS_FILE, WEIGHTS_FILE):
+            (run_dir / name).unlink(missing_ok=True)
     validate(cfg)
     check_resumable(cfg, last)
     torch.set_num_threads(cfg.hardware.threads)
@@ -59,6 +63,7 @@ def train(cfg: DictConfig) -> float | None:
         if not trainer.is_global_zero:
             return None  # the model is the same in every process: rank 0 scores it
         results = job.results()
+        save_weights(run_dir / WEIGHTS_FILE, job.models())
         write_json_atomic(run_dir / METRICS_FILE, results)
         log_final(logger, results)
         log.info("results: %s", {k: v for k, v in results.items() if k != "members"})
@@ -85,7 +90,13 @@ def solo_job(cfg: DictConfig) -> Job:
         return {**info, **metrics}
 
     clip = cfg.trainer.gradient_clip_val
-    return Job(module, task, info, results, task.objective, clip, callbacks=pruning)
+    return Job(module, task, info, results, lambda: [module.model], task.objective, clip, pruning)
+
+
+def save_weights(path: Path, models: list[torch.nn.Module]) -> None:
+    """Every member's final parameters and buffers (CPU copies) in one file, atomically."""
+    members = [{k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in models]
+    write_atomic(path, lambda f: torch.save({"members": members}, f), binary=True)
 
 
 def fit(trainer: pl.Trainer, job: Job, last: Path) -> None:

@@ -1,0 +1,232 @@
+"""Capacity under reduced precision: finished capacity runs scored again with their trained
+weights rounded to each number format of ``rnncap.analysis.precision``.
+
+For every finished capacity run (``metrics.json`` and ``weights.pt`` in its folder, written by
+``train.py``) and every member of it (a population's K members; a solo run's one): the member
+is rebuilt from the run's own config (``.hydra/config.yaml``) exactly as it was trained (its
+data set is a function of its config), its weights loaded and rounded, and the capacity task
+scores it again. Per format:
+
+    bits(p)                     the bits the rounded model stores (the task's own metric)
+    bits_per_param(p)         = bits(p) / params
+    bits_per_stored_bit(p)    = bits(p) / (params * bits_per_weight(p))
+
+The fp32 row is the run's own result: the re-score reproduces ``metrics.json`` (a check, not
+a copy). A model size's capacity at a format is, as in ``rnncap fit``, the maximum over its
+runs and members; bits/param per cell is the slope through the origin over sizes. The runs'
+training precision (``hardware.precision``: ``32-true``, ``bf16-mixed``) is kept apart: a grid
+trained in bf16-mixed against one trained in fp32 is the Morris et al. (2025) comparison.
+
+    rnncap precision --runs results/train/capacity results/precision/train --out results/precision
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rnncap.analysis.capacity import capacity_fits, capacity_table
+from rnncap.analysis.precision import PRECISIONS, bits_per_stored_bit, rounded_copy
+from rnncap.analysis.precision_figure import write_precision_figure
+from rnncap.analysis.tables import ALL_DEPTHS, CONF_DIR, Row, write_csv
+from rnncap.core.build import build_model, build_task, final_metrics
+from rnncap.core.io import write_json_atomic
+from rnncap.core.population import check_population
+from rnncap.core.run import METRICS_FILE, WEIGHTS_FILE
+
+SCORE_COLUMNS = [
+    "run",
+    "member",
+    "trained",
+    "precision",
+    "weight_bits",
+    "cell",
+    "depth",
+    "params",
+    "hidden",
+    "samples",
+    "status",
+    "accuracy",
+    "bits",
+    "bits_per_param",
+    "bits_per_stored_bit",
+]
+PRECISION_COLUMNS = [
+    "trained",
+    "precision",
+    "weight_bits",
+    "cell",
+    "depth",
+    "sizes",
+    "slope",
+    "slope_lo",
+    "slope_hi",
+    "bits_per_stored_bit",
+]
+
+
+class NotACapacityRun(ValueError):
+    """A folder that holds no finished capacity run with saved weights; the message says why."""
+
+
+def run_folders(root: Path) -> list[Path]:
+    """Every folder under ``root`` that holds a ``metrics.json`` (a finished run)."""
+    return sorted(path.parent for path in root.rglob(METRICS_FILE))
+
+
+def recorded_members(run: Path) -> list[Row]:
+    """Each member's metrics as its run recorded them (a solo run: its metrics.json)."""
+    metrics = json.loads((run / METRICS_FILE).read_text())
+    return metrics.get("members") or [metrics]
+
+
+def load_run(run: Path) -> tuple[DictConfig, list[dict[str, torch.Tensor]]]:
+    """A finished capacity run's config and its members' trained weights."""
+    metrics = json.loads((run / METRICS_FILE).read_text())
+    if metrics.get("task") != "capacity":
+        raise NotACapacityRun(f"{run} is a task={metrics.get('task')} run, not a capacity run")
+    config = run / ".hydra" / "config.yaml"
+    if not config.is_file():
+        raise NotACapacityRun(f"{run} has no .hydra/config.yaml to rebuild its model from")
+    if not (run / WEIGHTS_FILE).is_file():
+        raise NotACapacityRun(f"{run} has no {WEIGHTS_FILE} (trained before runs saved weights)")
+    weights = torch.load(run / WEIGHTS_FILE, map_location="cpu", weights_only=True)["members"]
+    return OmegaConf.load(config), weights
+
+
+def member_configs(cfg: DictConfig) -> list[DictConfig]:
+    """The solo config of every member (a solo run: itself)."""
+    return check_population(cfg) if cfg.model.population > 1 else [cfg]
+
+
+def rescore_run(run: Path, precisions: Sequence[str], label: str = "") -> list[Row]:
+    """One row per member and format: the member's metrics with its weights at that format;
+    a member whose training diverged has null metrics at every format."""
+    cfg, weights = load_run(run)
+    members, recorded = member_configs(cfg), recorded_members(run)
+    if not len(members) == len(weights) == len(recorded):
+        raise NotACapacityRun(f"{run}: {len(weights)} saved models for {len(members)} members")
+    rows = []
+    for index, (solo, state) in enumerate(zip(members, weights, strict=True)):
+        diverged = recorded[index].get("status") == "diverged"
+        pl.seed_everything(solo.seed, workers=True, verbose=False)  # as the run built it
+        task = build_task(solo)
+        model = build_model(solo, task)
+        model.load_state_dict(state)
+        params = sum(p.numel() for p in model.parameters())
+        for precision in precisions:
+            metrics = final_metrics(rounded_copy(model, precision), diverged, task, params)
+            bits = metrics.get("bits")
+            rows.append(
+                {
+                    "run": label,
+                    "member": index,
+                    "trained": cfg.hardware.precision,
+                    "precision": precision,
+                    "weight_bits": PRECISIONS[precision],
+                    "cell": cfg.cell.name,
+                    "depth": cfg.depth,
+                    "params": params,
+                    "hidden": model.hidden_size,
+                    "samples": solo.task.samples,
+                    "task": "capacity",
+                    **metrics,
+                    "bits_per_stored_bit": (
+                        None if bits is None else bits_per_stored_bit(bits, params, precision)
+                    ),
+                }
+            )
+    return rows
+
+
+def precision_fits(scores: Iterable[Row], conf_dir: Path = CONF_DIR) -> list[Row]:
+    """Per (training precision, format, cell, depth and all depths): bits/param as the slope
+    over model sizes of the sizes' capacities (max over runs and members), and bits per stored
+    bit of that slope."""
+    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for row in scores:
+        groups[(row["trained"], row["precision"])].append(row)
+    fits = []
+    for (trained, precision), rows in groups.items():
+        for fit in capacity_fits(capacity_table(rows, conf_dir), conf_dir=conf_dir):
+            fits.append(
+                {
+                    "trained": trained,
+                    "precision": precision,
+                    "weight_bits": PRECISIONS[precision],
+                    **fit,
+                    "bits_per_stored_bit": fit["slope"] / PRECISIONS[precision],
+                }
+            )
+    return fits
+
+
+def fp32_mismatches(scores: Iterable[Row], recorded: dict[tuple[str, int], float | None]) -> int:
+    """How many fp32 re-scores differ from the bits their run recorded (more than 1e-6 bits)."""
+    wrong = 0
+    for row in scores:
+        if row["precision"] != "fp32":
+            continue
+        before, now = recorded.get((row["run"], row["member"])), row.get("bits")
+        if (before is None) != (now is None) or (now is not None and abs(now - before) > 1e-6):
+            wrong += 1
+    return wrong
+
+
+def recorded_bits(run: Path, label: str) -> dict[tuple[str, int], float | None]:
+    """Each member's bits as its run recorded them in metrics.json."""
+    return {(label, k): m.get("bits") for k, m in enumerate(recorded_members(run))}
+
+
+def summary(fits: Sequence[Row]) -> dict[str, Any]:
+    """``{cell: {trained: {format: {bits_per_param, bits_per_stored_bit}}}}`` over all depths."""
+    out: dict[str, Any] = {}
+    for fit in fits:
+        if fit["depth"] != ALL_DEPTHS:
+            continue
+        slope = fit["slope"] if math.isfinite(fit["slope"]) else None
+        per_bit = fit["bits_per_stored_bit"] if slope is not None else None
+        out.setdefault(fit["cell"], {}).setdefault(fit["trained"], {})[fit["precision"]] = {
+            "bits_per_param": slope,
+            "bits_per_stored_bit": per_bit,
+        }
+    return out
+
+
+def rescore(
+    roots: Sequence[Path], out: Path, precisions: Sequence[str], conf_dir: Path = CONF_DIR
+) -> dict[str, Any]:
+    """Re-score every finished capacity run under ``roots``; write ``scores.csv`` (per member
+    and format), ``precision.csv`` (fits), ``precision.png`` and, last, ``summary.json`` into
+    ``out``. Raises
+    NotACapacityRun before writing anything when a run is not one, or none is found."""
+    runs = [(root, run) for root in roots for run in run_folders(root)]
+    if not runs:
+        raise NotACapacityRun(f"no finished runs under {', '.join(map(str, roots))}")
+    for _, run in runs:  # every run checked before the first is scored
+        load_run(run)
+    scores, recorded = [], {}
+    for root, run in runs:
+        label = str(run.relative_to(root.parent))
+        scores += rescore_run(run, precisions, label)
+        recorded |= recorded_bits(run, label)
+    fits = precision_fits(scores, conf_dir)
+    result = {
+        "runs": len(runs),
+        "members": len({(r["run"], r["member"]) for r in scores}),
+        "fp32_mismatches": fp32_mismatches(scores, recorded),
+        "bits_per_param": summary(fits),
+    }
+    write_csv(scores, out / "scores.csv", SCORE_COLUMNS)
+    write_csv(fits, out / "precision.csv", PRECISION_COLUMNS + ["exponent"])
+    write_precision_figure(fits, out / "precision.png", conf_dir)
+    write_json_atomic(out / "summary.json", result)
+    return result
