@@ -16,6 +16,7 @@ from rnncap.analysis.rescore import NotACapacityRun, rescore
 from rnncap.cli import main
 from rnncap.core.run import WEIGHTS_FILE, train
 from rnncap.train_grid import grid_commands
+from rnncap.tune_grid import load_grid, study_commands
 
 
 def finished_run(make_cfg, folder: Path, *overrides: str) -> Path:
@@ -110,3 +111,11 @@ def test_the_precision_grid_is_the_capacity_grid_trained_in_bf16_mixed():
     assert f"depth={depths}" in command
     same = [a for a in capacity if not a.startswith(("depth=", "hydra.sweep", "hydra.sweeper.s"))]
     assert set(same) <= set(command)  # every other setting as the capacity grid has it
+
+
+def test_save_weights_false_writes_none_and_trainability_studies_set_it(make_cfg, tmp_path):
+    cfg = make_cfg("model.hidden=3", "save_weights=false")
+    train(cfg)
+    assert (tmp_path / "metrics.json").is_file() and not (tmp_path / WEIGHTS_FILE).exists()
+    tune, jobs = load_grid(ROOT / "params.yaml", "tune")
+    assert all("save_weights=false" in args for _, args in study_commands(tune, jobs))

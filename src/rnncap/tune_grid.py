@@ -73,6 +73,7 @@ def study_commands(tune: Mapping[str, Any], jobs: int) -> list[tuple[str, list[s
             f"hydra.sweeper.storage=journal:///{tune['storage']}",
             f"hydra.sweep.dir={tune['runs']}/{group}",
             *RUN,
+            "save_weights=false",  # a study keeps its trials' results, not their models
             *split_overrides(tune.get("overrides")),
             *split_overrides(study.get("overrides")),
         ]

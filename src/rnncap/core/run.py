@@ -63,7 +63,8 @@ def train(cfg: DictConfig) -> float | None:
         if not trainer.is_global_zero:
             return None  # the model is the same in every process: rank 0 scores it
         results = job.results()
-        save_weights(run_dir / WEIGHTS_FILE, job.models())
+        if cfg.save_weights:
+            save_weights(run_dir / WEIGHTS_FILE, job.models())
         write_json_atomic(run_dir / METRICS_FILE, results)
         log_final(logger, results)
         log.info("results: %s", {k: v for k, v in results.items() if k != "members"})

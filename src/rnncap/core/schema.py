@@ -135,6 +135,7 @@ class RunConfig:
     seed: int = bounded(0, ge=0)
     experiment_name: str = "default"
     output_dir: str = MISSING
+    save_weights: bool = True  # the trained weights in <run dir>/weights.pt (rnncap precision)
     model: ModelConfig = field(default_factory=ModelConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
