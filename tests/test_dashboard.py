@@ -169,7 +169,7 @@ def test_the_spec_round_trips_through_the_librarys_model():
     assert dashboard.panel_keys(again) == dashboard.panel_keys(workspace)
     keys = dashboard.panel_keys(again)
     assert "summary:final/loss" in keys["Tuning: tuned settings against loss"]
-    assert keys["Trainability: running median loss against trial"] == [
+    assert keys["Trainability: running median objective against trial"] == [
         "history:trial",
         "history:running_median",
     ]
@@ -205,7 +205,7 @@ def test_the_report_has_a_filtered_grid_per_depth_and_round_trips():
         ("config", "depth", "=", 8),
         ("config", "sampler", "!=", "RandomSampler"),
     }
-    assert keys["Trainability / depth 8: best loss so far against trial"] == [
+    assert keys["Trainability / depth 8: best objective so far against trial"] == [
         "history:trial",
         "history:best_so_far",
     ]

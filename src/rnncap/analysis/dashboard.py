@@ -92,14 +92,15 @@ def memory_section() -> ws.Section:
     return ws.Section(name="Per-unit memory", is_open=True, panels=memory_panels())
 
 
-def curve_panels(objective: str) -> list[wr.LinePlot]:
-    """Best so far and running median of the objective against trial (trainability runs)."""
+def curve_panels() -> list[wr.LinePlot]:
+    """Best so far and running median of the objective against trial (trainability runs; the
+    objective, per study, is their config ``objective``: a minimised loss or maximised bits)."""
     trial = wr.Metric("trial")
     return [
         wr.LinePlot(title=title, x=trial, y=[wr.Metric(key)])
         for title, key in (
-            (f"best {objective} so far against trial", "best_so_far"),
-            (f"running median {objective} against trial", "running_median"),
+            ("best objective so far against trial", "best_so_far"),
+            ("running median objective against trial", "running_median"),
         )
     ]
 
@@ -114,9 +115,7 @@ def diverged_panel() -> wr.BarPlot:
 
 
 def trainability_section(objective: str) -> ws.Section:
-    return ws.Section(
-        name="Trainability", is_open=True, panels=[*curve_panels(objective), diverged_panel()]
-    )
+    return ws.Section(name="Trainability", is_open=True, panels=[*curve_panels(), diverged_panel()])
 
 
 def tuning_panel(objective: str) -> wr.ParallelCoordinatesPlot:
@@ -189,8 +188,7 @@ def build_report(
             groupby=wr.Config(CELL),
             groupby_aggfunc="mean",
         )
-        blocks += [wr.H2(f"depth {d}"), grid(f"tuner studies, depth {d}", tuned,
-                                               curve_panels(objective))]  # fmt: skip
+        blocks += [wr.H2(f"depth {d}"), grid(f"tuner studies, depth {d}", tuned, curve_panels())]
         blocks.append(grid(f"random settings, depth {d}", drawn, [share]))
     blocks += [wr.H1("Tuning"), grid("tuned runs", [in_group], [tuning_panel(objective)])]
     return wr.Report(
