@@ -504,7 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument(
         "--spec", type=Path, nargs="+", metavar="FILE", help="publish these specs instead"
     )
-    dash.add_argument("--wandb", default="offline", choices=WANDB_MODES[:2], help="W&B mode")
+    dash.add_argument(
+        "--wandb", default="offline", choices=WANDB_MODES, help="online saves (with a key)"
+    )
 
     exp = _command(sub, "exp-params", cmd_exp_params, EXP_PARAMS)
     exp.add_argument("file", type=Path, metavar="FILE", help="the params file to run")
