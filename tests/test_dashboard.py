@@ -12,8 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
+import wandb_workspaces.reports.v2 as wr
 from conftest import ROOT
+from wandb_workspaces import expr
 
 from rnncap import cli
 from rnncap.analysis import dashboard
@@ -62,19 +65,33 @@ def flat(value: Any, prefix: str) -> dict[str, Any]:
     return {k: v for key, sub in value.items() for k, v in flat(sub, f"{prefix}.{key}").items()}
 
 
-def logged_keys(wandb_file: Path) -> set[str]:
-    """``config:<key>`` and ``summary:<key>`` of everything one offline run logged."""
+def item_key(item: Any) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
+def logged(wandb_file: Path) -> tuple[set[str], list[dict[str, Any]], str]:
+    """What one offline run logged: its keys (``config:<key>``, ``summary:<key>``,
+    ``history:<key>``, ``run:Group`` / ``run:JobType`` when set), its history rows and its
+    job type."""
     keys: set[str] = set()
+    rows: list[dict[str, Any]] = []
+    job_type = ""
     for record in records(wandb_file):
         kind = record.WhichOneof("record_type")
         config = {"run": record.run.config.update, "config": record.config.update}.get(kind, [])
         for item in config:
             keys |= {f"config:{k}" for k in flat(json.loads(item.value_json), item.key)}
+        if kind == "run":
+            job_type = record.run.job_type or job_type
+            keys |= {"run:Group"} if record.run.run_group else set()
+            keys |= {"run:JobType"} if record.run.job_type else set()
         if kind == "summary":
-            keys |= {
-                f"summary:{item.key or '/'.join(item.nested_key)}" for item in record.summary.update
-            }
-    return keys
+            keys |= {f"summary:{item_key(item)}" for item in record.summary.update}
+        if kind == "history":
+            row = {item_key(item): json.loads(item.value_json) for item in record.history.item}
+            keys |= {f"history:{k}" for k in row if not k.startswith("_")}
+            rows.append(row)
+    return keys, rows, job_type
 
 
 def run(cmd: list[str], cwd: Path) -> None:
@@ -84,10 +101,10 @@ def run(cmd: list[str], cwd: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
 
 
-@pytest.mark.slow  # four real runs with W&B offline: about a minute on 2 cores
+@pytest.mark.slow  # five real runs with W&B offline: about a minute on 2 cores
 def test_every_panel_reads_keys_that_real_offline_runs_log(tmp_path):
     train = [sys.executable, str(ROOT / "train.py")]
-    run([*train, "-m", *TINY, "sweep=random", "hydra.sweeper.n_trials=1", "task.samples=24",
+    run([*train, "-m", *TINY, "sweep=random", "hydra.sweeper.n_trials=3", "task.samples=24",
          "task.steps=3", "hydra.sweep.dir=runs/tune"], tmp_path)  # fmt: skip
     run([*train, *TINY, "task=memory", "task.samples=32", "task.eval_samples=16",
          "task.mc_delays=0",
@@ -95,27 +112,50 @@ def test_every_panel_reads_keys_that_real_offline_runs_log(tmp_path):
     rnncap = [sys.executable, "-m", "rnncap.cli"]
     run([*rnncap, "fit", "--runs", "runs", "--out", "cap", "--metrics", "cap.json", "--boot",
          "10", "--wandb", "offline", "--experiment", "g1"], tmp_path)  # fmt: skip
+    storage = "sqlite:///results/tune/studies.db"  # the sweeper's default, where the tuner ran
+    run([*rnncap, "trainability", "--storage", storage, "--out", "tr", "--depths", "1",
+         "--wandb", "offline", "--experiment", "g1"], tmp_path)  # fmt: skip
+    analysis = [logged(f) for f in tmp_path.glob("results/wandb/wandb/offline-run-*/*.wandb")]
     files = {
-        "tuner": list(tmp_path.glob("runs/tune/0/wandb/offline-run-*/*.wandb")),
-        "train.py": list(tmp_path.glob("runs/memory/wandb/offline-run-*/*.wandb")),
-        "fit": list(tmp_path.glob("results/wandb/wandb/offline-run-*/*.wandb")),
+        "tuner": [logged(f) for f in tmp_path.glob("runs/tune/*/wandb/offline-run-*/*.wandb")],
+        "train.py": [logged(f) for f in tmp_path.glob("runs/memory/wandb/offline-run-*/*.wandb")],
+        "fit": [run for run in analysis if run[2] == "fit"],
+        "trainability": [run for run in analysis if run[2] == "trainability"],
     }
     assert all(files.values()), files
-    logged = {kind: set().union(*map(logged_keys, found)) for kind, found in files.items()}
-    every = set().union(*logged.values())
-    workspace = dashboard.build_workspace("e", "rnncap", "g1")
-    for panel, keys in dashboard.panel_keys(workspace).items():
-        assert set(keys) <= every, f"{panel}: {set(keys) - every} logged by no run"
+    keys = {kind: set().union(*(run[0] for run in found)) for kind, found in files.items()}
+    every = set().union(*keys.values())
+    views = [dashboard.build_workspace("e", "rnncap", "g1")]
+    views.append(dashboard.build_report("e", "rnncap", "g1", depths=(1, 2)))
+    for view in views:
+        for panel, used in dashboard.panel_keys(view).items():
+            assert set(used) <= every, f"{panel}: {set(used) - every} logged by no run"
     # the plain keys of a training run, from train.py and the tuner alike
     plain = {f"config:{k}" for k in ("cell.name", "task.name", "depth", "params", "hidden")}
     plain |= {"config:seed", "config:trial", "summary:final/bits", "summary:final/diverged"}
-    assert plain <= logged["tuner"]
-    assert plain - {"summary:final/bits"} | {"summary:final/mse"} <= logged["train.py"]
-    assert "config:cell" in logged["fit"] and "summary:bits_per_param" in logged["fit"]
+    assert plain <= keys["tuner"]
+    assert plain - {"summary:final/bits"} | {"summary:final/mse"} <= keys["train.py"]
+    assert "config:cell" in keys["fit"] and "summary:bits_per_param" in keys["fit"]
+    # one trainability run per study: its curves against trial equal the study's own trials
+    (study_run,) = files["trainability"]
+    curve = {"config:cell.name", "config:depth", "config:task.name", "config:sampler"}
+    curve |= {"run:Group", "run:JobType", "summary:diverged_share"}
+    curve |= {f"history:{k}" for k in ("trial", "best_so_far", "running_median", "objective")}
+    assert curve <= study_run[0]
+    study = optuna.load_study(
+        study_name=None, storage=f"sqlite:///{tmp_path}/results/tune/studies.db"
+    )
+    values = [t.value for t in sorted(study.trials, key=lambda t: t.number)]
+    assert len(values) == 3 and None not in values
+    assert [row["trial"] for row in study_run[1]] == [0, 1, 2]
+    assert [row["objective"] for row in study_run[1]] == values
+    assert [row["best_so_far"] for row in study_run[1]] == [max(values[: i + 1]) for i in range(3)]
+    medians = [values[0], (values[0] + values[1]) / 2, sorted(values)[1]]
+    assert [row["running_median"] for row in study_run[1]] == pytest.approx(medians)
 
 
 def test_the_spec_round_trips_through_the_librarys_model():
-    workspace = dashboard.build_workspace("e", "rnncap", "g1", "loss", maximize=False)
+    workspace = dashboard.build_workspace("e", "rnncap", "g1", "loss")
     spec = dashboard.to_spec(workspace)
     again = dashboard.from_spec(spec)
     assert dashboard.to_spec(again) == spec
@@ -127,28 +167,92 @@ def test_the_spec_round_trips_through_the_librarys_model():
         "Runs",
     ]
     assert dashboard.panel_keys(again) == dashboard.panel_keys(workspace)
-    assert (
-        "summary:final/loss" in dashboard.panel_keys(again)["Tuning: tuned settings against loss"]
-    )
+    keys = dashboard.panel_keys(again)
+    assert "summary:final/loss" in keys["Tuning: tuned settings against loss"]
+    assert keys["Trainability: running median objective against trial"] == [
+        "history:trial",
+        "history:running_median",
+    ]
+    assert keys["run set"] == ["run:Group"]
 
 
-def test_without_a_key_it_writes_the_spec_and_says_how_to_publish(tmp_path, capsys, monkeypatch):
+def test_the_report_has_a_filtered_grid_per_depth_and_round_trips():
+    report = dashboard.build_report("e", "rnncap", "g1", depths=(1, 8), objective="loss")
+    spec = dashboard.to_spec(report)
+    again = dashboard.from_spec(spec)
+    assert isinstance(again, wr.Report) and dashboard.to_spec(again) == spec
+    keys = dashboard.panel_keys(again)
+    assert keys == dashboard.panel_keys(report)
+    grids = [b for b in again.blocks if isinstance(b, wr.PanelGrid)]
+    filters = [(g.runsets[0].name, g.runsets[0].filters) for g in grids]
+    # capacity and the tuner curves and the diverged share per depth, memory and tuning once
+    assert [name for name, _ in filters] == [
+        "capacity, depth 1",
+        "capacity, depth 8",
+        "memory",
+        "tuner studies, depth 1",
+        "random settings, depth 1",
+        "tuner studies, depth 8",
+        "random settings, depth 8",
+        "tuned runs",
+    ]
+    depth8 = dict(filters)["tuner studies, depth 8"]
+    leaves = {(f.key.section, f.key.name, f.op, f.value)
+              for f in expr.string_to_filterexpr_list(depth8)}  # fmt: skip
+    assert leaves == {
+        ("run", "Group", "=", "g1"),
+        ("run", "JobType", "=", "trainability"),
+        ("config", "depth", "=", 8),
+        ("config", "sampler", "!=", "RandomSampler"),
+    }
+    assert keys["Trainability / depth 8: best objective so far against trial"] == [
+        "history:trial",
+        "history:best_so_far",
+    ]
+    assert all(g.runsets[0].groupby for g in grids)  # one line / bar per cell
+    assert not any(g.runsets[0].project for g in grids)  # the report's own project
+
+
+def test_without_a_key_it_writes_the_specs_and_says_how_to_publish(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
-    out = tmp_path / "results" / "dashboard" / "ws.json"
+    out = tmp_path / "results" / "dashboard"
     cli.main(["dashboard", "--project", "rnncap", "--group", "g1", "--out", str(out),
-              "--wandb", "online"])  # fmt: skip
+              "--wandb", "online", "--depths", "1", "2"])  # fmt: skip
     said = capsys.readouterr().out
-    assert f"--spec {out} --wandb online" in said and "no API key" in said
-    assert dashboard.from_spec(out.read_text()).project == "rnncap"
-    assert [p.name for p in out.parent.iterdir()] == ["ws.json"]  # no temporary left
+    files = f"{out / 'workspace.json'} {out / 'report.json'}"
+    assert f"--spec {files} --wandb online" in said and "no API key" in said
+    assert dashboard.from_spec((out / "workspace.json").read_text()).project == "rnncap"
+    report = dashboard.from_spec((out / "report.json").read_text())
+    assert isinstance(report, wr.Report) and report.title == "rnncap g1"
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "workspace.json"]
+    cli.main(["dashboard", "--spec", str(out / "report.json"), "--wandb", "online"])
+    assert "publish them later" in capsys.readouterr().out  # still no key: nothing saved
 
 
 def test_dashboard_without_a_project_is_one_line_and_writes_nothing(tmp_path):
-    out = tmp_path / "ws.json"
+    out = tmp_path / "views"
     env = {**os.environ, "HOME": str(tmp_path)}
     cmd = [sys.executable, "-m", "rnncap.cli", "dashboard", "--group", "g1", "--out", str(out)]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert done.stderr.startswith("error: --project") and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--project", "p", "--depths", "0"], "error: --depths"),
+        (["--spec", "missing.json"], "error: --spec missing.json"),
+        (["--spec", "bad.json"], "error: --spec bad.json: not a workspace or report spec"),
+    ],
+)
+def test_bad_dashboard_arguments_are_one_line(tmp_path, monkeypatch, capsys, args, says):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.json").write_text('{"spec": {"blocks": 3}}')
+    with pytest.raises(SystemExit) as done:
+        cli.main(["dashboard", *args, "--out", "views"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(says) and "\n" not in err and not (tmp_path / "views").exists()

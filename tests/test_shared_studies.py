@@ -78,7 +78,7 @@ def test_three_workers_share_one_postgres_study_and_the_reports_read_it(tmp_path
 
     rnncap = [sys.executable, "-m", "rnncap.cli"]
     report = [*rnncap, "trainability", "--storage", postgres_db, "--out", "tr"]
-    report += ["--table-sampler", "RandomSampler", "--depths", "1"]
+    report += ["--curve-sampler", "RandomSampler", "--depths", "1", "--wandb", "disabled"]
     out = subprocess.run(report, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     curves = (tmp_path / "tr" / "curves.csv").read_text().splitlines()

@@ -32,6 +32,38 @@ def test_tuner_curves_maximise_and_leading_infeasible():
     assert medians[1:] == [2.0, 3.0] and bests[1:] == [2.0, 4.0]
 
 
+def test_study_runs_by_hand():
+    # maximised; trial 1 diverged, trial 3 pruned at 4.0 (feasible, on the curves)
+    study = tr.StudyTrials(
+        name="gp-gru-d8", cell="gru", depth=8, sampler="TPESampler", objective="bits",
+        maximize=True, values=[math.nan, -INF, 6.0, 4.0, 0.5],
+        feasible=[False, False, True, True, True], pruned=[False, False, False, True, False],
+        task="parentheses",
+    )  # fmt: skip
+    study.feasible[0] = True  # a feasible trial without a finite value: no curve point yet
+    (run,) = tr.study_runs([study])
+    assert run["name"] == "gp-gru-d8"
+    assert run["config"] == {
+        "cell": {"name": "gru"}, "depth": 8, "task": {"name": "parentheses"},
+        "sampler": "TPESampler", "objective": "bits", "study": "gp-gru-d8",
+        "direction": "maximize",
+    }  # fmt: skip
+    assert run["history"] == [
+        {"trial": 0, "diverged": 0, "pruned": 0},
+        {"trial": 1, "diverged": 1, "pruned": 0},
+        {"trial": 2, "diverged": 0, "pruned": 0, "objective": 6.0, "best_so_far": 6.0,
+         "running_median": 6.0},
+        {"trial": 3, "diverged": 0, "pruned": 1, "objective": 4.0, "best_so_far": 6.0,
+         "running_median": 5.0},
+        {"trial": 4, "diverged": 0, "pruned": 0, "objective": 0.5, "best_so_far": 6.0,
+         "running_median": 4.0},
+    ]  # fmt: skip
+    assert run["summary"] == {
+        "trials": 5, "diverged": 1, "pruned": 1, "diverged_share": 0.2, "best": 6.0,
+        "median": 4.0,
+    }  # fmt: skip
+
+
 def add_study(storage, name, cell, depth, sampler, values, maximize=True, pruned=0):
     direction = "maximize" if maximize else "minimize"
     study = optuna.create_study(study_name=name, storage=storage, direction=direction)
@@ -148,7 +180,10 @@ def test_report_writes_figure_tables_and_summary(storage, tmp_path):
 
 
 def test_command_line(storage, tmp_path, capsys):
-    main(["trainability", "--storage", storage, "--out", str(tmp_path / "r"), "--depths", "1"])
+    out = str(tmp_path / "r")
+    main(
+        ["trainability", "--storage", storage, "--out", out, "--depths", "1", "--wandb", "disabled"]
+    )
     printed = json.loads(capsys.readouterr().out)
     assert printed["percent_infeasible"] == {"gru-d1": 20.0, "rnn-d1": 50.0}
     assert printed["best"] == {"gp-gru-d1": 6.0}  # curves: every study but the random ones

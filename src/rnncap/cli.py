@@ -9,7 +9,7 @@
     rnncap trainability [--storage URL] [--out DIR]
     rnncap precision [--runs DIR ...] [--out DIR] [--precisions NAME ...]
     rnncap exp-params FILE | xargs dvc exp run        FILE's grid as a DVC experiment
-    rnncap dashboard --project P [--group G] [--wandb online]   a W&B comparison workspace
+    rnncap dashboard --project P [--group G] [--wandb online]   W&B workspace and report
 
 Each subcommand parses its arguments here and calls a computation module (``rnncap.generate``,
 ``rnncap.analysis.*``); W&B logging goes through ``rnncap.analysis.tracking`` only. Modules are
@@ -170,11 +170,12 @@ def cmd_tune_grid(args: argparse.Namespace) -> None:
 
 
 def cmd_trainability(args: argparse.Namespace) -> None:
-    from rnncap.analysis.trainability import report
+    from rnncap.analysis.trainability import load_studies, report, study_runs
 
     _storage(args.storage, "--storage")
     for depth in args.depths:
         _positive("--depths", depth)
+    studies = load_studies(args.storage)
     summary = report(
         args.storage,
         args.out,
@@ -182,8 +183,13 @@ def cmd_trainability(args: argparse.Namespace) -> None:
         args.table_sampler,
         args.depths,
         args.config_dir,
+        studies,
     )
     print(json.dumps(summary, indent=2))
+    if args.wandb != "disabled":
+        from rnncap.analysis.tracking import log_studies
+
+        log_studies(study_runs(studies), args.experiment, args.wandb)
 
 
 def cmd_precision(args: argparse.Namespace) -> None:
@@ -333,7 +339,10 @@ TRAINABILITY = """tuner curves and percent infeasible of a study storage
 
 Writes curves.csv and curves.png (per study: each trial's objective, the running median and
 the best so far, the paper's Figure 4), infeasible.csv and infeasible.md (percent of diverged
-trials of the random-sampler studies per cell and depth, Table 1) and summary.json.
+trials of the random-sampler studies per cell and depth, Table 1) and summary.json. Logs one
+W&B run per study (job type trainability, group --experiment): config cell.name, depth,
+task.name, sampler, objective; a history row per trial with trial, objective, best_so_far,
+running_median, diverged, pruned; the dashboard's trainability panels read them.
 """
 PRECISION = """capacity with the trained weights rounded to fewer bits
 
@@ -355,37 +364,60 @@ leaves them in the workspace's params.yaml, unless --temp or --queue runs it els
 """
 
 
-DASHBOARD = """a W&B workspace comparing an experiment group's runs, built from code
+DASHBOARD = """W&B views comparing an experiment group's runs, built from code
 
-Sections: Capacity (bits against parameters, bits per parameter per cell and depth),
-Per-unit memory (error and theory against units), Trainability (best so far and running mean
-of the objective against trial, share of diverged settings), Tuning (parallel coordinates of
-the tuned settings) and the runs table. With --wandb online and an API key it saves the
-workspace and prints its URL; otherwise it writes the workspace's spec (JSON) to --out and
-prints how to publish it later (--spec FILE --wandb online).
+A workspace (every run of the group, grouped by cell and depth) and a report (a panel grid per
+depth, each with its own filtered run set). Sections: Capacity (bits against parameters, bits
+per parameter per cell; the report a grid per --depths), Per-unit memory (error and theory
+against units), Trainability (best so far and running median of the objective against trial
+per cell, from `rnncap trainability`'s runs, a grid per depth in the report; share of
+diverged settings), Tuning (parallel coordinates of the tuned settings) and the runs table.
+With --wandb online and an API key it saves both and prints their URLs; otherwise it writes
+their specs (JSON) to --out/workspace.json and --out/report.json and prints how to publish
+them later (--spec FILE... --wandb online). It never prompts.
 """
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
     from rnncap.analysis import dashboard
-    from rnncap.analysis.tracking import publish_workspace
+    from rnncap.analysis.tracking import can_publish, how_to_publish, save_view
 
-    if args.spec is not None:
-        try:
-            workspace = dashboard.from_spec(_file(args.spec, "--spec").read_text())
-        except ValueError as err:
-            raise UsageError(f"--spec {args.spec}: not a workspace spec ({err})") from None
-        print(publish_workspace(workspace, args.spec, args.wandb))
+    if args.spec:
+        views = []
+        for spec in args.spec:
+            try:
+                views.append(dashboard.from_spec(_file(spec, "--spec").read_text()))
+            except ValueError as err:
+                raise UsageError(f"--spec {spec}: not a workspace or report spec ({err})") from None
+        if not can_publish(args.wandb):
+            print(how_to_publish(args.spec, args.wandb).replace("wrote", "kept", 1))
+        for view in views if can_publish(args.wandb) else []:
+            print(save_view(view))
         return
     if not args.project:
         raise UsageError("--project is required: the W&B project of the runs (e.g. rnncap)")
     if not args.group:
         raise UsageError("--group must name the experiment group (train.py experiment_name)")
-    maximize = args.direction == "maximize"
-    workspace = dashboard.build_workspace(
-        args.entity, args.project, args.group, args.objective, maximize
-    )
-    print(publish_workspace(workspace, args.out, args.wandb))
+    for depth in args.depths:
+        _positive("--depths", depth)
+    views = {
+        "workspace": dashboard.build_workspace(
+            args.entity, args.project, args.group, args.objective
+        ),
+        "report": dashboard.build_report(
+            args.entity, args.project, args.group, args.depths, args.objective, args.table_sampler
+        ),
+    }
+    if can_publish(args.wandb):
+        for view in views.values():
+            print(save_view(view))
+        return
+    from rnncap.core.io import write_atomic
+
+    specs = {args.out / f"{kind}.json": dashboard.to_spec(view) for kind, view in views.items()}
+    for path, text in specs.items():  # both built before either is written
+        write_atomic(path, lambda f, text=text: f.write(text))
+    print(how_to_publish(list(specs), args.wandb))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -474,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="D",
         help="the depths of the percent-infeasible table",
     )
+    _tracking(report)
     _config_dir(report, DISPLAY_CONF)
 
     rescore = _command(sub, "precision", cmd_precision, PRECISION)
@@ -505,10 +538,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dash.add_argument("--group", default="default", help="the experiment group (W&B group)")
     dash.add_argument("--objective", default="bits", help="the tuned metric (final/<key>)")
-    dash.add_argument("--direction", default="maximize", choices=["maximize", "minimize"])
-    _path(dash, "--out", "results/dashboard/workspace.json", "the spec file (offline)", "FILE")
-    dash.add_argument("--spec", type=Path, metavar="FILE", help="publish this spec instead")
-    dash.add_argument("--wandb", default="offline", choices=WANDB_MODES[:2], help="W&B mode")
+    dash.add_argument(
+        "--depths",
+        type=int,
+        nargs="+",
+        default=[1, 2, 4, 8],
+        metavar="D",
+        help="the report's depths: a capacity and a trainability panel grid each",
+    )
+    dash.add_argument(
+        "--table-sampler",
+        default="RandomSampler",
+        metavar="NAME",
+        help="the sampler of the random-settings studies (the rest are tuner curves)",
+    )
+    _path(dash, "--out", "results/dashboard", "where workspace.json and report.json go (offline)")
+    dash.add_argument(
+        "--spec", type=Path, nargs="+", metavar="FILE", help="publish these specs instead"
+    )
+    dash.add_argument(
+        "--wandb", default="offline", choices=WANDB_MODES, help="online saves (with a key)"
+    )
 
     exp = _command(sub, "exp-params", cmd_exp_params, EXP_PARAMS)
     exp.add_argument("file", type=Path, metavar="FILE", help="the params file to run")

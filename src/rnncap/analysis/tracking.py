@@ -2,7 +2,9 @@
 
 Offline unless ``mode="online"`` and an API key is set; never prompts; every run is finished.
 The fit logs one W&B run per cell (job type ``fit``: its tables, its fit as the run summary);
-the plot logs one run (job type ``plot``) with the figures and the full tables.
+the plot logs one run (job type ``plot``) with the figures and the full tables; the
+trainability report logs one run per study (job type ``trainability``: its tuner curves as
+history against ``trial``).
 """
 
 from __future__ import annotations
@@ -97,26 +99,56 @@ def log_figures(
         wandb.finish()
 
 
-def publish_workspace(workspace, spec_file: Path, mode: str) -> str:
-    """Save ``workspace`` to W&B when ``mode`` is online and an API key is set, and return its
-    URL; otherwise (never prompting) write its spec to ``spec_file`` atomically and return how
-    to publish it later."""
-    from rnncap.analysis.dashboard import to_spec
-    from rnncap.core.io import write_atomic
+def log_studies(runs: Sequence[dict], experiment: str, mode: str) -> None:
+    """One ``trainability`` run per study of ``trainability.study_runs``: its config, a history
+    row per trial (``trial`` is the row's own key, not W&B's step) and its summary."""
+    if mode == "disabled":
+        return
+    import wandb
+
+    for spec in runs:
+        config = spec["config"] | {"experiment": experiment}
+        run = start_run(experiment, "trainability", spec["name"], mode, config)
+        try:
+            for row in spec["history"]:
+                run.log(row)
+            run.summary.update({k: v for k, v in spec["summary"].items() if v is not None})
+        finally:
+            wandb.finish()
+
+
+def can_publish(mode: str) -> bool:
+    """Whether views are saved to W&B: ``mode`` online and an API key set (never a prompt)."""
     from rnncap.core.loggers import wandb_has_key
 
-    if mode == "online" and wandb_has_key():
-        if not workspace.entity:  # the key's default entity
-            import wandb
+    return mode == "online" and wandb_has_key()
 
-            workspace.entity = wandb.Api().default_entity
-        workspace.save()
-        return f"saved workspace {workspace.name!r}: {workspace.url}"
-    spec_file.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(spec_file, lambda f: f.write(to_spec(workspace)))
+
+def save_view(view) -> str:
+    """Save ``view`` (a workspace or report of ``dashboard``) to W&B; return its URL line. A
+    report's run sets name no project in the spec: they get the report's before saving."""
+    import wandb_workspaces.reports.v2 as wr
+
+    if not view.entity:  # the key's default entity
+        import wandb
+
+        view.entity = wandb.Api().default_entity
+    if isinstance(view, wr.Report):
+        for block in view.blocks:
+            for runs in getattr(block, "runsets", []):
+                runs.entity, runs.project = view.entity, view.project
+        view.save()
+        return f"saved report {view.title!r}: {view.url}"
+    view.save()
+    return f"saved workspace {view.name!r}: {view.url}"
+
+
+def how_to_publish(spec_files: Sequence[Path], mode: str) -> str:
+    """What to run to save the spec files later, once an API key is set."""
+    files = " ".join(map(str, spec_files))
     return (
-        f"wrote {spec_file} (no W&B upload: --wandb {mode}"
+        f"wrote {files} (no W&B upload: --wandb {mode}"
         + ("" if mode != "online" else ", no API key")
-        + "); publish it later with WANDB_API_KEY set: "
-        + f"rnncap dashboard --spec {spec_file} --wandb online"
+        + "); publish them later with WANDB_API_KEY set: "
+        + f"rnncap dashboard --spec {files} --wandb online"
     )

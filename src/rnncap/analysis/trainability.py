@@ -8,6 +8,8 @@
   trials whose training diverged, per cell and depth, with its 95% Wilson interval.
 * A verdict: the most trainable cell per depth (lowest final median, lowest best) next to
   the paper's (GRU at depth 1, +RNN at depth 8).
+* W&B runs (``study_runs``): one per study, its curves as history rows against ``trial``, for
+  the dashboard's per-depth panels (``rnncap.analysis.dashboard``).
 
 A trial is infeasible when its run diverged: the sweeper records user attribute
 ``status = diverged`` (``hydra_plugins.rnncap_optuna``). Crashed (FAIL) and unfinished trials
@@ -128,6 +130,39 @@ def curve_rows(studies: Sequence[StudyTrials]) -> list[dict]:
                 }
             )
     return rows
+
+
+def study_runs(studies: Sequence[StudyTrials]) -> list[dict]:
+    """One W&B run per study: ``name``; ``config`` (``cell.name``, ``depth``, ``task.name``,
+    the keys a training run logs, and ``sampler``, ``objective``, ``direction``, ``study``);
+    ``history``, a row per finished trial in trial order with ``trial`` (0, 1, ...),
+    ``best_so_far`` and ``running_median`` of the feasible objectives so far and ``objective``
+    (each left out where it is not a finite number: before the first feasible trial, and a
+    diverged trial's objective), ``diverged`` and ``pruned`` (0 or 1); and ``summary``: trials,
+    diverged, pruned, ``diverged_share`` and the final ``best`` and ``median`` (None: none)."""
+    runs = []
+    for s in studies:
+        medians, bests = tuner_curves(s.values, s.feasible, s.maximize)
+        history = []
+        for i, (value, ok) in enumerate(zip(s.values, s.feasible, strict=True)):
+            row = {"trial": i, "diverged": int(not ok and not s.pruned[i])}
+            row["pruned"] = int(s.pruned[i])
+            numbers = {"objective": value if ok else math.nan}
+            numbers |= {"best_so_far": bests[i], "running_median": medians[i]}
+            history.append(row | {k: v for k, v in numbers.items() if math.isfinite(v)})
+        finite = bool(bests) and math.isfinite(bests[-1])
+        config = {"cell": {"name": s.cell}, "depth": s.depth, "task": {"name": s.task}}
+        config |= {"sampler": s.sampler, "objective": s.objective, "study": s.name}
+        config["direction"] = "maximize" if s.maximize else "minimize"
+        n = len(s.values)
+        summary = {"trials": n, "diverged": s.diverged, "pruned": sum(s.pruned)}
+        summary["diverged_share"] = s.diverged / n if n else None
+        summary |= {
+            "best": bests[-1] if finite else None,
+            "median": medians[-1] if finite else None,
+        }
+        runs.append({"name": s.name, "config": config, "history": history, "summary": summary})
+    return runs
 
 
 def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
@@ -310,12 +345,13 @@ def report(
     table_sampler: str = "RandomSampler",
     depths: Sequence[int] = (1, 8),
     conf_dir: Path = CONF_DIR,
+    studies: Sequence[StudyTrials] | None = None,
 ) -> dict:
     """Write curves.{csv,png} and infeasible.{csv,md} plus summary.json into ``out``.
     ``curve_sampler`` limits the curves to studies of one sampler (None: every study not of
-    ``table_sampler``)."""
+    ``table_sampler``). ``studies``: those of ``storage`` when already loaded."""
     out.mkdir(parents=True, exist_ok=True)
-    studies = load_studies(storage)
+    studies = load_studies(storage) if studies is None else studies
     if curve_sampler is None:
         tuned = [s for s in studies if s.sampler != table_sampler]
     else:
