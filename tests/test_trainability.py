@@ -285,6 +285,7 @@ def test_tune_grid_commands():
         "hydra.sweep.dir=results/runs/curves",
         "trainer.checkpoint_every=null",
         "trainer.enable_progress_bar=false",
+        "save_weights=false",
         "task.steps=5",
         "hardware=cpu",
         "trainer.max_steps=5",
