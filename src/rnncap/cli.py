@@ -468,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dry-run", action="store_true", help="print the commands only")
 
     dist = _command(sub, "distance", cmd_distance, DISTANCE)
-    _path(dist, "--runs", "results/train/distance", "the task=distance runs, recursively")
+    _path(dist, "--runs", "results/runs/distance", "the task=distance runs, recursively")
     _path(dist, "--out", "results/distance", "where the tables, figure and summary go")
     dist.add_argument(
         "--threshold", type=float, default=0.9, metavar="T", help="accuracy a delay must reach"
@@ -476,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_dir(dist, DISPLAY_CONF)
 
     count = _command(sub, "counting", cmd_counting, COUNTING)
-    _path(count, "--runs", "results/train/counting", "the task=counting runs, recursively")
+    _path(count, "--runs", "results/runs/counting", "the task=counting runs, recursively")
     _path(count, "--out", "results/counting", "where the tables, figure and summary go")
     _config_dir(count, DISPLAY_CONF)
 

@@ -13,6 +13,9 @@ Lightning are imported a few times per grid, not once per run.
 - ``counting``: one run per (cell, depth, width, seed) of ``task=counting``, trained on
   ``task.train_length`` and tested on ``task.test_lengths`` (``rnncap counting``).
 
+The capacity and memory grids write under ``results/train/<grid>``, the distance and counting
+grids under ``results/runs/<grid>`` (``fit`` reads all of results/train).
+
 ``rnncap train-grid capacity|memory|distance|counting [--params FILE] [--dry-run]`` runs one
 from the project root; the DVC stages ``train_<grid>`` call it.
 """
@@ -162,6 +165,14 @@ def task_commands(grid: Mapping[str, Any], task: str, jobs: int, out: str) -> li
 
 
 OUT = "results/train/{}"  # each grid's runs (the DVC stage's output)
+# the task grids' runs: outside results/train, which the fit stage reads (and depends on) whole,
+# so that `dvc repro plot` never trains them
+TASK_OUT = "results/runs/{}"
+
+
+def grid_out(name: str) -> str:
+    """The folder of grid ``name``'s runs."""
+    return (TASK_OUT if name in TASK_SWEEPS else OUT).format(name)
 
 
 def grid_commands(params: Path, name: str) -> list[list[str]]:
@@ -170,7 +181,7 @@ def grid_commands(params: Path, name: str) -> list[list[str]]:
     if name == "capacity":
         return [capacity_command(grid, jobs, OUT.format(name))]
     if name in TASK_SWEEPS:
-        return task_commands(grid, name, jobs, OUT.format(name))
+        return task_commands(grid, name, jobs, grid_out(name))
     return memory_commands(grid, jobs, OUT.format(name), "data/memory")
 
 
@@ -180,7 +191,7 @@ def run_grid(
     """Run (or with ``dry_run`` only print) each command with ``root``'s train.py; the grid's
     folder exists afterwards even when the grid is empty."""
     if not dry_run:
-        (root / OUT.format(name)).mkdir(parents=True, exist_ok=True)
+        (root / grid_out(name)).mkdir(parents=True, exist_ok=True)
     for args in commands:
         cmd = [sys.executable, str(root / "train.py"), *args]
         print(f"run: python train.py {' '.join(args)}", flush=True)

@@ -7,7 +7,7 @@ sigmoid outputs on the longest strings (``rnncap.tasks.counting``). A model size
 depth, hidden); its value at a length is the mean over its finished runs (seeds), with the
 lowest and highest beside it; a diverged run (metrics null) counts in ``diverged`` only.
 
-    rnncap counting --runs results/train/counting --out results/counting
+    rnncap counting --runs results/runs/counting --out results/counting
 
 writes ``long_accuracy.csv`` (one row per size and length, the training length included),
 ``counting.csv`` (one row per size: accuracy at the training length, at the longest length,

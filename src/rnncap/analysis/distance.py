@@ -22,7 +22,7 @@ network holds at most N of them. The bits bound of the capacity task, d log2 K <
 params (``bits_bound``), is drawn too: at these sizes it is tens to hundreds of times looser,
 which is the "way below the information-theoretic limit" the random-data literature reports.
 
-    rnncap distance --runs results/train/distance --out results/distance [--threshold 0.9]
+    rnncap distance --runs results/runs/distance --out results/distance [--threshold 0.9]
 
 writes ``max_distance.csv`` (one row per size), ``accuracy.csv`` (one row per size and
 delay), ``max_distance.png`` and ``summary.json`` (DVC metrics: per cell its largest max
