@@ -150,7 +150,7 @@ def counting_figure(curves: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Fig
     """Per-step accuracy against string length (log axis), a panel per width, a line per
     (cell, depth) with its range over seeds shaded, the training length dotted."""
     widths = sorted({r["hidden"] for r in curves})
-    fig, axes = plt.subplots(1, len(widths), figsize=(4.8 * len(widths), 4.2), squeeze=False,
+    fig, axes = plt.subplots(1, len(widths), figsize=(4.8 * len(widths) + 1.8, 4.2), squeeze=False,
                              sharey=True)  # fmt: skip
     depths = {r["depth"] for r in curves}
     for ax, width in zip(axes[0], widths, strict=True):
@@ -165,7 +165,7 @@ def counting_figure(curves: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Fig
         for cell, depth in order:
             own = sorted(lines[(cell, depth)], key=lambda r: r["length"])
             shown = cell_display(cell, conf_dir)
-            layers = f" ({depth} layers)" if depth > 1 or len(depths) > 1 else ""
+            layers = f" ({depth} layer{'s' * (depth > 1)})" if depths != {1} else ""
             xs = [r["length"] for r in own]
             ax.plot(xs, [r["accuracy"] for r in own], "o-", color=shown.color, ms=4,
                     label=shown.label + layers)  # fmt: skip
@@ -173,14 +173,19 @@ def counting_figure(curves: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Fig
                             [r["accuracy_max"] for r in own], color=shown.color,
                             alpha=0.12, lw=0)  # fmt: skip
         ax.set(xscale="log", xlabel="string length (steps)", ylim=(0, 1.03))
+        ax.set_xticks(sorted({r["length"] for r in rows}))  # the lengths tested, labelled
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())
         ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_title(f"{width} units per layer", fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
     axes[0, 0].set_ylabel("per-step accuracy (capped depth)")
+    legend = {}  # label -> handle, over every panel (a cell may be in one panel only)
+    for ax in axes[0]:
+        legend |= dict(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+    fig.legend(legend.values(), legend.keys(), fontsize=8, loc="center right")
     fig.suptitle("Counting (Dyck-1 depth): trained short, tested long; mean over seeds, "
                  "range shaded", fontsize=11)  # fmt: skip
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.83, 1))  # the legend on the right
     return fig
 
 

@@ -52,6 +52,7 @@ from rnncap.core.io import write_json_atomic  # noqa: E402
 TASK = "distance"
 THRESHOLD = 0.9  # default accuracy a delay must reach to count as recalled
 BITS_PER_PARAM = 5.0  # the paper's capacity per parameter, for the bits bound
+DODGE = 0.08  # units between neighbouring cells' points in the figure
 SIZE = ("cell", "depth", "hidden")
 ACCURACY_COLUMNS = [*SIZE, "params", "symbols", "length", "delay", "accuracy", "runs", "diverged"]
 MAX_DISTANCE_COLUMNS = [
@@ -152,14 +153,16 @@ def summary(table: Sequence[Row], threshold: float) -> dict[str, Any]:
 
 
 def _label(row: Row, conf_dir: Path, depths: set[int]) -> str:
+    """The cell's label, with its layers when the table has a depth other than 1."""
     label = cell_display(row["cell"], conf_dir).label
-    return label + (f" ({row['depth']} layers)" if row["depth"] > 1 or len(depths) > 1 else "")
+    depth = row["depth"]
+    return label + (f" ({depth} layer{'s' * (depth > 1)})" if depths != {1} else "")
 
 
 def distance_figure(table: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Figure:
     """Max distance against units (with the bound d <= N) and against parameters (with the
     5 bits/param bound, symlog axis so that a max distance of 0 shows), a line per cell."""
-    fig, (by_units, by_params) = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, (by_units, by_params) = plt.subplots(1, 2, figsize=(12, 4.4))
     depths = {r["depth"] for r in table}
     top = max(max(int(d) for d in r["delays"].split(";")) for r in table)
     units = np.array(sorted({r["units"] for r in table}))
@@ -176,17 +179,19 @@ def distance_figure(table: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Figu
     groups: dict[tuple, list[Row]] = defaultdict(list)
     for row in table:
         groups[(row["cell"], row["depth"])].append(row)
-    for (cell, depth), rows in sorted(
-        groups.items(), key=lambda kv: (cell_sort_key(kv[0][0], conf_dir), kv[0][1])
-    ):
-        rows = sorted(rows, key=lambda r: r["units"])
+    order = sorted(groups, key=lambda k: (cell_sort_key(k[0], conf_dir), k[1]))
+    for i, (cell, depth) in enumerate(order):
+        rows = sorted(groups[(cell, depth)], key=lambda r: r["units"])
+        dodge = DODGE * (i - (len(order) - 1) / 2)  # sideways, so that equal values all show
         shown, marker = cell_display(cell, conf_dir), "o" if depth == 1 else "s"
         style = {"color": shown.color, "marker": marker, "ms": 5, "alpha": 0.85}
         label = _label(rows[0], conf_dir, depths)
         ys = [r["max_distance"] for r in rows]
-        by_units.plot([r["units"] for r in rows], ys, "-", label=label, **style)
+        by_units.plot([r["units"] + dodge for r in rows], ys, "-", label=label, **style)
         by_params.plot([r["params"] for r in rows], ys, "-", label=label, **style)
-    by_units.set(xlabel="units N (hidden x layers)", ylabel="max distance d (delays recalled)",
+    spread = f"{DODGE * (len(order) - 1) / 2:.2g}"
+    by_units.set(xlabel=f"units N (hidden x layers; cells shifted by up to ±{spread})",
+                 ylabel="max distance d (delays recalled)",
                  xlim=(0, grid_n[-1]), ylim=(0, max(top, units.max()) * 1.25))  # fmt: skip
     by_params.set(xscale="log", yscale="symlog", xlabel="number of parameters",
                   ylabel="max distance d (symlog)")  # fmt: skip
@@ -201,11 +206,16 @@ def distance_figure(table: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Figu
     by_params.set_title("against parameters, with the bits bound", fontsize=10)
     for ax in (by_units, by_params):
         ax.grid(True, alpha=0.3)
-    by_units.legend(fontsize=7, loc="upper left")
-    by_params.legend(fontsize=7, loc="center right")
+    by_units.yaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+    cells = len(order)  # each panel's last lines are the cells'; its bounds come before them
+    for ax in (by_units, by_params):
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[:-cells], labels[:-cells], fontsize=7, loc="upper left")
+    handles, labels = by_units.get_legend_handles_labels()
+    fig.legend(handles[-cells:], labels[-cells:], fontsize=8, loc="center right")
     fig.suptitle("Memorisation distance: the longest delay recalled at every shorter delay",
                  fontsize=11)  # fmt: skip
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.85, 1))  # the cells' legend on the right
     return fig
 
 
