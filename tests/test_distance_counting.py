@@ -25,7 +25,7 @@ RNNCAP = Path(sys.executable).parent / "rnncap"
 
 
 # ---- hand-made runs, shaped as train.py writes them (checked in the slow test) ---------------
-def distance_run(cell, depth, hidden, params, delay, accuracy, seed=0, status="ok"):
+def distance_run(cell, depth, hidden, params, delay, accuracy, seed=0, status="ok", length=16):
     """A ``task=distance`` metrics.json; accuracy None = diverged (metrics null)."""
     done = accuracy is not None
     return {
@@ -38,7 +38,7 @@ def distance_run(cell, depth, hidden, params, delay, accuracy, seed=0, status="o
         "seed": seed,
         "status": status if done else "diverged",
         "symbols": 4,
-        "length": 16,
+        "length": length,
         "delay": delay,
         "samples": 2000,
         "accuracy": accuracy,
@@ -162,6 +162,21 @@ def test_distance_tables_figure_and_summary_from_hand_made_runs(tmp_path, capsys
 
 
 # ---- counting ----------------------------------------------------------------------------------
+def test_runs_of_another_task_setting_are_another_row(tmp_path):
+    runs = tmp_path / "runs"
+    for length, accuracies in [(16, (1.0, 0.95)), (30, (1.0, 0.5))]:
+        for delay, accuracy in enumerate(accuracies, start=1):
+            write_run(runs, f"T{length}-{delay}", distance_run("gru", 1, 4, 132, delay, accuracy,
+                                                               length=length))  # fmt: skip
+    result = distance.analyse(runs, tmp_path / "out", 0.9, CONF)
+    assert [(r["length"], r["max_distance"]) for r in result["table"]] == [(16, 2), (30, 1)]
+    assert result["summary"]["cells"]["gru"] == {
+        "max_distance": 2,
+        "d1_n4_K4_T16": 2,
+        "d1_n4_K4_T30": 1,
+    }
+
+
 def test_counting_tables_figure_and_summary_from_hand_made_runs(tmp_path):
     runs = tmp_path / "runs"
     write_run(runs, "lstm-s0", counting_run("lstm", 1, 8, 422, {20: 1.0, 40: 0.9, 200: 0.5}, 0.2))

@@ -4,8 +4,9 @@ Every ``metrics.json`` under the runs folder carries what ran (``cell``, ``depth
 ``params``), the task's ``train_length`` and ``test_lengths``, the per-step ``accuracy`` at the
 training length, ``long_accuracy_<L>`` per test length and the ``saturation`` of the tanh and
 sigmoid outputs on the longest strings (``rnncap.tasks.counting``). A model size is (cell,
-depth, hidden); its value at a length is the mean over its finished runs (seeds), with the
-lowest and highest beside it; a diverged run (metrics null) counts in ``diverged`` only.
+depth, hidden), taken apart per task setting (``train_length``, ``max_count``); its value at
+a length is the mean over its finished runs (seeds), with the lowest and highest beside it;
+a diverged run (metrics null) counts in ``diverged`` only.
 
     rnncap counting --runs results/runs/counting --out results/counting
 
@@ -36,12 +37,11 @@ from rnncap.analysis.task_runs import task_runs  # noqa: E402
 from rnncap.core.io import write_json_atomic  # noqa: E402
 
 TASK = "counting"
-SIZE = ("cell", "depth", "hidden")
+SIZE = ("cell", "depth", "hidden", "train_length", "max_count")  # a size in one setting
 LONG = re.compile(r"long_accuracy_(\d+)$")
 CURVE_COLUMNS = [
     *SIZE,
     "params",
-    "train_length",
     "length",
     "accuracy",
     "accuracy_min",
@@ -52,7 +52,6 @@ CURVE_COLUMNS = [
 COUNTING_COLUMNS = [
     *SIZE,
     "params",
-    "train_length",
     "accuracy",
     "longest",
     "long_accuracy",
@@ -97,7 +96,6 @@ def curve_table(runs: Iterable[Row], conf_dir: Path = CONF_DIR) -> list[Row]:
                 dict(zip(SIZE, size, strict=True))
                 | {
                     "params": group[0]["params"],
-                    "train_length": group[0]["train_length"],
                     "length": length,
                     "accuracy": _mean(values),
                     "accuracy_min": min(values),
@@ -121,7 +119,6 @@ def counting_table(runs: Iterable[Row], conf_dir: Path = CONF_DIR) -> list[Row]:
             dict(zip(SIZE, size, strict=True))
             | {
                 "params": group[0]["params"],
-                "train_length": group[0]["train_length"],
                 "accuracy": _mean([r["accuracy"] for r in group if r.get("accuracy") is not None]),
                 "longest": longest,
                 "long_accuracy": _mean([acc[longest] for acc in per_run if longest in acc]),
@@ -135,11 +132,15 @@ def counting_table(runs: Iterable[Row], conf_dir: Path = CONF_DIR) -> list[Row]:
 
 def summary(table: Sequence[Row]) -> dict[str, Any]:
     """DVC metrics: per cell and size (``d<depth>_n<hidden>``) the accuracy at the training
-    length, at the longest length (and which) and the saturation."""
+    length, at the longest length (and which) and the saturation; with
+    ``_L<train_length>_C<max_count>`` after the size when the runs' settings differ."""
+    settings = len({(r["train_length"], r["max_count"]) for r in table}) > 1
     cells: dict[str, dict[str, Any]] = {}
     for row in table:
         keys = ("accuracy", "longest", "long_accuracy", "saturation")
-        cells.setdefault(row["cell"], {})[f"d{row['depth']}_n{row['hidden']}"] = {
+        size = f"d{row['depth']}_n{row['hidden']}"
+        size += f"_L{row['train_length']}_C{row['max_count']}" if settings else ""
+        cells.setdefault(row["cell"], {})[size] = {
             k: None if isinstance(row[k], float) and not math.isfinite(row[k]) else row[k]
             for k in keys
         }
@@ -148,24 +149,29 @@ def summary(table: Sequence[Row]) -> dict[str, Any]:
 
 def counting_figure(curves: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Figure:
     """Per-step accuracy against string length (log axis), a panel per width, a line per
-    (cell, depth) with its range over seeds shaded, the training length dotted."""
+    (cell, depth, setting) with its range over seeds shaded, the training length dotted."""
     widths = sorted({r["hidden"] for r in curves})
     fig, axes = plt.subplots(1, len(widths), figsize=(4.8 * len(widths) + 1.8, 4.2), squeeze=False,
                              sharey=True)  # fmt: skip
     depths = {r["depth"] for r in curves}
+    settings = len({(r["train_length"], r["max_count"]) for r in curves}) > 1
     for ax, width in zip(axes[0], widths, strict=True):
         rows = [r for r in curves if r["hidden"] == width]
         lines: dict[tuple, list[Row]] = defaultdict(list)
         for row in rows:
-            lines[(row["cell"], row["depth"])].append(row)
+            lines[(row["cell"], row["depth"], row["train_length"], row["max_count"])].append(row)
         for train_length in sorted({r["train_length"] for r in rows}):
             ax.axvline(train_length, color="0.5", ls=":", lw=1,
                        label=f"training length {train_length}")  # fmt: skip
-        order = sorted(lines, key=lambda k: (cell_sort_key(k[0], conf_dir), k[1]))
-        for cell, depth in order:
-            own = sorted(lines[(cell, depth)], key=lambda r: r["length"])
+        order = sorted(lines, key=lambda k: (cell_sort_key(k[0], conf_dir), *k[1:]))
+        for key in order:
+            (cell, depth, train_length, cap), own = (
+                key,
+                sorted(lines[key], key=lambda r: r["length"]),
+            )
             shown = cell_display(cell, conf_dir)
             layers = f" ({depth} layer{'s' * (depth > 1)})" if depths != {1} else ""
+            layers += f", trained at {train_length}, cap {cap}" if settings else ""
             xs = [r["length"] for r in own]
             ax.plot(xs, [r["accuracy"] for r in own], "o-", color=shown.color, ms=4,
                     label=shown.label + layers)  # fmt: skip

@@ -3,8 +3,9 @@
 Every ``metrics.json`` under the runs folder carries what ran (``cell``, ``depth``,
 ``hidden``, ``params``) and the task's settings (``symbols``, ``length``, ``delay``) next to its
 ``accuracy``, so the run's ``.hydra`` config is not needed. A model size is (cell, depth,
-hidden); its accuracy at a delay is the best over that delay's runs (seeds), a run that
-diverged or has no accuracy counting as failed.
+hidden), taken apart per task setting (``symbols``, ``length``); its accuracy at a delay is
+the best over that delay's runs (seeds), a run that diverged or has no accuracy counting as
+failed.
 
 **Max distance** at a threshold t: the largest tested delay d such that every tested delay
 <= d reaches accuracy >= t (0 when the smallest fails). A size that fails a delay but passes a
@@ -53,13 +54,12 @@ TASK = "distance"
 THRESHOLD = 0.9  # default accuracy a delay must reach to count as recalled
 BITS_PER_PARAM = 5.0  # the paper's capacity per parameter, for the bits bound
 DODGE = 0.08  # units between neighbouring cells' points in the figure
-SIZE = ("cell", "depth", "hidden")
-ACCURACY_COLUMNS = [*SIZE, "params", "symbols", "length", "delay", "accuracy", "runs", "diverged"]
+SIZE = ("cell", "depth", "hidden", "symbols", "length")  # a model size in one task setting
+ACCURACY_COLUMNS = [*SIZE, "params", "delay", "accuracy", "runs", "diverged"]
 MAX_DISTANCE_COLUMNS = [
     *SIZE,
     "units",
     "params",
-    "symbols",
     "threshold",
     "delays",
     "max_distance",
@@ -95,8 +95,6 @@ def accuracy_table(runs: Iterable[Row]) -> list[Row]:
             dict(zip(SIZE, size, strict=True))
             | {
                 "params": group[0]["params"],
-                "symbols": group[0]["symbols"],
-                "length": group[0]["length"],
                 "delay": delay,
                 "accuracy": max(scores, default=None),
                 "runs": len(group),
@@ -123,7 +121,6 @@ def distance_table(accuracy: Sequence[Row], threshold: float, conf_dir: Path = C
             | {
                 "units": units,
                 "params": first["params"],
-                "symbols": first["symbols"],
                 "threshold": threshold,
                 "delays": ";".join(map(str, sorted(by_delay))),
                 "max_distance": best,
@@ -133,8 +130,12 @@ def distance_table(accuracy: Sequence[Row], threshold: float, conf_dir: Path = C
                 "bits_bound": bits_bound(first["params"], first["symbols"]),
             }
         )
-    key = lambda r: (cell_sort_key(r["cell"], conf_dir), r["depth"], r["hidden"])  # noqa: E731
-    return sorted(rows, key=key)
+    return sorted(rows, key=lambda r: size_order(r, conf_dir))
+
+
+def size_order(row: Row, conf_dir: Path = CONF_DIR) -> tuple:
+    """Display order of sizes: the paper's cell order, then depth, width and settings."""
+    return (cell_sort_key(row["cell"], conf_dir), *(row[k] for k in SIZE[1:]))
 
 
 def bits_bound(params: int, symbols: int) -> int:
@@ -143,20 +144,26 @@ def bits_bound(params: int, symbols: int) -> int:
 
 
 def summary(table: Sequence[Row], threshold: float) -> dict[str, Any]:
-    """DVC metrics: per cell its largest max distance over sizes and the value per size."""
+    """DVC metrics: per cell its largest max distance over sizes and the value per size
+    (``d<depth>_n<hidden>``, with ``_K<symbols>_T<length>`` when settings differ)."""
+    settings = len({(r["symbols"], r["length"]) for r in table}) > 1
     cells: dict[str, dict[str, Any]] = {}
     for row in table:
         cell = cells.setdefault(row["cell"], {"max_distance": 0})
-        cell[f"d{row['depth']}_n{row['hidden']}"] = row["max_distance"]
+        key = f"d{row['depth']}_n{row['hidden']}"
+        key += f"_K{row['symbols']}_T{row['length']}" if settings else ""
+        cell[key] = row["max_distance"]
         cell["max_distance"] = max(cell["max_distance"], row["max_distance"])
     return {"threshold": threshold, "cells": cells}
 
 
-def _label(row: Row, conf_dir: Path, depths: set[int]) -> str:
-    """The cell's label, with its layers when the table has a depth other than 1."""
+def _label(row: Row, conf_dir: Path, depths: set[int], settings: int) -> str:
+    """The cell's label, with its layers when the table has a depth other than 1 and its
+    task setting when it has several."""
     label = cell_display(row["cell"], conf_dir).label
     depth = row["depth"]
-    return label + (f" ({depth} layer{'s' * (depth > 1)})" if depths != {1} else "")
+    label += f" ({depth} layer{'s' * (depth > 1)})" if depths != {1} else ""
+    return label + (f", K={row['symbols']}, T={row['length']}" if settings > 1 else "")
 
 
 def distance_figure(table: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Figure:
@@ -176,16 +183,17 @@ def distance_figure(table: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Figu
                        label=f"bound d log2 {symbols} = 5 bits x params")  # fmt: skip
     for ax in (by_units, by_params):
         ax.axhline(top, color="0.6", ls=":", lw=1, label=f"longest delay tested ({top})")
-    groups: dict[tuple, list[Row]] = defaultdict(list)
+    groups: dict[tuple, list[Row]] = defaultdict(list)  # a line per cell, depth and setting
     for row in table:
-        groups[(row["cell"], row["depth"])].append(row)
-    order = sorted(groups, key=lambda k: (cell_sort_key(k[0], conf_dir), k[1]))
-    for i, (cell, depth) in enumerate(order):
-        rows = sorted(groups[(cell, depth)], key=lambda r: r["units"])
+        groups[(row["cell"], row["depth"], row["symbols"], row["length"])].append(row)
+    order = sorted(groups, key=lambda k: (cell_sort_key(k[0], conf_dir), *k[1:]))
+    settings = len({k[2:] for k in order})
+    for i, key in enumerate(order):
+        rows = sorted(groups[key], key=lambda r: r["units"])
         dodge = DODGE * (i - (len(order) - 1) / 2)  # sideways, so that equal values all show
-        shown, marker = cell_display(cell, conf_dir), "o" if depth == 1 else "s"
+        shown, marker = cell_display(key[0], conf_dir), "o" if key[1] == 1 else "s"
         style = {"color": shown.color, "marker": marker, "ms": 5, "alpha": 0.85}
-        label = _label(rows[0], conf_dir, depths)
+        label = _label(rows[0], conf_dir, depths, settings)
         ys = [r["max_distance"] for r in rows]
         by_units.plot([r["units"] + dodge for r in rows], ys, "-", label=label, **style)
         by_params.plot([r["params"] for r in rows], ys, "-", label=label, **style)
@@ -227,9 +235,7 @@ def analyse(
     runs = task_runs(runs_dir, TASK)
     accuracy = accuracy_table(runs)
     table = distance_table(accuracy, threshold, conf_dir)
-    accuracy.sort(
-        key=lambda r: (cell_sort_key(r["cell"], conf_dir), r["depth"], r["hidden"], r["delay"])
-    )
+    accuracy.sort(key=lambda r: (size_order(r, conf_dir), r["delay"]))
     result = summary(table, threshold)
     figure = distance_figure(table, conf_dir)
     write_csv_atomic(accuracy, out / "accuracy.csv", ACCURACY_COLUMNS)
