@@ -323,7 +323,8 @@ def test_the_installed_console_script_lists_every_command():
     script = Path(sys.executable).parent / "rnncap"  # [project.scripts] in pyproject.toml
     proc = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    for command in ("generate", "fit", "plot", "tune-grid", "trainability", "exp-params"):
+    commands = ("generate", "fit", "plot", "tune-grid", "trainability", "exp-params")
+    for command in (*commands, "train-grid", "distance", "counting"):
         assert f"    {command}" in proc.stdout
     bad = subprocess.run([script, "fit", "--runs", str(ROOT / "no")], capture_output=True,
                          text=True, timeout=120)  # fmt: skip

@@ -116,7 +116,8 @@ def dvc_stages(root: Path) -> dict:
 def test_dvc_yaml_runs_each_grid_of_params_yaml_as_one_multirun():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     stages = dvc_stages(ROOT)
-    assert {n for n in stages if n.startswith("train_")} >= {"train_capacity", "train_memory"}
+    grids = {"train_capacity", "train_memory", "train_distance", "train_counting"}
+    assert {n for n in stages if n.startswith("train_")} == grids | {"train_precision"}
     assert stages["train_capacity"].cmd == "rnncap train-grid capacity"
     (capacity,) = grid_commands(ROOT / "params.yaml", "capacity")
     grid = params["capacity"]
@@ -181,6 +182,7 @@ def test_stages_call_rnncap_or_train_py_and_depend_on_all_they_import():
         assert stage.cmd.startswith(("rnncap ", "python train.py ")), (name, stage.cmd)
         assert "python -m" not in stage.cmd
     tasks = ("rnncap.tasks.capacity", "rnncap.tasks.memory")  # instantiated from the config
+    extra = ("rnncap.tasks.distance", "rnncap.tasks.counting")
     training = imported_files("train", *tasks)
     analysis = imported_files("rnncap.cli", *(f"rnncap.analysis.{m}" for m in ANALYSIS))
     generating = imported_files("rnncap.cli", "rnncap.generate", *tasks)
@@ -192,6 +194,10 @@ def test_stages_call_rnncap_or_train_py_and_depend_on_all_they_import():
     for name, files in [
         ("train_capacity", grids | sweeper),
         ("train_memory", grids),
+        ("train_distance", grids | imported_files(*extra) | sweeper),
+        ("train_counting", grids | imported_files(*extra) | sweeper),
+        ("distance", analysis),
+        ("counting", analysis),
         ("cell_configs", generating),
         ("fit", analysis),
         ("plot", analysis),
@@ -213,7 +219,34 @@ def test_stages_call_rnncap_or_train_py_and_depend_on_all_they_import():
     assert {"conf/hardware", "conf/logger", "conf/sweep", "conf/cell", "conf/task"} <= tune_deps
 
 
-ANALYSIS = ["capacity", "plots", "tables", "tracking", "trainability", "studies", "rescore"]
+ANALYSIS = ["capacity", "plots", "tables", "tracking", "trainability", "studies", "distance",
+            "counting", "output", "task_runs", "rescore"]  # fmt: skip
+
+
+def test_distance_and_counting_are_named_extra_targets_outside_the_default_run():
+    """`make run` (`dvc repro plot`) never trains or analyses them; their own targets run their
+    own grid, with their own params sections."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        graph = repo.index.graph  # an edge runs from a stage to a stage it depends on
+        plot = next(s for s in graph if s.addressing == "plot")
+        upstream = {s.addressing for s in nx.dfs_postorder_nodes(graph, plot)}
+    assert {"fit", "train_capacity", "train_memory"} <= upstream
+    extras = {"train_distance", "distance", "train_counting", "counting"}
+    assert not upstream & (extras | {"train_precision", "precision"})
+    stages = dvc_stages(ROOT)
+    for grid in ("distance", "counting"):
+        assert stages[f"train_{grid}"].cmd == f"rnncap train-grid {grid}"
+        assert f"results/runs/{grid}" in dep_paths(stages[grid])
+        assert f"conf/task/{grid}.yaml" in dep_paths(stages[f"train_{grid}"])
+        params = {k for p in stages[f"train_{grid}"].params for k in p.params}
+        assert params == {"jobs", grid}
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    assert {"results/distance/max_distance.png", "results/counting/long_accuracy.png"} <= {
+        p for p in plots if isinstance(p, str)
+    }
 
 
 def test_paper_params_have_the_same_keys_as_the_default():

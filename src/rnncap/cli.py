@@ -4,7 +4,9 @@
     rnncap generate cells DIR                           every cell's composed config
     rnncap fit [--runs DIR] [--out DIR] [--metrics FILE] [--studies URL ...]
     rnncap plot [--tables DIR] [--out DIR]
-    rnncap train-grid capacity|memory|precision [--params FILE] [--dry-run]
+    rnncap train-grid capacity|memory|precision|distance|counting [--params FILE] [--dry-run]
+    rnncap distance [--runs DIR] [--out DIR] [--threshold T]   max recall distance per size
+    rnncap counting [--runs DIR] [--out DIR]          accuracy against string length
     rnncap tune-grid [--params FILE] [--dry-run]
     rnncap trainability [--storage URL] [--out DIR]
     rnncap precision [--runs DIR ...] [--out DIR] [--precisions NAME ...]
@@ -32,6 +34,7 @@ from typing import Any
 from rnncap.core.errors import ConfigError
 
 WANDB_MODES = ["offline", "online", "disabled"]
+GRIDS = ["capacity", "memory", "precision", "distance", "counting"]  # rnncap.train_grid
 DISPLAY_CONF = "the Hydra config dir; its cell/<name>.yaml names the class that shows a cell"
 
 
@@ -132,6 +135,55 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
         tables = {k: read_csv(args.tables / f"{k}.csv") for k in names}
         log_figures(paths, tables, args.experiment, args.wandb)
+
+
+# ---- distance and counting ------------------------------------------------------------------
+def _threshold(value: float) -> float:
+    if not 0 < value <= 1:
+        raise UsageError(f"--threshold={value} must be an accuracy in (0, 1]")
+    return value
+
+
+def cmd_distance(args: argparse.Namespace) -> None:
+    from rnncap.analysis.distance import analyse
+    from rnncap.analysis.tables import cell_label
+    from rnncap.analysis.task_runs import NoRuns
+
+    _folder(args.runs, "--runs")
+    threshold = _threshold(args.threshold)
+    try:
+        result = analyse(args.runs, args.out, threshold, args.config_dir)
+    except NoRuns as err:
+        raise UsageError(str(err)) from None
+    print(f"read {result['runs']} runs; wrote {args.out}/max_distance.csv, .png, summary.json")
+    for row in result["table"]:
+        label = cell_label(row["cell"], args.config_dir)
+        more = "+" if row["censored"] else ""
+        print(
+            f"  {label:>6} depth {row['depth']} x {row['hidden']:>3} units: max distance "
+            f"{row['max_distance']}{more} (bound {row['unit_bound']})"
+        )
+
+
+def cmd_counting(args: argparse.Namespace) -> None:
+    from rnncap.analysis.counting import analyse
+    from rnncap.analysis.tables import cell_label
+    from rnncap.analysis.task_runs import NoRuns
+
+    _folder(args.runs, "--runs")
+    try:
+        result = analyse(args.runs, args.out, args.config_dir)
+    except NoRuns as err:
+        raise UsageError(str(err)) from None
+    print(f"read {result['runs']} runs; wrote {args.out}/long_accuracy.csv, .png, summary.json")
+    for row in result["table"]:
+        label = cell_label(row["cell"], args.config_dir)
+        saturation = "n/a" if row["saturation"] is None else f"{row['saturation']:.3f}"
+        accuracy = "n/a" if row["long_accuracy"] is None else f"{row['long_accuracy']:.3f}"
+        print(
+            f"  {label:>6} depth {row['depth']} x {row['hidden']:>3} units: accuracy at "
+            f"length {row['longest']} {accuracy}, saturation {saturation}"
+        )
 
 
 # ---- training and tuning ---------------------------------------------------------------------
@@ -321,9 +373,10 @@ TRAIN_GRID = """a training grid of params.yaml as one `python train.py -m` run
 capacity: a short search per (cell, depth, budget, seed) point, one Optuna study each, its
 trials trained as populations (sweep=quick); memory: one run per (cell, depth, width, seed);
 precision: the capacity grid (cells and depths as `precision.trained` narrows them) trained in
-`precision.trained.precision` (bf16-mixed). One worker process per core (params.yaml `jobs`),
-so imports are paid per grid, not per run. The DVC stages train_capacity, train_memory and
-train_precision call it (rnncap.train_grid).
+`precision.trained.precision` (bf16-mixed); distance: one run per (cell, depth, width, delay,
+seed); counting: one run per (cell, depth, width, seed). One worker process per core
+(params.yaml `jobs`), so imports are paid per grid, not per run. The DVC stages train_<grid>
+call it (rnncap.train_grid).
 """
 
 TUNE_GRID = """a trainability grid of params.yaml: tuner and random-settings studies
@@ -362,8 +415,21 @@ leaves them in the workspace's params.yaml, unless --temp or --queue runs it els
 
   rnncap exp-params params-paper.yaml | xargs dvc exp run -n paper
 """
+DISTANCE = """max memorisation distance per model size from task=distance runs
 
+Per (cell, depth, width): the accuracy at each tested delay (best over seeds) and the max
+distance, the largest delay d such that every tested delay <= d reaches --threshold (a
+smaller delay that fails caps it, whatever larger delays do). Writes accuracy.csv,
+max_distance.csv, max_distance.png (against units with the bound d <= N, one real number per
+unit; against parameters with the 5 bits/param bound) and summary.json (DVC metrics).
+"""
+COUNTING = """counting generalisation from task=counting runs: accuracy against length
 
+Per (cell, depth, width): per-step accuracy at the training length and at each test length
+(mean over seeds, range beside it) and the saturation of the tanh/sigmoid outputs on the
+longest strings. Writes long_accuracy.csv, counting.csv, long_accuracy.png (log length axis)
+and summary.json (DVC metrics).
+"""
 DASHBOARD = """W&B views comparing an experiment group's runs, built from code
 
 A workspace (every run of the group, grouped by cell and depth) and a report (a panel grid per
@@ -460,11 +526,22 @@ def build_parser() -> argparse.ArgumentParser:
     _config_dir(plot, DISPLAY_CONF)
 
     train = _command(sub, "train-grid", cmd_train_grid, TRAIN_GRID)
-    train.add_argument(
-        "grid", choices=["capacity", "memory", "precision"], help="which grid of --params"
-    )
+    train.add_argument("grid", choices=GRIDS, help="which grid of --params")
     _path(train, "--params", "params.yaml", "the params file holding the grid", "FILE")
     train.add_argument("--dry-run", action="store_true", help="print the commands only")
+
+    dist = _command(sub, "distance", cmd_distance, DISTANCE)
+    _path(dist, "--runs", "results/runs/distance", "the task=distance runs, recursively")
+    _path(dist, "--out", "results/distance", "where the tables, figure and summary go")
+    dist.add_argument(
+        "--threshold", type=float, default=0.9, metavar="T", help="accuracy a delay must reach"
+    )
+    _config_dir(dist, DISPLAY_CONF)
+
+    count = _command(sub, "counting", cmd_counting, COUNTING)
+    _path(count, "--runs", "results/runs/counting", "the task=counting runs, recursively")
+    _path(count, "--out", "results/counting", "where the tables, figure and summary go")
+    _config_dir(count, DISPLAY_CONF)
 
     tune = _command(sub, "tune-grid", cmd_tune_grid, TUNE_GRID)
     _path(tune, "--params", "params.yaml", "the params file that holds the grid", "FILE")

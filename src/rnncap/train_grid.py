@@ -11,10 +11,17 @@ Lightning are imported a few times per grid, not once per run.
 - ``precision``: the capacity grid again (``precision.trained`` may narrow its cells and
   depths), trained in Lightning's ``precision.trained.precision`` (bf16-mixed), for the
   comparison of ``rnncap precision``.
+- ``distance``: one run per (cell, depth, width, delay, seed) of ``task=distance``, the cells
+  and deep cells as in ``memory``; ``rnncap distance`` turns the delays into a max distance.
+- ``counting``: one run per (cell, depth, width, seed) of ``task=counting``, trained on
+  ``task.train_length`` and tested on ``task.test_lengths`` (``rnncap counting``).
 
-``rnncap train-grid capacity|memory|precision [--params FILE] [--dry-run]`` runs one from the
-project root; the DVC stages ``train_capacity``, ``train_memory`` and ``train_precision`` call
-it.
+The capacity and memory grids write under ``results/train/<grid>``; the others outside it
+(``fit`` reads, and depends on, all of results/train): ``results/precision/train`` and
+``results/runs/<grid>``.
+
+``rnncap train-grid capacity|memory|precision|distance|counting [--params FILE] [--dry-run]``
+runs one from the project root; the DVC stages ``train_<grid>`` call it.
 """
 
 from __future__ import annotations
@@ -107,12 +114,68 @@ def memory_commands(grid: Mapping[str, Any], jobs: int, out: str, data: str) -> 
     return commands
 
 
-# each grid's runs (the DVC stage's output); the precision grid's outside results/train, which
-# the fit stage reads whole
+def override_value(value: Any) -> str:
+    """A task setting as a Hydra override value: a list without spaces, ``[40,200]``."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(override_value(v) for v in value) + "]"
+    return "null" if value is None else str(value)
+
+
+def cell_groups(grid: Mapping[str, Any]) -> list[tuple[list[str], list[int]]]:
+    """(cells, depths) of a grid: ``cells`` x ``depths``, then ``deep_cells`` x ``deep_depths``
+    (cells such as the +RNN that need depth >= 2); an empty group is left out."""
+    groups = [(grid["cells"], grid["depths"]), (grid["deep_cells"], grid["deep_depths"])]
+    return [(list(cells), list(depths)) for cells, depths in groups if cells and depths]
+
+
+# each task grid's sweep axis beyond cell, depth, width and seed, and its run folder's name
+TASK_SWEEPS = {
+    "distance": (
+        "task.delay",
+        "delays",
+        "${cell.name}-d${depth}-n${model.hidden}-delay${task.delay}-s${seed}",
+    ),
+    "counting": (None, None, "${cell.name}-d${depth}-n${model.hidden}-s${seed}"),
+}
+
+
+def task_commands(grid: Mapping[str, Any], task: str, jobs: int, out: str) -> list[list[str]]:
+    """The ``train.py -m`` commands of a ``distance`` or ``counting`` grid: one per cell
+    group, one run per (cell, depth, width[, delay], seed), under ``out/<subdir>``."""
+    key, values, subdir = TASK_SWEEPS[task]
+    train = grid["train"]
+    sweep = [f"{key}={hydra_list(grid[values])}"] if key else []
+    return [
+        [
+            "-m",
+            f"task={task}",
+            f"cell={hydra_list(cells)}",
+            f"depth={hydra_list(depths)}",
+            f"model.hidden={hydra_list(grid['widths'])}",
+            *sweep,
+            f"seed={hydra_list(grid['seeds'])}",
+            *(f"task.{k}={override_value(v)}" for k, v in grid["task"].items()),
+            f"trainer.max_steps={train['max_steps']}",
+            f"trainer.val_check_interval={train['max_steps']}",
+            f"optimizer.lr={train['lr']}",
+            *parallel(jobs),
+            f"hydra.sweep.dir={out}",
+            f"hydra.sweep.subdir={subdir}",
+            *RUN,
+            *split_overrides(train.get("overrides")),
+        ]
+        for cells, depths in cell_groups(grid)
+    ]
+
+
+# each grid's runs (the DVC stage's output); all but capacity and memory outside results/train,
+# which the fit stage reads (and depends on) whole, so that `dvc repro plot` never trains them
 OUT = {
     "capacity": "results/train/capacity",
     "memory": "results/train/memory",
     "precision": "results/precision/train",
+    "distance": "results/runs/distance",
+    "counting": "results/runs/counting",
 }
 
 
@@ -134,6 +197,8 @@ def grid_commands(params: Path, name: str) -> list[list[str]]:
     grid, jobs = load_section(params, name)
     if name == "capacity":
         return [capacity_command(grid, jobs, OUT[name])]
+    if name in TASK_SWEEPS:
+        return task_commands(grid, name, jobs, OUT[name])
     return memory_commands(grid, jobs, OUT[name], "data/memory")
 
 
