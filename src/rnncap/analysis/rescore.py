@@ -187,17 +187,19 @@ def recorded_bits(run: Path, label: str) -> dict[tuple[str, int], float | None]:
 
 
 def summary(fits: Sequence[Row]) -> dict[str, Any]:
-    """``{cell: {trained: {format: {bits_per_param, bits_per_stored_bit}}}}`` over all depths."""
+    """``{cell: {trained: {format: {bits_per_param, bits_per_stored_bit, depth<d>}}}}``: the
+    slopes over all depths, and per depth (``depth<d>``: bits/param at depth d), where grids
+    trained in other precisions cover other depths compare at a common one."""
     out: dict[str, Any] = {}
     for fit in fits:
-        if fit["depth"] != ALL_DEPTHS:
-            continue
         slope = fit["slope"] if math.isfinite(fit["slope"]) else None
-        per_bit = fit["bits_per_stored_bit"] if slope is not None else None
-        out.setdefault(fit["cell"], {}).setdefault(fit["trained"], {})[fit["precision"]] = {
-            "bits_per_param": slope,
-            "bits_per_stored_bit": per_bit,
-        }
+        entry = out.setdefault(fit["cell"], {}).setdefault(fit["trained"], {})
+        entry = entry.setdefault(fit["precision"], {})
+        if fit["depth"] == ALL_DEPTHS:
+            entry["bits_per_param"] = slope
+            entry["bits_per_stored_bit"] = fit["bits_per_stored_bit"] if slope is not None else None
+        else:
+            entry[f"depth{fit['depth']}"] = slope
     return out
 
 
