@@ -9,8 +9,13 @@ Lightning are imported a few times per grid, not once per run.
 - ``memory``: one run per (cell, depth, width, seed), Hydra's grid sweep; the cells that need
   depth >= 2 (``deep_cells``) at ``deep_depths``.
 
-``rnncap train-grid capacity|memory [--params FILE] [--dry-run]`` runs one from the project
-root; the DVC stages ``train_capacity`` and ``train_memory`` call it.
+A section's kind is its ``kind`` key, else the start of its name: ``capacity_beyond`` is a
+capacity grid, ``memory_beyond`` a memory grid (the new cells, a named extra target). The
+``capacity`` and ``memory`` sections write under ``results/train/<kind>``, a section
+``<kind>_<suffix>`` under ``results/<suffix>/train/<kind>``.
+
+``rnncap train-grid <section> [--params FILE] [--dry-run]`` runs one from the project root;
+the DVC stages ``train_capacity``, ``train_memory`` (and ``train_*_beyond``) call it.
 """
 
 from __future__ import annotations
@@ -103,24 +108,52 @@ def memory_commands(grid: Mapping[str, Any], jobs: int, out: str, data: str) -> 
     return commands
 
 
-OUT = "results/train/{}"  # each grid's runs (the DVC stage's output)
+KINDS = ("capacity", "memory")
+
+
+def grid_kind(name: str, grid: Mapping[str, Any]) -> str:
+    """``capacity`` or ``memory``: the section's ``kind`` key, else the start of its name."""
+    kind = grid.get("kind") or next(
+        (k for k in KINDS if name == k or name.startswith(f"{k}_")), None
+    )
+    if kind not in KINDS:
+        raise ValueError(
+            f"section `{name}` is no training grid: name it capacity_* or memory_*, or give it "
+            f"kind: capacity|memory (got kind={kind!r})"
+        )
+    return kind
+
+
+def grid_out(name: str, kind: str) -> str:
+    """Where grid ``name`` of ``kind`` writes its runs (the DVC stage's output):
+    results/train/<kind>, or results/<suffix>/train/<kind> for a section <kind>_<suffix>."""
+    if name == kind:
+        return f"results/train/{kind}"
+    return f"results/{name.removeprefix(f'{kind}_')}/train/{kind}"
 
 
 def grid_commands(params: Path, name: str) -> list[list[str]]:
     """Every ``train.py`` argument list of grid ``name`` of ``params``."""
     grid, jobs = load_section(params, name)
-    if name == "capacity":
-        return [capacity_command(grid, jobs, OUT.format(name))]
-    return memory_commands(grid, jobs, OUT.format(name), "data/memory")
+    kind = grid_kind(name, grid)
+    if kind == "capacity":
+        return [capacity_command(grid, jobs, grid_out(name, kind))]
+    return memory_commands(grid, jobs, grid_out(name, kind), "data/memory")
+
+
+def grid_folder(params: Path, name: str) -> str:
+    """The folder grid ``name`` of ``params`` writes its runs to."""
+    grid, _ = load_section(params, name)
+    return grid_out(name, grid_kind(name, grid))
 
 
 def run_grid(
-    commands: list[list[str]], name: str, root: Path = Path("."), dry_run: bool = False
+    commands: list[list[str]], out: str, root: Path = Path("."), dry_run: bool = False
 ) -> None:
     """Run (or with ``dry_run`` only print) each command with ``root``'s train.py; the grid's
-    folder exists afterwards even when the grid is empty."""
+    folder ``out`` exists afterwards even when the grid is empty."""
     if not dry_run:
-        (root / OUT.format(name)).mkdir(parents=True, exist_ok=True)
+        (root / out).mkdir(parents=True, exist_ok=True)
     for args in commands:
         cmd = [sys.executable, str(root / "train.py"), *args]
         print(f"run: python train.py {' '.join(args)}", flush=True)
