@@ -65,6 +65,7 @@ class Reference:
     read: Callable = gates  # (cell, gate names) -> the parameters ``step`` reads
     initial: Callable | None = None  # (cell, batch) -> (h, c), where not initial_h/initial_c
     params: Callable | None = None  # (I, N) -> one layer's parameters, where not the formula
+    # (with the cell's default options; a cell with options may take them as keywords)
     matrix: Callable | None = None  # cell -> (the cell's product, the dense matrix), complex
 
     def param_count(self, i: int, n: int) -> int:
@@ -271,23 +272,39 @@ def urnn_step(cell, G, x_t, h, c):
     return h, c, torch.cat((h.real, h.imag), -1)
 
 
-@reference(
-    "LRUCell",
-    gates=[],
-    initial=complex_initial,
-    params=lambda i, n: 2 * n * i + 2 * i * n + i + 3 * n + 2 * n,  # B, C, D, nu theta gamma, x_0
-)
+def lru_params(i, n, block="glu"):
+    """B, C, D, nu theta gamma, x_0; the block: LayerNorm s and beta, GLU W_1 b_1 W_2 b_2."""
+    layer = 2 * n * i + 2 * i * n + i + 3 * n + 2 * n
+    return layer + (2 * i + 2 * (i * i + i) if block == "glu" else 0)
+
+
+def gelu_tanh(g):
+    """GELU, tanh form (jax.nn.gelu default): 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3)))."""
+    return 0.5 * g * (1 + torch.tanh(math.sqrt(2 / math.pi) * (g + 0.044715 * g**3)))
+
+
+@reference("LRUCell", gates=[], initial=complex_initial, params=lru_params)
 def lru_step(cell, G, u_t, x, c):
-    n = cell.hidden_size
-    nu, theta = cell.nu_log.detach().double().exp(), cell.theta_log.detach().double().exp()
+    n, p = cell.hidden_size, lambda t: t.detach().double()
+    v = u_t
+    if cell.block == "glu":  # LayerNorm: biased variance over the features, epsilon 1e-6
+        mean = u_t.mean(-1, keepdim=True)
+        var = ((u_t - mean) ** 2).mean(-1, keepdim=True)
+        v = (u_t - mean) / torch.sqrt(var + 1e-6) * p(cell.norm_weight) + p(cell.norm_bias)
+    nu, theta = p(cell.nu_log).exp(), p(cell.theta_log).exp()
     lam = torch.exp(-nu) * (torch.cos(theta) + 1j * torch.sin(theta))
-    gamma = cell.gamma_log.detach().double().exp()
-    w_ih = cell.weight_ih.detach().double()
+    gamma = p(cell.gamma_log).exp()
+    w_ih = p(cell.weight_ih)
     B = torch.complex(w_ih[:n], w_ih[n:])
-    C = torch.complex(*cell.weight_hy.detach().double())
-    D = cell.skip.detach().double()
-    x = lam * x + gamma * (u_t.to(torch.complex128) @ B.T)
-    y = (x @ C.T).real + D * u_t
+    C = torch.complex(*p(cell.weight_hy))
+    D = p(cell.skip)
+    x = lam * x + gamma * (v.to(torch.complex128) @ B.T)
+    y = (x @ C.T).real + D * v
+    if cell.block == "glu":  # u + (W_1 g + b_1) * sigmoid(W_2 g + b_2), g = GELU(y)
+        W1, W2 = p(cell.glu_weight).chunk(2)
+        b1, b2 = p(cell.glu_bias).chunk(2)
+        g = gelu_tanh(y)
+        y = u_t + (g @ W1.T + b1) * sig(g @ W2.T + b2)
     return x, c, y
 
 

@@ -101,6 +101,13 @@ CATALOGUE = [
         "cell.r_min=0.9, cell.r_max=0.5: the LRU needs 0 <= r_min <= r_max <= 1",
     ),
     ("LRU phase zero", ["cell=lru", "cell.max_phase=0"], "cell.max_phase=0 is out of range"),
+    ("unknown LRU block", ["cell=lru", "cell.block=mlp"], "cell.block='mlp'; choose one of"),
+    ("LRU dropout of 1", ["cell=lru", "cell.dropout=1"], "cell.dropout=1 is out of range"),
+    (
+        "LRU dropout in a population",
+        ["cell=lru", "cell.dropout=0.1", "model.population=2", "task.batch_size=null"],
+        "cell.dropout=0.1 with model.population=2",
+    ),
     ("unknown compile mode", ["cell.compile=fast"], "cell.compile='fast'; choose one of false"),
     pytest.param("gpu without CUDA", ["hardware=gpu"], "hardware=gpu but no CUDA", marks=no_cuda),
     pytest.param("ddp without CUDA", ["hardware=ddp"], "hardware=ddp but no CUDA", marks=no_cuda),

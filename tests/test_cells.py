@@ -14,6 +14,7 @@ from reference import reference_layer, reference_of
 
 from rnncap.cells import GRUCell, IntersectionCell, LSTMCell, RNNCell, UGRNNCell
 from rnncap.cells.indrnn import IndRNNCell
+from rnncap.cells.lru import LRUCell
 from rnncap.core.sizing import hidden_for_budget
 from rnncap.core.stack import RecurrentStack, count_parameters
 
@@ -24,9 +25,11 @@ ORTHOGONAL = [
 ]
 # constructor options beyond the defaults, on every class that takes them
 MODRELU = [cls for cls, s in VARIANTS if s == "modrelu" and cls.allowed_nonlinearities[0] != s]
-OPTIONS = [(cls, {"nonlinearity": "modrelu"}) for cls in MODRELU] + [
-    (cls, {"orthogonal": kind}) for cls, kind in ORTHOGONAL
-]
+OPTIONS = (
+    [(cls, {"nonlinearity": "modrelu"}) for cls in MODRELU]
+    + [(cls, {"orthogonal": kind}) for cls, kind in ORTHOGONAL]
+    + [(LRUCell, {"block": "none"})]  # the bare LRU layer (the default is the paper's block)
+)
 SCANNED = [cls for cls in CELL_CLASSES if hasattr(cls, "use_scan")]
 STRUCTURED = [cls for cls in CELL_CLASSES if reference_of(cls).matrix is not None]
 
@@ -40,6 +43,8 @@ def option_params(cls, options, i, n) -> int:
     """One layer's count with options, from the reference's formula: + N modReLU biases; an
     orthogonal N x N block trains its generator's N(N-1)/2 entries, not N^2."""
     count = reference_of(cls).param_count(i, n)
+    if "block" in options:  # the LRU's: the reference's count takes it
+        count = reference_of(cls).params(i, n, block=options["block"])
     if options.get("nonlinearity") == "modrelu":
         count += n
     if options.get("orthogonal"):
@@ -348,3 +353,63 @@ def test_modrelu_has_a_dead_zone_and_keeps_the_sign(cls):
     z = torch.tensor([[-2.0, -0.3, 0.4], [1.0, 0.0, -0.6]])
     expected = torch.tensor([[-1.5, 0.0, 0.0], [0.5, 0.0, -0.1]])
     torch.testing.assert_close(cell.act(z), expected)
+
+
+# ------------------------------------------------------------------ the LRU block
+@pytest.mark.parametrize("scan", [True, False], ids=["scan", "loop"])
+def test_bare_lru_layer_matches_float64_reference(scan):
+    """cell.block=none: the layer alone, y = Re(C x) + D u, against the equations."""
+    cell = randomised(LRUCell, "linear", block="none")
+    cell.use_scan = scan
+    x = torch.randn(6, 3, 5, dtype=torch.float64)
+    torch.testing.assert_close(cell(x), reference_layer(cell, x), rtol=1e-12, atol=1e-12)
+
+
+def test_lru_block_is_the_layer_inside_norm_gelu_glu_and_skip():
+    """The block, by hand from the bare layer of the same weights: u + (W_1 g + b_1) *
+    sigmoid(W_2 g + b_2), g = GELU(layer(LayerNorm(u))); with zero GLU weights and biases
+    the block is the identity (the skip alone)."""
+    block = randomised(LRUCell, "linear")
+    bare = LRUCell(5, 4, block="none").double()
+    bare.load_state_dict(block.state_dict(), strict=False)
+    u = torch.randn(7, 2, 5, dtype=torch.float64)
+    mean, var = u.mean(-1, keepdim=True), u.var(-1, unbiased=False, keepdim=True)
+    v = (u - mean) / (var + 1e-6).sqrt() * block.norm_weight + block.norm_bias
+    g = torch.nn.functional.gelu(bare(v), approximate="tanh")
+    w1, w2 = block.glu_weight.chunk(2)
+    b1, b2 = block.glu_bias.chunk(2)
+    expected = u + (g @ w1.T + b1) * torch.sigmoid(g @ w2.T + b2)
+    torch.testing.assert_close(block(u), expected, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        block.glu_weight.zero_()
+        block.glu_bias.zero_()
+    assert torch.equal(block(u), u)
+
+
+def test_lru_block_dropout_acts_in_training_only_with_one_mask_per_sequence():
+    torch.manual_seed(1)
+    cell = randomised(LRUCell, "linear", input_size=8, dropout=0.5)
+    u = torch.randn(6, 4, 8, dtype=torch.float64)
+    dropped = (cell(u) - u) == 0  # the output mask zeroes the GLU's term: the skip remains
+    per_sequence = dropped.all(0)
+    assert per_sequence.any() and (~dropped).all(0).any()
+    assert torch.equal(dropped, per_sequence.expand_as(dropped))  # the same at every step
+    cell.eval()
+    plain = randomised(LRUCell, "linear", input_size=8)
+    torch.testing.assert_close(cell(u), plain(u), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("depth", "budget", "width"), [(1, 100, 2), (1, 300, 5), (2, 300, 3)])
+def test_lru_block_stack_count_and_budget_width_by_hand(depth, budget, width):
+    """Input 16, one output: the encoder 16N + N, per block 4N^2 + 5N + N (the layer at
+    H = N) + 2N + 2(N^2 + N) = 6N^2 + 10N, the readout N + 1."""
+
+    def by_hand(n):
+        return 17 * n + depth * (6 * n * n + 10 * n) + n + 1
+
+    assert hidden_for_budget(LRUCell, depth, 16, 1, budget) == width
+    assert by_hand(width) <= budget < by_hand(width + 1)
+    stack = RecurrentStack(LRUCell, depth, 16, width, 1)
+    assert stack.projection is not None
+    assert count_parameters(stack) == RecurrentStack.param_count(LRUCell, depth, 16, width, 1)
+    assert count_parameters(stack) == by_hand(width)

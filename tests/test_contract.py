@@ -78,6 +78,13 @@ def test_cell_has_a_display_label(name):
     assert label and colour.startswith("#"), f"{cls.__name__}.display[{name!r}]"
 
 
+def test_cells_have_distinct_colours():
+    """Figures tell cells apart by colour: no two options share one."""
+    colours = {name: cell_class(name).display[name][1].lower() for name in CELL_NAMES}
+    shared = {c: [n for n in colours if colours[n] == c] for c in set(colours.values())}
+    assert not {c: names for c, names in shared.items() if len(names) > 1}
+
+
 def parent_values(name: str, raw: dict, tmp_path: Path) -> dict:
     """What the option's keys would be without its own lines: the schema's defaults, or the
     composed option it extends (irnn extends rnn)."""

@@ -117,7 +117,8 @@ def test_dvc_yaml_runs_each_grid_of_params_yaml_as_one_multirun():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     stages = dvc_stages(ROOT)
     grids = {"train_capacity", "train_memory", "train_distance", "train_counting"}
-    assert {n for n in stages if n.startswith("train_")} == grids | {"train_precision"}
+    beyond = {"train_capacity_beyond", "train_memory_beyond"}  # the named extra target's
+    assert {n for n in stages if n.startswith("train_")} == grids | beyond | {"train_precision"}
     assert stages["train_capacity"].cmd == "rnncap train-grid capacity"
     (capacity,) = grid_commands(ROOT / "params.yaml", "capacity")
     grid = params["capacity"]
@@ -132,6 +133,69 @@ def test_dvc_yaml_runs_each_grid_of_params_yaml_as_one_multirun():
     assert "task.data_file=data/memory/s${seed}.pt" in memory
     deps = {str(Path(d.def_path)) for d in stages["train_memory"].deps}
     assert {"data/memory", "results/configs/cell"} <= deps
+
+
+def test_beyond_grids_are_the_default_grids_for_the_new_cells(monkeypatch, capsys):
+    """`rnncap train-grid capacity_beyond|memory_beyond --dry-run`: the default grids' command
+    lines with the new cells, writing under results/beyond/train/; plot_beyond is its own
+    target, and `dvc repro plot` does not reach it."""
+    from rnncap.cli import main
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    monkeypatch.chdir(ROOT)
+    main(["train-grid", "capacity_beyond", "--dry-run"])
+    main(["train-grid", "memory_beyond", "--dry-run"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.startswith("run: python train.py -m ") for line in lines)
+    capacity, memory = (line.split() for line in lines)
+    grid = params["capacity_beyond"]
+    assert f"cell={','.join(grid['cells'])}" in capacity and "sweep=quick" in capacity
+    assert "hydra.sweep.dir=results/beyond/train/capacity" in capacity
+    assert "hydra.sweeper.storage=journal:///results/beyond/train/capacity/studies.log" in capacity
+    default = grid_commands(ROOT / "params.yaml", "capacity")[0]
+    own = ("cell=", "hydra.sweep.dir=", "hydra.sweeper.storage=")  # what differs by design
+    assert [a for a in capacity[3:] if not a.startswith(own)] == [
+        a for a in default if not a.startswith(own)
+    ]
+    assert params["memory_beyond"]["task"] == params["memory"]["task"]  # the same data files
+    assert f"cell={','.join(params['memory_beyond']['cells'])}" in memory
+    assert "hydra.sweep.dir=results/beyond/train/memory" in memory
+    assert "task.data_file=data/memory/s${seed}.pt" in memory
+    stages = dvc_stages(ROOT)
+    assert "--runs results/beyond/train" in stages["fit_beyond"].cmd
+    assert "--out results/beyond/figures" in stages["plot_beyond"].cmd
+
+    def feeds(stage, deps: set[str]) -> bool:  # an output that is a dep, inside or above one
+        outs = {str(Path(o.def_path)) for o in stage.outs}
+        return any(
+            o == d or o.startswith(f"{d}/") or d.startswith(f"{o}/") for o in outs for d in deps
+        )
+
+    upstream = {"plot"}  # what `dvc repro plot` runs: plot and every stage its deps come from
+    while True:
+        deps = {str(Path(d.def_path)) for n in upstream for d in stages[n].deps}
+        more = {n for n, stage in stages.items() if feeds(stage, deps)}
+        if more <= upstream:
+            break
+        upstream |= more
+    assert {"train_capacity", "train_memory", "fit", "cell_configs"} <= upstream
+    assert not any("beyond" in n for n in upstream)
+
+
+def test_a_grid_section_takes_its_kind_from_its_name_or_kind_key(tmp_path, monkeypatch, capsys):
+    from rnncap.cli import main
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    extra = {"jobs": 1, "wide": {**params["memory"], "kind": "memory"}, "tune": params["tune"]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(extra))
+    (memory, deep) = grid_commands(tmp_path / "p.yaml", "wide")
+    assert "hydra.sweep.dir=results/wide/train/memory" in memory and "depth=2" in deep
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as exit_status:
+        main(["train-grid", "tune", "--params", str(tmp_path / "p.yaml"), "--dry-run"])
+    err = capsys.readouterr().err
+    assert exit_status.value.code == 2 and err.count("\n") == 1
+    assert "tune: section `tune` is no training grid: name it capacity_* or memory_*" in err
 
 
 def dep_paths(stage) -> set[str]:
@@ -205,6 +269,10 @@ def test_stages_call_rnncap_or_train_py_and_depend_on_all_they_import():
         ("trainability", analysis),
         ("train_precision", grids | sweeper),
         ("precision", analysis),
+        ("train_capacity_beyond", grids | sweeper),
+        ("train_memory_beyond", grids),
+        ("fit_beyond", analysis),
+        ("plot_beyond", analysis),
     ]:
         assert not covered(files, dep_paths(stages[name])), name
     train_deps = dep_paths(stages["train_capacity"])

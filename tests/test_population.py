@@ -59,6 +59,11 @@ def record_losses(monkeypatch):
         ["cell=indrnn"],
         ["cell=mingru", "depth=2"],
         ["cell=minlstm"],
+        # complex states: the uRNN's FFT and reflections (SGD: Adam's first near-sign steps
+        # take the lr=0.03 member's float32 rounding differences past 1e-5, as with RMSprop),
+        # the LRU block's scan, layer norm and GLU
+        ["cell=urnn", "optimizer=sgd"],
+        ["cell=lru", "depth=2"],
     ],
     ids=[
         "rnn",
@@ -69,6 +74,8 @@ def record_losses(monkeypatch):
         "indrnn",
         "mingru",
         "minlstm",
+        "urnn",
+        "lru",
     ],
 )
 def test_member_equals_solo_run_over_20_steps(make_cfg, tmp_path, record_losses, overrides):

@@ -4,7 +4,7 @@
     rnncap generate cells DIR                           every cell's composed config
     rnncap fit [--runs DIR] [--out DIR] [--metrics FILE] [--studies URL ...]
     rnncap plot [--tables DIR] [--out DIR]
-    rnncap train-grid capacity|memory|precision|distance|counting [--params FILE] [--dry-run]
+    rnncap train-grid capacity|memory|precision|distance|counting|<kind>_<x> [--params FILE]
     rnncap distance [--runs DIR] [--out DIR] [--threshold T]   max recall distance per size
     rnncap counting [--runs DIR] [--out DIR]          accuracy against string length
     rnncap tune-grid [--params FILE] [--dry-run]
@@ -34,7 +34,6 @@ from typing import Any
 from rnncap.core.errors import ConfigError
 
 WANDB_MODES = ["offline", "online", "disabled"]
-GRIDS = ["capacity", "memory", "precision", "distance", "counting"]  # rnncap.train_grid
 DISPLAY_CONF = "the Hydra config dir; its cell/<name>.yaml names the class that shows a cell"
 
 
@@ -188,17 +187,18 @@ def cmd_counting(args: argparse.Namespace) -> None:
 
 # ---- training and tuning ---------------------------------------------------------------------
 def cmd_train_grid(args: argparse.Namespace) -> None:
-    from rnncap.train_grid import grid_commands, run_grid
+    from rnncap.train_grid import grid_commands, grid_folder, run_grid
 
     _file(args.params, "--params")
     if not Path("train.py").is_file() or not Path("conf").is_dir():
         raise UsageError("train.py and conf/ are not here: run rnncap train-grid in the project")
     try:
         commands = grid_commands(args.params, args.grid)
+        out = grid_folder(args.params, args.grid)
     except (ValueError, KeyError) as err:
         raise UsageError(f"--params {args.params}: {args.grid}: {_one_line(err)}") from err
     try:
-        run_grid(commands, args.grid, Path("."), args.dry_run)
+        run_grid(commands, out, Path("."), args.dry_run)
     except subprocess.CalledProcessError as err:
         print(f"error: python {shlex.join(map(str, err.cmd[1:]))} failed", file=sys.stderr)
         sys.exit(err.returncode)
@@ -374,9 +374,10 @@ capacity: a short search per (cell, depth, budget, seed) point, one Optuna study
 trials trained as populations (sweep=quick); memory: one run per (cell, depth, width, seed);
 precision: the capacity grid (cells and depths as `precision.trained` narrows them) trained in
 `precision.trained.precision` (bf16-mixed); distance: one run per (cell, depth, width, delay,
-seed); counting: one run per (cell, depth, width, seed). One worker process per core
-(params.yaml `jobs`), so imports are paid per grid, not per run. The DVC stages train_<grid>
-call it (rnncap.train_grid).
+seed); counting: one run per (cell, depth, width, seed). A section capacity_<x> or memory_<x>
+(or one with `kind: capacity|memory`) is a grid of that kind writing under results/<x>/train/.
+One worker process per core (params.yaml `jobs`), so imports are paid per grid, not per run.
+The DVC stages train_<section> call it (rnncap.train_grid).
 """
 
 TUNE_GRID = """a trainability grid of params.yaml: tuner and random-settings studies
@@ -526,7 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_dir(plot, DISPLAY_CONF)
 
     train = _command(sub, "train-grid", cmd_train_grid, TRAIN_GRID)
-    train.add_argument("grid", choices=GRIDS, help="which grid of --params")
+    what = "which grid of --params: capacity, memory, precision, distance, counting, or a "
+    what += "section capacity_*|memory_* (or one with kind: capacity|memory), e.g. capacity_beyond"
+    train.add_argument("grid", metavar="SECTION", help=what)
     _path(train, "--params", "params.yaml", "the params file holding the grid", "FILE")
     train.add_argument("--dry-run", action="store_true", help="print the commands only")
 

@@ -16,12 +16,15 @@ Lightning are imported a few times per grid, not once per run.
 - ``counting``: one run per (cell, depth, width, seed) of ``task=counting``, trained on
   ``task.train_length`` and tested on ``task.test_lengths`` (``rnncap counting``).
 
-The capacity and memory grids write under ``results/train/<grid>``; the others outside it
-(``fit`` reads, and depends on, all of results/train): ``results/precision/train`` and
-``results/runs/<grid>``.
+A capacity or memory section's kind is its ``kind`` key, else the start of its name:
+``capacity_beyond`` is a capacity grid, ``memory_beyond`` a memory grid (the new cells, a named
+extra target). The ``capacity`` and ``memory`` sections write under ``results/train/<kind>``,
+a section ``<kind>_<suffix>`` under ``results/<suffix>/train/<kind>``; the precision grid under
+``results/precision/train``, the distance and counting grids under ``results/runs/<grid>``:
+all outside results/train but the default two (``fit`` reads, and depends on, all of it).
 
-``rnncap train-grid capacity|memory|precision|distance|counting [--params FILE] [--dry-run]``
-runs one from the project root; the DVC stages ``train_<grid>`` call it.
+``rnncap train-grid <section> [--params FILE] [--dry-run]`` runs one from the project root;
+the DVC stages ``train_<section>`` call it.
 """
 
 from __future__ import annotations
@@ -168,11 +171,10 @@ def task_commands(grid: Mapping[str, Any], task: str, jobs: int, out: str) -> li
     ]
 
 
-# each grid's runs (the DVC stage's output); all but capacity and memory outside results/train,
-# which the fit stage reads (and depends on) whole, so that `dvc repro plot` never trains them
-OUT = {
-    "capacity": "results/train/capacity",
-    "memory": "results/train/memory",
+# the runs of the grids named by their task or purpose (the DVC stage's output): outside
+# results/train, which the fit stage reads (and depends on) whole, so that `dvc repro plot`
+# never trains them
+NAMED_OUT = {
     "precision": "results/precision/train",
     "distance": "results/runs/distance",
     "counting": "results/runs/counting",
@@ -189,26 +191,59 @@ def precision_grid(params: Path) -> tuple[dict[str, Any], int]:
     return {**grid, **narrowed, "overrides": overrides.strip()}, jobs
 
 
+KINDS = ("capacity", "memory")
+
+
+def grid_kind(name: str, grid: Mapping[str, Any]) -> str:
+    """``capacity`` or ``memory``: the section's ``kind`` key, else the start of its name."""
+    kind = grid.get("kind") or next(
+        (k for k in KINDS if name == k or name.startswith(f"{k}_")), None
+    )
+    if kind not in KINDS:
+        raise ValueError(
+            f"section `{name}` is no training grid: name it capacity_* or memory_*, or give it "
+            f"kind: capacity|memory (got kind={kind!r}); the other grids: {list(NAMED_OUT)}"
+        )
+    return kind
+
+
+def grid_out(name: str, kind: str) -> str:
+    """Where grid ``name`` of ``kind`` writes its runs (the DVC stage's output):
+    results/train/<kind>, or results/<suffix>/train/<kind> for a section <kind>_<suffix>."""
+    if name == kind:
+        return f"results/train/{kind}"
+    return f"results/{name.removeprefix(f'{kind}_')}/train/{kind}"
+
+
 def grid_commands(params: Path, name: str) -> list[list[str]]:
     """Every ``train.py`` argument list of grid ``name`` of ``params``."""
     if name == "precision":
         grid, jobs = precision_grid(params)
-        return [capacity_command(grid, jobs, OUT[name])]
+        return [capacity_command(grid, jobs, NAMED_OUT[name])]
     grid, jobs = load_section(params, name)
-    if name == "capacity":
-        return [capacity_command(grid, jobs, OUT[name])]
     if name in TASK_SWEEPS:
-        return task_commands(grid, name, jobs, OUT[name])
-    return memory_commands(grid, jobs, OUT[name], "data/memory")
+        return task_commands(grid, name, jobs, NAMED_OUT[name])
+    kind = grid_kind(name, grid)
+    if kind == "capacity":
+        return [capacity_command(grid, jobs, grid_out(name, kind))]
+    return memory_commands(grid, jobs, grid_out(name, kind), "data/memory")
+
+
+def grid_folder(params: Path, name: str) -> str:
+    """The folder grid ``name`` of ``params`` writes its runs to."""
+    if name in NAMED_OUT:
+        return NAMED_OUT[name]
+    grid, _ = load_section(params, name)
+    return grid_out(name, grid_kind(name, grid))
 
 
 def run_grid(
-    commands: list[list[str]], name: str, root: Path = Path("."), dry_run: bool = False
+    commands: list[list[str]], out: str, root: Path = Path("."), dry_run: bool = False
 ) -> None:
     """Run (or with ``dry_run`` only print) each command with ``root``'s train.py; the grid's
-    folder exists afterwards even when the grid is empty."""
+    folder ``out`` exists afterwards even when the grid is empty."""
     if not dry_run:
-        (root / OUT[name]).mkdir(parents=True, exist_ok=True)
+        (root / out).mkdir(parents=True, exist_ok=True)
     for args in commands:
         cmd = [sys.executable, str(root / "train.py"), *args]
         print(f"run: python train.py {' '.join(args)}", flush=True)

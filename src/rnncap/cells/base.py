@@ -195,6 +195,13 @@ class RecurrentCell(nn.Module):
         """Width of the depth output (the next layer's or the readout's input): N here."""
         return hidden_size
 
+    @classmethod
+    def input_projection(cls, **options: object) -> bool:
+        """Whether a stack of this cell, with the constructor ``options``, first maps its input
+        to N units (a linear map, I*N + N parameters): the +RNN's depth path needs an input of
+        size N; the LRU block's residual (``rnncap.cells.lru``) needs one width throughout."""
+        return cls.needs_square_input
+
     @property
     def output_size(self) -> int:
         return self.layer_output_size(self.input_size, self.hidden_size)

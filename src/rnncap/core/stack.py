@@ -1,6 +1,7 @@
 """A stack of ``depth`` recurrent layers of one cell type with a linear readout.
 
-    x [B, T, I] -> (projection to N, +RNN only) -> layer_1 .. layer_depth -> readout -> [B, T, O]
+    x [B, T, I] -> (projection to N: the +RNN, the LRU block) -> layer_1 .. layer_depth
+                -> readout -> [B, T, O]
 
 Every layer feeds its depth output (h_t, the +RNN's y_t, the uRNN's [Re h_t, Im h_t], the
 LRU's y_t) to the next layer; the readout reads the top layer's depth output at every step.
@@ -50,7 +51,7 @@ class RecurrentStack(nn.Module):
         self.depth, self.hidden_size = depth, hidden_size
         self.input_size, self.output_size = input_size, output_size
         cls = cell_class(cell)
-        needs_projection = cls.needs_square_input
+        needs_projection = cls.input_projection(**cell_options(cell))
         self.projection = nn.Linear(input_size, hidden_size) if needs_projection else None
         first_in = hidden_size if needs_projection else input_size
         *sizes, top = layer_sizes(cls, depth, first_in, hidden_size)
@@ -64,13 +65,14 @@ class RecurrentStack(nn.Module):
         """Every trainable degree of freedom, as ``count_parameters`` counts the built stack:
         all layers (``cls.param_count`` with the options bound in ``cell``: weights, biases,
         learned initial states, modReLU biases, N(N-1)/2 per orthogonal N x N block), the
-        +RNN's input projection (I*N + N) and the readout (D*O + O, D the top layer's depth
-        output size)."""
+        input projection where the cell asks for one (I*N + N: the +RNN, the LRU block) and
+        the readout (D*O + O, D the top layer's depth output size)."""
         cls, n, options = cell_class(cell), hidden_size, cell_options(cell)
-        first_in = n if cls.needs_square_input else input_size
+        projection = cls.input_projection(**options)
+        first_in = n if projection else input_size
         *sizes, top = layer_sizes(cls, depth, first_in, n)
         total = top * output_size + output_size
-        if cls.needs_square_input:
+        if projection:
             total += input_size * n + n
         return total + sum(cls.param_count(size, n, **options) for size in sizes)
 

@@ -129,6 +129,17 @@ def check_orthogonal(cfg: DictConfig) -> None:
         )
 
 
+def check_dropout(cfg: DictConfig) -> None:
+    """A cell's dropout (the LRU block's ``cell.dropout``) draws random masks, which a
+    population's vmap does not give each member: populations train without it."""
+    rate = cfg.cell.get("dropout") or 0.0
+    if rate > 0 and cfg.model.population > 1:
+        raise ConfigError(
+            f"cell.dropout={rate:g} with model.population={cfg.model.population}: vmap draws "
+            "no dropout masks per member; set cell.dropout=0 or train solo runs"
+        )
+
+
 def check_task_options(cfg: DictConfig) -> None:
     """Rules that relate a task's own keys live with the task: ``TaskDataModule.check_config``."""
     get_class(cfg.task._target_).check_config(cfg.task)
@@ -196,6 +207,7 @@ RULES = (
     check_cell_options,
     check_recurrent_init,
     check_orthogonal,
+    check_dropout,
     check_task_options,
     check_hardware_combination,
     check_launch,
