@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet
 
-.PHONY: setup run test lint
+.PHONY: setup run test test-shared lint
 setup: $(VENV)/.installed
 
 # The pinned CPU torch goes in first (constraints-cpu.txt): a bare range would pull a CUDA build.
@@ -40,6 +40,11 @@ export BITS_TABLE
 
 test: setup
 	$(PY) -m pytest
+
+# Several train.py workers on one study (PostgreSQL from $$RNNCAP_TEST_POSTGRES, or a server the
+# tests start; a journal file), one killed mid-trial: slow tests (2-4 min) that CI runs too
+test-shared: setup
+	$(PY) -m pytest -m slow tests/test_shared_studies.py
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
