@@ -101,7 +101,7 @@ def test_new_task_runs_with_every_cell(task_cfg, task, cell):
     else:
         assert m["long_accuracy"] == m["long_accuracy_40"] and m["test_lengths"] == [16, 40]
         # null where the cell computes no tanh or sigmoid (IRNN, IndRNN, the uRNN's modReLU,
-        # the linear LRU); a gated cell always has sigmoids to saturate
+        # the bare LRU layer); a gated cell always has sigmoids to saturate
         gated = bool(get_class(cfg.cell._target_).forget_gates)
         assert (m["saturation"] is not None) if gated else True
         assert m["saturation"] is None or 0 <= m["saturation"] <= 1

@@ -22,9 +22,9 @@ import matplotlib.lines  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as mticker  # noqa: E402
 
+from rnncap.analysis.output import write_png_atomic  # noqa: E402
 from rnncap.analysis.precision import PRECISIONS  # noqa: E402
 from rnncap.analysis.tables import ALL_DEPTHS, CONF_DIR, Row, cell_display, ordered_cells  # noqa: E402
-from rnncap.core.io import write_atomic  # noqa: E402
 
 LINE_FORMATS = ("ternary", "int4", "int8", "bf16", "fp32")  # per tensor, joined by a line
 MARKERS = {"int4_row": "o", "int8_row": "o", "fp16": "x"}  # drawn as single markers
@@ -104,7 +104,5 @@ def precision_figure(fits: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Figu
 
 def write_precision_figure(fits: Sequence[Row], path: Path, conf_dir: Path = CONF_DIR) -> Path:
     """Draw the figure and write it as PNG atomically."""
-    fig = precision_figure(fits, conf_dir)
-    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=130), binary=True)
-    plt.close(fig)
+    write_png_atomic(precision_figure(fits, conf_dir), path)
     return path

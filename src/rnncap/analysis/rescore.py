@@ -34,9 +34,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rnncap.analysis.capacity import capacity_fits, capacity_table
+from rnncap.analysis.output import write_csv_atomic
 from rnncap.analysis.precision import PRECISIONS, bits_per_stored_bit, rounded_copy
 from rnncap.analysis.precision_figure import write_precision_figure
-from rnncap.analysis.tables import ALL_DEPTHS, CONF_DIR, Row, write_csv
+from rnncap.analysis.tables import ALL_DEPTHS, CONF_DIR, Row
 from rnncap.core.build import build_model, build_task, final_metrics
 from rnncap.core.io import write_json_atomic
 from rnncap.core.population import check_population
@@ -227,8 +228,8 @@ def rescore(
         "fp32_mismatches": fp32_mismatches(scores, recorded),
         "bits_per_param": summary(fits),
     }
-    write_csv(scores, out / "scores.csv", SCORE_COLUMNS)
-    write_csv(fits, out / "precision.csv", PRECISION_COLUMNS + ["exponent"])
+    write_csv_atomic(scores, out / "scores.csv", SCORE_COLUMNS)
+    write_csv_atomic(fits, out / "precision.csv", PRECISION_COLUMNS + ["exponent"])
     write_precision_figure(fits, out / "precision.png", conf_dir)
     write_json_atomic(out / "summary.json", result)
     return result
