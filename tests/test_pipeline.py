@@ -126,6 +126,7 @@ def test_dvc_yaml_runs_each_grid_of_params_yaml_as_one_multirun():
     assert f"model.budget={','.join(map(str, grid['budgets']))}" in capacity
     assert "hydra.sweeper.grid=[cell,depth,model.budget,seed]" in capacity
     assert f"hydra.sweeper.population={grid['search']['population']}" in capacity
+    assert f"hydra.sweeper.sampler.seed={grid['search']['seed']}" in capacity  # reruns repeat
     assert f"hydra.launcher.n_jobs={params['jobs']}" in capacity
     memory, deep = grid_commands(ROOT / "params.yaml", "memory")
     assert f"cell={','.join(params['memory']['cells'])}" in memory

@@ -77,6 +77,7 @@ def capacity_command(grid: Mapping[str, Any], jobs: int, out: str) -> list[str]:
         *split_overrides(search.get("pruner_args")),
         f"trainer.val_check_interval={search['val_check_interval']}",
         *([] if search["max_steps"] is None else [f"trainer.max_steps={search['max_steps']}"]),
+        *([] if search.get("seed") is None else [f"hydra.sweeper.sampler.seed={search['seed']}"]),
         *parallel(jobs),
         f"hydra.sweeper.n_jobs={jobs}",
         f"hydra.sweeper.storage=journal:///{out}/studies.log",
