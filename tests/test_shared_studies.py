@@ -145,6 +145,30 @@ def test_a_stale_postgres_trial_is_failed_and_its_settings_asked_again(postgres_
     assert retried_number(study.trials[again.number]) == trial.number
 
 
+def test_workers_opening_a_fresh_database_together_all_get_the_storage(postgres_db):
+    """Workers started at once race to create Optuna's tables (a duplicate table or key):
+    every one of them must open the storage, none may fail the sweep."""
+    import threading
+
+    start, opened, errors = threading.Barrier(6), [], []
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            opened.append(open_storage(postgres_db, ".", heartbeat_interval=60, grace_period=120))
+        except Exception as err:  # noqa: BLE001  (collected and shown below)
+            errors.append(err)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors and len(opened) == 6
+    optuna.create_study(study_name="s", storage=opened[0])
+    assert [s.study_name for s in optuna.get_all_study_summaries(opened[-1])] == ["s"]
+
+
 def test_which_storages_are_shared():
     assert not shared("sqlite:///results/tune/studies.db") and not shared(None)
     assert shared("journal:///x.log") and shared("postgresql+psycopg://u@h/db")

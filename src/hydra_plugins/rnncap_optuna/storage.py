@@ -27,6 +27,9 @@ from rnncap.core.errors import ConfigError
 
 SQLITE, JOURNAL = "sqlite:///", "journal:///"
 RETRIES = 3  # a killed trial's settings are asked again at most this many times
+# what a worker sees when another creates Optuna's tables at the same moment: retried
+SCHEMA_RACES = ("IntegrityError", "UniqueViolation", "DuplicateTable", "already exists")
+ATTEMPTS = 5
 HINT = "give sqlite:///FILE, journal:///FILE or postgresql+psycopg://USER@HOST:PORT/DB"
 
 
@@ -91,11 +94,12 @@ def retry_failed() -> Any:
 def open_rdb(
     url, heartbeat_interval: int | None, grace_period: int | None
 ) -> optuna.storages.RDBStorage:
-    """A database server's storage with heartbeats. Workers that start together may race to
-    create Optuna's tables: a failed first attempt is retried."""
+    """A database server's storage with heartbeats. Workers that start together on a fresh
+    database race to create Optuna's tables (a duplicate table or key): such an attempt is
+    retried, up to ``ATTEMPTS`` in all, once the winner's tables exist."""
     shown = url.render_as_string(hide_password=True)
     connect = {"connect_timeout": 10} if url.get_backend_name() == "postgresql" else {}
-    for attempt in range(3):
+    for attempt in range(ATTEMPTS):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -109,10 +113,11 @@ def open_rdb(
         except (SQLAlchemyError, ImportError, ValueError) as err:
             cause = getattr(err, "orig", None) or err  # the driver's own message
             reason = " ".join(str(cause).split()) or type(err).__name__
-            if attempt == 2 or "IntegrityError" not in type(err).__name__ + reason:
+            race = any(sign in type(err).__name__ + reason for sign in SCHEMA_RACES)
+            if attempt == ATTEMPTS - 1 or not race:
                 raise ConfigError(
                     f"hydra.sweeper.storage={shown!r} cannot be opened ({reason}); {HINT} "
                     "of a running server"
                 ) from None
-            time.sleep(0.5)
+            time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
