@@ -31,8 +31,8 @@ matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as mticker  # noqa: E402
 
-from rnncap.analysis.output import write_csv_atomic, write_png_atomic  # noqa: E402
-from rnncap.analysis.tables import CONF_DIR, Row, cell_display, cell_sort_key  # noqa: E402
+from rnncap.analysis.output import write_png_atomic  # noqa: E402
+from rnncap.analysis.tables import CONF_DIR, Row, cell_display, cell_sort_key, write_csv  # noqa: E402
 from rnncap.analysis.task_runs import task_runs  # noqa: E402
 from rnncap.core.io import write_json_atomic  # noqa: E402
 
@@ -202,8 +202,8 @@ def analyse(runs_dir: Path, out: Path, conf_dir: Path = CONF_DIR) -> dict[str, A
     curves, table = curve_table(runs, conf_dir), counting_table(runs, conf_dir)
     result = summary(table)
     figure = counting_figure(curves, conf_dir)
-    write_csv_atomic(curves, out / "long_accuracy.csv", CURVE_COLUMNS)
-    write_csv_atomic(table, out / "counting.csv", COUNTING_COLUMNS)
+    write_csv(curves, out / "long_accuracy.csv", CURVE_COLUMNS)
+    write_csv(table, out / "counting.csv", COUNTING_COLUMNS)
     write_png_atomic(figure, out / "long_accuracy.png")
     write_json_atomic(out / "summary.json", result)
     return {"runs": len(runs), "table": table, "curves": curves, "summary": result}

@@ -45,8 +45,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rnncap.analysis.output import write_csv_atomic, write_png_atomic  # noqa: E402
-from rnncap.analysis.tables import CONF_DIR, Row, cell_display, cell_sort_key  # noqa: E402
+from rnncap.analysis.output import write_png_atomic  # noqa: E402
+from rnncap.analysis.tables import CONF_DIR, Row, cell_display, cell_sort_key, write_csv  # noqa: E402
 from rnncap.analysis.task_runs import task_runs  # noqa: E402
 from rnncap.core.io import write_json_atomic  # noqa: E402
 
@@ -238,8 +238,8 @@ def analyse(
     accuracy.sort(key=lambda r: (size_order(r, conf_dir), r["delay"]))
     result = summary(table, threshold)
     figure = distance_figure(table, conf_dir)
-    write_csv_atomic(accuracy, out / "accuracy.csv", ACCURACY_COLUMNS)
-    write_csv_atomic(table, out / "max_distance.csv", MAX_DISTANCE_COLUMNS)
+    write_csv(accuracy, out / "accuracy.csv", ACCURACY_COLUMNS)
+    write_csv(table, out / "max_distance.csv", MAX_DISTANCE_COLUMNS)
     write_png_atomic(figure, out / "max_distance.png")
     write_json_atomic(out / "summary.json", result)
     return {"runs": len(runs), "table": table, "summary": result}

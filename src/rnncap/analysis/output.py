@@ -1,25 +1,12 @@
-"""Analysis outputs written atomically: a CSV table or a PNG figure appears whole or not at all
-(``rnncap.core.io.write_atomic``)."""
+"""Analysis figures written atomically: a PNG appears whole or not at all
+(``rnncap.core.io.write_atomic``; CSV tables: ``rnncap.analysis.tables.write_csv``)."""
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from rnncap.core.io import write_atomic
-
-
-def write_csv_atomic(rows: Sequence[dict[str, Any]], path: Path, columns: Sequence[str]) -> None:
-    """Rows as CSV with a header (``tables.read_csv`` reads it back), atomically."""
-
-    def write(f: IO) -> None:
-        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-    write_atomic(path, write)
 
 
 def write_png_atomic(figure: Any, path: Path, dpi: int = 130) -> None:

@@ -29,6 +29,7 @@ import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rnncap.analysis.capacity import theory_mse  # noqa: E402
+from rnncap.analysis.output import write_png_atomic  # noqa: E402
 from rnncap.analysis.tables import (  # noqa: E402
     ALL_DEPTHS,
     CONF_DIR,
@@ -169,6 +170,5 @@ def plot_all(tables: Path, out: Path, conf_dir: Path = CONF_DIR) -> list[Path]:
     paths = []
     for name, fig in figures.items():
         paths.append(out / f"{name}.png")
-        fig.savefig(paths[-1], dpi=130)
-        plt.close(fig)
+        write_png_atomic(fig, paths[-1])
     return paths

@@ -34,15 +34,16 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rnncap.analysis.capacity import capacity_fits, capacity_table
-from rnncap.analysis.output import write_csv_atomic
 from rnncap.analysis.precision import PRECISIONS, bits_per_stored_bit, rounded_copy
 from rnncap.analysis.precision_figure import write_precision_figure
-from rnncap.analysis.tables import ALL_DEPTHS, CONF_DIR, Row
+from rnncap.analysis.tables import ALL_DEPTHS, CONF_DIR, FIT_COLUMNS, Row, write_csv
 from rnncap.core.build import build_model, build_task, final_metrics
 from rnncap.core.io import write_json_atomic
 from rnncap.core.population import check_population
 from rnncap.core.run import METRICS_FILE, WEIGHTS_FILE
+from rnncap.core.stack import count_parameters
 
+CONFIG_FILE = ".hydra/config.yaml"  # the run's composed config, as Hydra saved it
 SCORE_COLUMNS = [
     "run",
     "member",
@@ -59,19 +60,10 @@ SCORE_COLUMNS = [
     "bits",
     "bits_per_param",
     "bits_per_stored_bit",
+    "recorded_bits",
 ]
-PRECISION_COLUMNS = [
-    "trained",
-    "precision",
-    "weight_bits",
-    "cell",
-    "depth",
-    "sizes",
-    "slope",
-    "slope_lo",
-    "slope_hi",
-    "bits_per_stored_bit",
-]
+# a fit of rnncap fit's table per training precision and format, with bits per stored bit
+PRECISION_COLUMNS = ["trained", "precision", "weight_bits", *FIT_COLUMNS, "bits_per_stored_bit"]
 
 
 class NotACapacityRun(ValueError):
@@ -83,24 +75,17 @@ def run_folders(root: Path) -> list[Path]:
     return sorted(path.parent for path in root.rglob(METRICS_FILE))
 
 
-def recorded_members(run: Path) -> list[Row]:
-    """Each member's metrics as its run recorded them (a solo run: its metrics.json)."""
-    metrics = json.loads((run / METRICS_FILE).read_text())
-    return metrics.get("members") or [metrics]
-
-
-def load_run(run: Path) -> tuple[DictConfig, list[dict[str, torch.Tensor]]]:
-    """A finished capacity run's config and its members' trained weights."""
+def check_run(run: Path) -> list[Row]:
+    """The members' recorded metrics of a finished capacity run with a config and saved
+    weights (a solo run: its metrics.json); NotACapacityRun naming what it lacks."""
     metrics = json.loads((run / METRICS_FILE).read_text())
     if metrics.get("task") != "capacity":
         raise NotACapacityRun(f"{run} is a task={metrics.get('task')} run, not a capacity run")
-    config = run / ".hydra" / "config.yaml"
-    if not config.is_file():
-        raise NotACapacityRun(f"{run} has no .hydra/config.yaml to rebuild its model from")
+    if not (run / CONFIG_FILE).is_file():
+        raise NotACapacityRun(f"{run} has no {CONFIG_FILE} to rebuild its model from")
     if not (run / WEIGHTS_FILE).is_file():
         raise NotACapacityRun(f"{run} has no {WEIGHTS_FILE} (trained before runs saved weights)")
-    weights = torch.load(run / WEIGHTS_FILE, map_location="cpu", weights_only=True)["members"]
-    return OmegaConf.load(config), weights
+    return metrics.get("members") or [metrics]
 
 
 def member_configs(cfg: DictConfig) -> list[DictConfig]:
@@ -109,10 +94,12 @@ def member_configs(cfg: DictConfig) -> list[DictConfig]:
 
 
 def rescore_run(run: Path, precisions: Sequence[str], label: str = "") -> list[Row]:
-    """One row per member and format: the member's metrics with its weights at that format;
-    a member whose training diverged has null metrics at every format."""
-    cfg, weights = load_run(run)
-    members, recorded = member_configs(cfg), recorded_members(run)
+    """One row per member and format: the member's metrics with its weights at that format,
+    and the bits its run recorded; a member whose training diverged has null metrics."""
+    recorded = check_run(run)
+    cfg = OmegaConf.load(run / CONFIG_FILE)
+    weights = torch.load(run / WEIGHTS_FILE, map_location="cpu", weights_only=True)["members"]
+    members = member_configs(cfg)
     if not len(members) == len(weights) == len(recorded):
         raise NotACapacityRun(f"{run}: {len(weights)} saved models for {len(members)} members")
     rows = []
@@ -122,7 +109,7 @@ def rescore_run(run: Path, precisions: Sequence[str], label: str = "") -> list[R
         task = build_task(solo)
         model = build_model(solo, task)
         model.load_state_dict(state)
-        params = sum(p.numel() for p in model.parameters())
+        params = count_parameters(model)
         for precision in precisions:
             metrics = final_metrics(rounded_copy(model, precision), diverged, task, params)
             bits = metrics.get("bits")
@@ -143,6 +130,7 @@ def rescore_run(run: Path, precisions: Sequence[str], label: str = "") -> list[R
                     "bits_per_stored_bit": (
                         None if bits is None else bits_per_stored_bit(bits, params, precision)
                     ),
+                    "recorded_bits": recorded[index].get("bits"),
                 }
             )
     return rows
@@ -170,21 +158,16 @@ def precision_fits(scores: Iterable[Row], conf_dir: Path = CONF_DIR) -> list[Row
     return fits
 
 
-def fp32_mismatches(scores: Iterable[Row], recorded: dict[tuple[str, int], float | None]) -> int:
+def fp32_mismatches(scores: Iterable[Row]) -> int:
     """How many fp32 re-scores differ from the bits their run recorded (more than 1e-6 bits)."""
     wrong = 0
     for row in scores:
         if row["precision"] != "fp32":
             continue
-        before, now = recorded.get((row["run"], row["member"])), row.get("bits")
+        before, now = row["recorded_bits"], row.get("bits")
         if (before is None) != (now is None) or (now is not None and abs(now - before) > 1e-6):
             wrong += 1
     return wrong
-
-
-def recorded_bits(run: Path, label: str) -> dict[tuple[str, int], float | None]:
-    """Each member's bits as its run recorded them in metrics.json."""
-    return {(label, k): m.get("bits") for k, m in enumerate(recorded_members(run))}
 
 
 def summary(fits: Sequence[Row]) -> dict[str, Any]:
@@ -215,21 +198,19 @@ def rescore(
     if not runs:
         raise NotACapacityRun(f"no finished runs under {', '.join(map(str, roots))}")
     for _, run in runs:  # every run checked before the first is scored
-        load_run(run)
-    scores, recorded = [], {}
+        check_run(run)
+    scores = []
     for root, run in runs:
-        label = str(run.relative_to(root.parent))
-        scores += rescore_run(run, precisions, label)
-        recorded |= recorded_bits(run, label)
+        scores += rescore_run(run, precisions, str(run.relative_to(root.parent)))
     fits = precision_fits(scores, conf_dir)
     result = {
         "runs": len(runs),
         "members": len({(r["run"], r["member"]) for r in scores}),
-        "fp32_mismatches": fp32_mismatches(scores, recorded),
+        "fp32_mismatches": fp32_mismatches(scores),
         "bits_per_param": summary(fits),
     }
-    write_csv_atomic(scores, out / "scores.csv", SCORE_COLUMNS)
-    write_csv_atomic(fits, out / "precision.csv", PRECISION_COLUMNS + ["exponent"])
+    write_csv(scores, out / "scores.csv", SCORE_COLUMNS)
+    write_csv(fits, out / "precision.csv", PRECISION_COLUMNS)
     write_precision_figure(fits, out / "precision.png", conf_dir)
     write_json_atomic(out / "summary.json", result)
     return result

@@ -19,9 +19,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
+
+from rnncap.core.io import write_atomic
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
@@ -91,12 +93,15 @@ def read_runs(root: str | Path) -> list[Row]:
 
 
 def write_csv(rows: Sequence[Row], path: Path, columns: Sequence[str]) -> None:
-    """Rows as CSV with a header (written even for no rows, so downstream readers work)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    """Rows as CSV with a header (written even for no rows, so downstream readers work),
+    atomically: a reader sees the old table or the whole new one."""
+
+    def write(f: IO) -> None:
         writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+
+    write_atomic(path, write)
 
 
 def _parse(value: str) -> Any:

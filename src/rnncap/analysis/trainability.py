@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnncap.analysis.output import write_png_atomic
 from rnncap.analysis.studies import open_study_storage
 from rnncap.analysis.tables import (
     CONF_DIR,
@@ -269,8 +270,7 @@ def plot_curves(studies: Sequence[StudyTrials], path: Path, conf_dir: Path = CON
     labels = [cell_label(c, conf_dir) for c in cells] + ["best so far", "median"]
     fig.legend(handles, labels, loc="center right", fontsize=8)
     fig.tight_layout(rect=(0, 0, 0.88, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    write_png_atomic(fig, path, dpi=120)
 
 
 def curve_limits(best_curves: Sequence[Sequence[float]]) -> tuple[float, float] | None:
