@@ -92,30 +92,26 @@ def capacity_command(grid: Mapping[str, Any], jobs: int, out: str) -> list[str]:
 def memory_commands(grid: Mapping[str, Any], jobs: int, out: str, data: str) -> list[list[str]]:
     """The memory grid's ``train.py -m`` commands: the cells, then the deep cells."""
     task, train = grid["task"], grid["train"]
-    commands = []
-    for cells, depths in (("cells", "depths"), ("deep_cells", "deep_depths")):
-        if not grid[cells] or not grid[depths]:
-            continue
-        commands.append(
-            [
-                "-m",
-                "task=memory",
-                f"cell={hydra_list(grid[cells])}",
-                f"depth={hydra_list(grid[depths])}",
-                f"model.hidden={hydra_list(grid['widths'])}",
-                f"seed={hydra_list(grid['seeds'])}",
-                f"task.data_file={data}/s${{seed}}.pt",
-                *(f"task.{k}={v}" for k, v in task.items()),
-                f"trainer.max_steps={train['max_steps']}",
-                f"optimizer.lr={train['lr']}",
-                *parallel(jobs),
-                f"hydra.sweep.dir={out}",
-                "hydra.sweep.subdir=${cell.name}-d${depth}-n${model.hidden}-s${seed}",
-                *RUN,
-                *split_overrides(train.get("overrides")),
-            ]
-        )
-    return commands
+    return [
+        [
+            "-m",
+            "task=memory",
+            f"cell={hydra_list(cells)}",
+            f"depth={hydra_list(depths)}",
+            f"model.hidden={hydra_list(grid['widths'])}",
+            f"seed={hydra_list(grid['seeds'])}",
+            f"task.data_file={data}/s${{seed}}.pt",
+            *(f"task.{k}={v}" for k, v in task.items()),
+            f"trainer.max_steps={train['max_steps']}",
+            f"optimizer.lr={train['lr']}",
+            *parallel(jobs),
+            f"hydra.sweep.dir={out}",
+            "hydra.sweep.subdir=${cell.name}-d${depth}-n${model.hidden}-s${seed}",
+            *RUN,
+            *split_overrides(train.get("overrides")),
+        ]
+        for cells, depths in cell_groups(grid)
+    ]
 
 
 def override_value(value: Any) -> str:
