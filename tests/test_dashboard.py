@@ -135,7 +135,7 @@ def test_every_panel_reads_keys_that_real_offline_runs_log(tmp_path):
     plain |= {"config:seed", "config:trial", "summary:final/bits", "summary:final/diverged"}
     assert plain <= keys["tuner"]
     assert plain - {"summary:final/bits"} | {"summary:final/mse"} <= keys["train.py"]
-    assert "config:cell" in keys["fit"] and "summary:bits_per_param" in keys["fit"]
+    assert "config:cell" in keys["fit"] and "summary:depth1/mean_bits_per_param" in keys["fit"]
     # one trainability run per study: its curves against trial equal the study's own trials
     (study_run,) = files["trainability"]
     curve = {"config:cell.name", "config:depth", "config:task.name", "config:sampler"}

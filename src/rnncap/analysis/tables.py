@@ -42,6 +42,11 @@ CAPACITY_COLUMNS = [
     "best_accuracy",
     "runs",
     "diverged",
+    "points",  # its capacity points (seeds) and their convergence: rnncap.analysis.convergence
+    "compute",
+    "wall_s",
+    "doubling_gain",
+    "convergence",
 ]
 FIT_COLUMNS = [
     "cell",
@@ -52,8 +57,12 @@ FIT_COLUMNS = [
     "slope_hi",
     "exponent",
     "mean_bits_per_param",
+    "mean_lo",
+    "mean_hi",
     "min_params",
     "max_params",
+    "rising",
+    "unknown",
 ]
 MEMORY_COLUMNS = [
     "cell",

@@ -76,7 +76,15 @@ def log_analysis(result: dict[str, Any], experiment: str, mode: str) -> None:
                     "memory": table(_of_cell(result["memory"], cell), MEMORY_COLUMNS),
                 }
             )
-            run.summary.update(result["summary"]["capacity"].get(cell, {}))
+            headline = result["summary"]["capacity"].get(cell, {})
+            run.summary.update(
+                {
+                    f"{depth}/{key}": value  # depth1/mean_bits_per_param, depth1/slope, ...
+                    for depth, entry in headline.items()
+                    for key, value in entry.items()
+                    if key != "points"
+                }
+            )
             run.summary.update(result["summary"]["memory"].get(cell, {}))
         finally:
             wandb.finish()
