@@ -127,10 +127,21 @@ def test_fit_recovers_known_slopes_from_synthetic_metrics(tmp_path):
         for depth in (1, 2):
             assert fits[(cell, depth)]["slope"] == pytest.approx(slope, rel=0.08)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["capacity"]["gru"]["bits_per_param"] == pytest.approx(4.2, rel=0.05)
-    assert set(metrics["capacity"]["lstm"]) >= {"depth1", "depth2", "slope_lo", "slope_hi"}
+    for depth in (1, 2):  # per depth, never pooled
+        gru = metrics["capacity"]["gru"][f"depth{depth}"]
+        own = [r for r in result["table"] if (r["cell"], r["depth"]) == ("gru", depth)]
+        mean = sum(r["bits_per_param"] for r in own) / 4
+        assert gru["mean_bits_per_param"] == pytest.approx(mean, abs=1e-4)  # rounded to 4 places
+        assert gru["mean_bits_per_param"] == pytest.approx(4.2, rel=0.08)
+        assert gru["mean_lo"] < gru["mean_bits_per_param"] < gru["mean_hi"]
+        assert gru["slope_lo"] < gru["slope"] < gru["slope_hi"]
+        assert (gru["sizes"], gru["rising"], gru["unknown"]) == (4, 0, 4)  # no records: unknown
+        assert {p["convergence"] for p in gru["points"].values()} == {"unknown"}
+    assert set(metrics["capacity"]["lstm"]) == {"depth1", "depth2"}
     table = read_csv(tmp_path / "out" / "capacity.csv")
     assert len(table) == 3 * 2 * 4 and {r["runs"] for r in table} == {4}
+    # seeds 0, 1 and 2 of a size are three points, none with a record
+    assert {(r["points"], r["convergence"], r["compute"]) for r in table} == {(3, "unknown", None)}
 
 
 def test_bootstrap_interval_covers_the_true_slope_most_of_the_time():
@@ -201,7 +212,9 @@ def test_metrics_json_has_no_nan(tmp_path):
     write_runs(tmp_path / "runs", [capacity_run("rnn", 1, 100, 300.0)])
     analyse(tmp_path / "runs", tmp_path / "out", tmp_path / "m.json", boot=10)
     text = (tmp_path / "m.json").read_text()
-    assert "NaN" not in text and json.loads(text)["capacity"]["rnn"]["exponent"] is None
+    one_size = json.loads(text)["capacity"]["rnn"]["depth1"]
+    assert "NaN" not in text and one_size["slope"] == one_size["mean_bits_per_param"] == 3.0
+    assert one_size["slope_lo"] is one_size["mean_hi"] is None  # one size: no interval
 
 
 def test_csv_round_trip(tmp_path):
@@ -292,7 +305,8 @@ def test_fit_prints_the_slopes_and_plot_writes_the_figures(tmp_path, capsys):
     assert "read 32 runs" in printed
     assert re.search(r"\n +GRU: 4\.\d\d bits/param \[\d\.\d\d, \d\.\d\d\], exponent 1\.0", printed)
     main(["plot", "--tables", str(tables), "--out", str(tmp_path / "fig"), *common])
-    assert len(list((tmp_path / "fig").glob("*.png"))) == 3
+    names = {p.stem for p in (tmp_path / "fig").glob("*.png")}
+    assert names == {"capacity_vs_params", "bits_per_param", "convergence", "memory_per_unit"}
 
 
 @pytest.mark.parametrize(
