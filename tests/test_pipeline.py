@@ -373,6 +373,7 @@ def test_plot_stage_writes_png_figures(tmp_path, memory):
     assert [p.name for p in paths] == [
         "capacity_vs_params.png",
         "bits_per_param.png",
+        "convergence.png",
         "memory_per_unit.png",
     ]
     for path in paths:
