@@ -100,8 +100,8 @@ def test_points_group_a_study_folders_jobs_in_natural_order():
     assert set(named) == {("p100-s0", 0), ("p100-s0#2", 0), ("p100-s1", 1)}
     two_jobs = next(p for p in points if p["jobs"] == 2)
     assert (two_jobs["compute"], two_jobs["best_bits"]) == (600, 60)
-    # compute doubled from 200 (50 bits) to 600 (60 bits) > 2 x 200? half of 600 is 300:
-    # the last row at or below 300 is compute 200 with 50 bits
+    # job 2's rows, then job 10's offset by 200: compute 100, 200, 600; half of 600 is 300,
+    # and the last row at or below it is compute 200 with 50 bits
     assert two_jobs["doubling_gain"] == pytest.approx((60 - 50) / 100)
     assert two_jobs["convergence"] == "rising" and two_jobs["bits_per_param"] == 0.6
     mine = [r for r in curves if r["point"] == two_jobs["point"]]
