@@ -129,16 +129,17 @@ def test_distance_tables_figure_and_summary_from_hand_made_runs(tmp_path, capsys
     assert "read 11 runs" in capsys.readouterr().out
     rows = {r["cell"]: r for r in read_csv(out / "max_distance.csv")}
     assert [r["cell"] for r in read_csv(out / "max_distance.csv")] == ["rnn", "gru", "intersection"]
-    expect = {  # max_distance, largest_passed, censored, units, bits bound floor(5 P / 2)
-        "rnn": (3, 6, "False", 4, 150),
-        "gru": (1, 4, "False", 8, 890),
-        "intersection": (2, 2, "True", 6, 375),
+    expect = {  # max_distance, largest_passed, censored, units (the bound d <= N)
+        "rnn": (3, 6, "False", 4),
+        "gru": (1, 4, "False", 8),
+        "intersection": (2, 2, "True", 6),
     }
-    for cell, (best, largest, censored, units, bits) in expect.items():
+    for cell, (best, largest, censored, units) in expect.items():
         row = rows[cell]
         got = (row["max_distance"], row["largest_passed"], row["censored"], row["units"])
         assert got == (best, largest, censored, units), cell
-        assert row["unit_bound"] == units and row["bits_bound"] == bits
+        assert row["unit_bound"] == units and row["per_unit"] == pytest.approx(best / units)
+        assert "bits_bound" not in row  # recall is held in the state: no parameter bound
     accuracy = read_csv(out / "accuracy.csv")
     rnn3 = next(r for r in accuracy if r["cell"] == "rnn" and r["delay"] == 3)
     assert (rnn3["accuracy"], rnn3["runs"]) == (0.93, 2)

@@ -422,7 +422,7 @@ Per (cell, depth, width): the accuracy at each tested delay (best over seeds) an
 distance, the largest delay d such that every tested delay <= d reaches --threshold (a
 smaller delay that fails caps it, whatever larger delays do). Writes accuracy.csv,
 max_distance.csv, max_distance.png (against units with the bound d <= N, one real number per
-unit; against parameters with the 5 bits/param bound) and summary.json (DVC metrics).
+unit, and d / N, the share of that bound reached) and summary.json (DVC metrics).
 """
 COUNTING = """counting generalisation from task=counting runs: accuracy against length
 

@@ -13,15 +13,15 @@ larger one keeps the smaller max distance: recall that comes and goes with the d
 training accident, not memory; ``largest_passed`` records the largest passing delay anyway.
 ``censored`` marks a size that passed every tested delay (its true max distance may be more).
 
-**Bound** (``unit_bound``): d <= N, N = hidden x depth, the units of the network. To recall
-the symbol ``d`` steps back at every step the state must hold the last d symbols, each an
-independent uniform draw. The paper measures about one real number stored per unit (its
-per-unit memory task: N units recover min(N, n_in) of n_in i.i.d. inputs), and the linear
-memory capacity of an N-unit network (Jaeger 2001: the summed squared correlation with the
-inputs d steps back, over all d) is at most N; so holding one symbol per real number, a
-network holds at most N of them. The bits bound of the capacity task, d log2 K <= 5 bits x
-params (``bits_bound``), is drawn too: at these sizes it is tens to hundreds of times looser,
-which is the "way below the information-theoretic limit" the random-data literature reports.
+**Bound** (``unit_bound``): d <= N, N = hidden x depth, the units of the network. Recall
+across a delay is held in the state, not in the weights: to recall the symbol ``d`` steps back
+at every step the state must hold the last d symbols, each an independent uniform draw. The
+paper measures about one real number stored per unit (its per-unit memory task: N units
+recover min(N, n_in) of n_in i.i.d. inputs), and the linear memory capacity of an N-unit
+network (Jaeger 2001: the summed squared correlation with the inputs d steps back, over all d)
+is at most N; so holding one symbol per real number, a network holds at most N of them.
+``per_unit`` = max distance / N is the share of that line a size reaches (1 = on it). No
+parameter count enters: the weights set how well the state is used, not how much it holds.
 
     rnncap distance --runs results/runs/distance --out results/distance [--threshold 0.9]
 
@@ -52,7 +52,6 @@ from rnncap.core.io import write_json_atomic  # noqa: E402
 
 TASK = "distance"
 THRESHOLD = 0.9  # default accuracy a delay must reach to count as recalled
-BITS_PER_PARAM = 5.0  # the paper's capacity per parameter, for the bits bound
 DODGE = 0.08  # units between neighbouring cells' points in the figure
 SIZE = ("cell", "depth", "hidden", "symbols", "length")  # a model size in one task setting
 ACCURACY_COLUMNS = [*SIZE, "params", "delay", "accuracy", "runs", "diverged"]
@@ -66,7 +65,7 @@ MAX_DISTANCE_COLUMNS = [
     "largest_passed",
     "censored",
     "unit_bound",
-    "bits_bound",
+    "per_unit",
 ]
 
 
@@ -105,7 +104,8 @@ def accuracy_table(runs: Iterable[Row]) -> list[Row]:
 
 
 def distance_table(accuracy: Sequence[Row], threshold: float, conf_dir: Path = CONF_DIR):
-    """One row per size: max distance, largest passing delay and the two bounds."""
+    """One row per size: max distance, largest passing delay, the bound d <= N and the share
+    of it reached."""
     sizes: dict[tuple, list[Row]] = defaultdict(list)
     for row in accuracy:
         sizes[tuple(row[k] for k in SIZE)].append(row)
@@ -127,7 +127,7 @@ def distance_table(accuracy: Sequence[Row], threshold: float, conf_dir: Path = C
                 "largest_passed": max(passed, default=0),
                 "censored": best == max(by_delay),
                 "unit_bound": units,
-                "bits_bound": bits_bound(first["params"], first["symbols"]),
+                "per_unit": best / units,
             }
         )
     return sorted(rows, key=lambda r: size_order(r, conf_dir))
@@ -136,11 +136,6 @@ def distance_table(accuracy: Sequence[Row], threshold: float, conf_dir: Path = C
 def size_order(row: Row, conf_dir: Path = CONF_DIR) -> tuple:
     """Display order of sizes: the paper's cell order, then depth, width and settings."""
     return (cell_sort_key(row["cell"], conf_dir), *(row[k] for k in SIZE[1:]))
-
-
-def bits_bound(params: int, symbols: int) -> int:
-    """The largest d with d log2(symbols) <= 5 bits x params."""
-    return math.floor(BITS_PER_PARAM * params / math.log2(symbols))
 
 
 def summary(table: Sequence[Row], threshold: float) -> dict[str, Any]:
@@ -167,22 +162,19 @@ def _label(row: Row, conf_dir: Path, depths: set[int], settings: int) -> str:
 
 
 def distance_figure(table: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Figure:
-    """Max distance against units (with the bound d <= N) and against parameters (with the
-    5 bits/param bound, symlog axis so that a max distance of 0 shows), a line per cell."""
-    fig, (by_units, by_params) = plt.subplots(1, 2, figsize=(12, 4.4))
+    """Max distance against units, with the per-unit line d = N (one real number per unit
+    holds one symbol), and the share of that line reached (d / N) against units; a line per
+    cell, depth and setting."""
+    fig, (by_units, share) = plt.subplots(1, 2, figsize=(12, 4.4))
     depths = {r["depth"] for r in table}
     top = max(max(int(d) for d in r["delays"].split(";")) for r in table)
     units = np.array(sorted({r["units"] for r in table}))
     grid_n = np.arange(0, units.max() * 1.25 + 1)
-    by_units.plot(grid_n, grid_n, "k--", lw=1.2, label="bound d = N (one real per unit)")
-    params = np.geomspace(
-        min(r["params"] for r in table) / 1.5, max(r["params"] for r in table) * 1.5
-    )
-    for symbols in sorted({r["symbols"] for r in table}):
-        by_params.plot(params, BITS_PER_PARAM * params / math.log2(symbols), "k--", lw=1.2,
-                       label=f"bound d log2 {symbols} = 5 bits x params")  # fmt: skip
-    for ax in (by_units, by_params):
-        ax.axhline(top, color="0.6", ls=":", lw=1, label=f"longest delay tested ({top})")
+    by_units.plot(grid_n, grid_n, "k--", lw=1.2, label="d = N: one symbol per unit")
+    by_units.axhline(top, color="0.6", ls=":", lw=1, label=f"longest delay tested ({top})")
+    share.axhline(1.0, color="k", ls="--", lw=1.2, label="d / N = 1: the per-unit line")
+    share.plot(grid_n[1:], np.minimum(top / grid_n[1:], 1.0), color="0.6", ls=":", lw=1,
+               label=f"longest delay tested / N ({top} / N)")  # fmt: skip
     groups: dict[tuple, list[Row]] = defaultdict(list)  # a line per cell, depth and setting
     for row in table:
         groups[(row["cell"], row["depth"], row["symbols"], row["length"])].append(row)
@@ -194,35 +186,30 @@ def distance_figure(table: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Figu
         shown, marker = cell_display(key[0], conf_dir), "o" if key[1] == 1 else "s"
         style = {"color": shown.color, "marker": marker, "ms": 5, "alpha": 0.85}
         label = _label(rows[0], conf_dir, depths, settings)
-        ys = [r["max_distance"] for r in rows]
-        by_units.plot([r["units"] + dodge for r in rows], ys, "-", label=label, **style)
-        by_params.plot([r["params"] for r in rows], ys, "-", label=label, **style)
+        xs = [r["units"] + dodge for r in rows]
+        by_units.plot(xs, [r["max_distance"] for r in rows], "-", label=label, **style)
+        share.plot(xs, [r["max_distance"] / r["units"] for r in rows], "-", label=label, **style)
     spread = f"{DODGE * (len(order) - 1) / 2:.2g}"
-    by_units.set(xlabel=f"units N (hidden x layers; cells shifted by up to ±{spread})",
-                 ylabel="max distance d (delays recalled)",
+    xlabel = f"units N (hidden x layers; cells shifted by up to ±{spread})"
+    by_units.set(xlabel=xlabel, ylabel="max distance d (delays recalled)",
                  xlim=(0, grid_n[-1]), ylim=(0, max(top, units.max()) * 1.25))  # fmt: skip
-    by_params.set(xscale="log", yscale="symlog", xlabel="number of parameters",
-                  ylabel="max distance d (symlog)")  # fmt: skip
-    by_params.set_ylim(bottom=0)
-    # a range of less than a decade gets labelled minor ticks that overlap: plain numbers
-    by_params.xaxis.set_minor_formatter(mticker.NullFormatter())
-    by_params.xaxis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-    by_params.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    by_params.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    highest = max([1.0, *(r["max_distance"] / r["units"] for r in table)])
+    share.set(xlabel=xlabel, ylabel="d / N (share of the per-unit line)",
+              xlim=(0, grid_n[-1]), ylim=(0, highest * 1.15))  # fmt: skip
     threshold = table[0]["threshold"]
-    by_units.set_title(f"against units (accuracy >= {threshold:g})", fontsize=10)
-    by_params.set_title("against parameters, with the bits bound", fontsize=10)
-    for ax in (by_units, by_params):
+    by_units.set_title(f"max distance (accuracy >= {threshold:g}) against units", fontsize=10)
+    share.set_title("what the state holds of what it could: d / N", fontsize=10)
+    for ax in (by_units, share):
         ax.grid(True, alpha=0.3)
     by_units.yaxis.set_major_locator(mticker.MaxNLocator(integer=True))
     cells = len(order)  # each panel's last lines are the cells'; its bounds come before them
-    for ax in (by_units, by_params):
+    for ax in (by_units, share):
         handles, labels = ax.get_legend_handles_labels()
         ax.legend(handles[:-cells], labels[:-cells], fontsize=7, loc="upper left")
     handles, labels = by_units.get_legend_handles_labels()
     fig.legend(handles[-cells:], labels[-cells:], fontsize=8, loc="center right")
-    fig.suptitle("Memorisation distance: the longest delay recalled at every shorter delay",
-                 fontsize=11)  # fmt: skip
+    fig.suptitle("Memorisation distance: the longest delay recalled at every shorter delay, "
+                 "against the state's N real numbers", fontsize=11)  # fmt: skip
     fig.tight_layout(rect=(0, 0, 0.85, 1))  # the cells' legend on the right
     return fig
 
