@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import CONF, ROOT
 
-from rnncap.analysis import distance
+from rnncap.analysis import counting, distance
 from rnncap.analysis.tables import read_csv
 from rnncap.cli import main
 from rnncap.train_grid import grid_commands
@@ -200,15 +200,38 @@ def test_counting_tables_figure_and_summary_from_hand_made_runs(tmp_path):
     got = (row["accuracy"], row["longest"], row["long_accuracy"], row["saturation"], row["runs"])
     assert got == pytest.approx((0.98, 200, 0.45, 0.3, 3))
     assert table["irnn"]["saturation"] is None
+    assert row["long_majority"] == pytest.approx(counting.majority_baseline(200, 5)[1])
+    base = {r["length"]: (r["majority"], r["majority_class"]) for r in curve}
+    assert base[20] == pytest.approx(counting.majority_baseline(20, 5)[::-1])  # 0.302, class 1
+    assert base[200][1] == 5 and base[200][0] > 0.5  # deep strings: "always 5" beats 0.45
     summary = json.loads((out / "summary.json").read_text())
     assert summary["cells"]["irnn"]["d1_n8"] == {
         "accuracy": 0.8,
         "longest": 200,
         "long_accuracy": 0.3,
+        "long_majority": pytest.approx(counting.majority_baseline(200, 5)[1]),
         "saturation": None,
     }
     assert summary["cells"]["lstm"]["d1_n8"]["long_accuracy"] == pytest.approx(0.45)
     assert matplotlib.image.imread(out / "long_accuracy.png").shape[2] in (3, 4)
+
+
+def test_majority_baseline_is_exact_on_hand_cases_and_matches_sampled_walks():
+    # length 2: open then close, depths 1, 0 (a tie: the lower class); length 4: depths
+    # 1, (2 or 0), 1, 0 -> class 1 on half the steps, 0 on 3/8, 2 on 1/8
+    assert counting.majority_baseline(2, 5) == (0, 0.5)
+    assert counting.class_shares(4, 5)[:3] == pytest.approx([0.375, 0.5, 0.125])
+    assert counting.majority_baseline(4, 1) == (1, 0.625)  # capped at 1: depths 1 and 2 merge
+    import torch
+
+    from rnncap.tasks.counting import dyck_walks
+    from rnncap.tasks.parentheses import capped_depths
+
+    walks = dyck_walks(3000, 200, torch.Generator().manual_seed(0))
+    targets = capped_depths(walks, 1, 5)[..., 0].flatten()
+    sampled = torch.bincount(targets, minlength=6).double() / targets.numel()
+    assert counting.class_shares(200, 5) == pytest.approx(sampled.numpy(), abs=0.01)
+    assert counting.majority_baseline(200, 5)[0] == 5
 
 
 # ---- the training grids ------------------------------------------------------------------------

@@ -8,12 +8,19 @@ depth, hidden), taken apart per task setting (``train_length``, ``max_count``); 
 a length is the mean over its finished runs (seeds), with the lowest and highest beside it;
 a diverged run (metrics null) counts in ``diverged`` only.
 
+**Majority-class baseline** (``majority``, ``majority_class``): the per-step accuracy of always
+answering the class most frequent over all steps of strings of that length, computed exactly
+(not sampled) from the walk's law in ``rnncap.tasks.counting``: d_0 = 0; open at depth 0,
+close when the depth equals the steps left, else a fair coin; the target after step t is
+min(d_t, max_count). A cell below it at a length counts worse than a constant answer.
+
     rnncap counting --runs results/runs/counting --out results/counting
 
 writes ``long_accuracy.csv`` (one row per size and length, the training length included),
 ``counting.csv`` (one row per size: accuracy at the training length, at the longest length,
-the saturation), ``long_accuracy.png`` (accuracy against length, log axis, a panel per
-width, a line per cell) and ``summary.json`` (DVC metrics per cell and size).
+the saturation, the majority-class baseline at the longest), ``long_accuracy.png``
+(accuracy against length, log axis, a panel per width, a line per cell, the baseline dashed)
+and ``summary.json`` (DVC metrics per cell and size).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as mticker  # noqa: E402
+import numpy as np  # noqa: E402
 
 from rnncap.analysis.output import write_png_atomic  # noqa: E402
 from rnncap.analysis.tables import CONF_DIR, Row, cell_display, cell_sort_key, write_csv  # noqa: E402
@@ -46,6 +54,8 @@ CURVE_COLUMNS = [
     "accuracy",
     "accuracy_min",
     "accuracy_max",
+    "majority",
+    "majority_class",
     "runs",
     "diverged",
 ]
@@ -55,10 +65,39 @@ COUNTING_COLUMNS = [
     "accuracy",
     "longest",
     "long_accuracy",
+    "long_majority",
     "saturation",
     "runs",
     "diverged",
 ]
+
+
+def class_shares(length: int, max_count: int) -> np.ndarray:
+    """The share of the ``length`` steps of a random string at each capped depth 0..max_count,
+    exact: the law of the depth after each step, stepped forward (module doc)."""
+    law = np.zeros(length + 2)  # P(depth = k) before the step
+    law[0] = 1.0
+    shares = np.zeros(max_count + 1)
+    for t in range(length):
+        left = length - t  # steps left, this one included
+        depth = np.arange(len(law))
+        forced_close = depth >= left
+        up = np.where(depth == 0, 1.0, np.where(forced_close, 0.0, 0.5)) * law
+        down = law - up
+        law = np.zeros_like(law)
+        law[1:] += up[:-1]
+        law[:-1] += down[1:]
+        capped = np.minimum(depth, max_count)
+        np.add.at(shares, capped, law)
+    return shares / length
+
+
+def majority_baseline(length: int, max_count: int) -> tuple[int, float]:
+    """(class, per-step accuracy) of always answering the most frequent capped depth at
+    strings of ``length`` steps."""
+    shares = class_shares(length, max_count)
+    top = int(np.argmax(shares))
+    return top, float(shares[top])
 
 
 def length_accuracies(run: Row) -> dict[int, float]:
@@ -92,6 +131,7 @@ def curve_table(runs: Iterable[Row], conf_dir: Path = CONF_DIR) -> list[Row]:
         per_run = [length_accuracies(r) for r in group]
         for length in sorted(set().union(*per_run)):
             values = [acc[length] for acc in per_run if length in acc]
+            top, majority = majority_baseline(length, size[SIZE.index("max_count")])
             rows.append(
                 dict(zip(SIZE, size, strict=True))
                 | {
@@ -100,6 +140,8 @@ def curve_table(runs: Iterable[Row], conf_dir: Path = CONF_DIR) -> list[Row]:
                     "accuracy": _mean(values),
                     "accuracy_min": min(values),
                     "accuracy_max": max(values),
+                    "majority": majority,
+                    "majority_class": top,
                     "runs": len(values),
                     "diverged": sum(r.get("status") == "diverged" for r in group),
                 }
@@ -122,6 +164,7 @@ def counting_table(runs: Iterable[Row], conf_dir: Path = CONF_DIR) -> list[Row]:
                 "accuracy": _mean([r["accuracy"] for r in group if r.get("accuracy") is not None]),
                 "longest": longest,
                 "long_accuracy": _mean([acc[longest] for acc in per_run if longest in acc]),
+                "long_majority": majority_baseline(longest, size[SIZE.index("max_count")])[1],
                 "saturation": _mean(saturation),
                 "runs": len(group),
                 "diverged": sum(r.get("status") == "diverged" for r in group),
@@ -132,12 +175,13 @@ def counting_table(runs: Iterable[Row], conf_dir: Path = CONF_DIR) -> list[Row]:
 
 def summary(table: Sequence[Row]) -> dict[str, Any]:
     """DVC metrics: per cell and size (``d<depth>_n<hidden>``) the accuracy at the training
-    length, at the longest length (and which) and the saturation; with
+    length, at the longest length (and which), the majority-class baseline there and the
+    saturation; with
     ``_L<train_length>_C<max_count>`` after the size when the runs' settings differ."""
     settings = len({(r["train_length"], r["max_count"]) for r in table}) > 1
     cells: dict[str, dict[str, Any]] = {}
     for row in table:
-        keys = ("accuracy", "longest", "long_accuracy", "saturation")
+        keys = ("accuracy", "longest", "long_accuracy", "long_majority", "saturation")
         size = f"d{row['depth']}_n{row['hidden']}"
         size += f"_L{row['train_length']}_C{row['max_count']}" if settings else ""
         cells.setdefault(row["cell"], {})[size] = {
@@ -149,7 +193,8 @@ def summary(table: Sequence[Row]) -> dict[str, Any]:
 
 def counting_figure(curves: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Figure:
     """Per-step accuracy against string length (log axis), a panel per width, a line per
-    (cell, depth, setting) with its range over seeds shaded, the training length dotted."""
+    (cell, depth, setting) with its range over seeds shaded, the training length dotted and
+    the majority-class baseline dashed (black)."""
     widths = sorted({r["hidden"] for r in curves})
     fig, axes = plt.subplots(1, len(widths), figsize=(4.8 * len(widths) + 1.8, 4.2), squeeze=False,
                              sharey=True)  # fmt: skip
@@ -163,6 +208,11 @@ def counting_figure(curves: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Fig
         for train_length in sorted({r["train_length"] for r in rows}):
             ax.axvline(train_length, color="0.5", ls=":", lw=1,
                        label=f"training length {train_length}")  # fmt: skip
+        for cap in sorted({r["max_count"] for r in rows}):  # one constant answer per length
+            base = sorted({(r["length"], r["majority"]) for r in rows if r["max_count"] == cap})
+            label = "always the most frequent class" + (f", cap {cap}" if settings else "")
+            ax.plot(*zip(*base, strict=True), color="k", ls="--", lw=1.2,
+                    label=label)  # fmt: skip
         order = sorted(lines, key=lambda k: (cell_sort_key(k[0], conf_dir), *k[1:]))
         for key in order:
             (cell, depth, train_length, cap), own = (
