@@ -76,7 +76,39 @@ def test_rounded_copy_rounds_parameters_only_and_leaves_the_model():
 
 
 def test_bits_per_stored_bit_and_unknown_precision():
-    assert pr.bits_per_stored_bit(100.0, 50, "int8") == 0.25
-    assert pr.bits_per_stored_bit(100.0, 50, "ternary") == pytest.approx(2 / math.log2(3))
+    assert pr.bits_per_weight_bit(100.0, 50, "int8") == 0.25
+    assert pr.bits_per_weight_bit(100.0, 50, "ternary") == pytest.approx(2 / math.log2(3))
+    assert pr.bits_per_stored_bit(96.0, 384.0) == 0.25
     with pytest.raises(ValueError, match=r"precision 'int2' is unknown; choose one of \["):
         pr.round_weights(torch.ones(2), "int2")
+    with pytest.raises(ValueError, match=r"precision 'int2' is unknown"):
+        pr.stored_bits([(2, 2)], "int2")
+
+
+@pytest.mark.parametrize(
+    ("precision", "expected"),
+    [  # a 4 x 8 matrix and an 8-vector: 40 weights
+        ("fp32", 40 * 32),
+        ("bf16", 40 * 16),  # a float format stores no scale
+        ("int8", 40 * 8 + 2 * 32),  # one fp32 scale per tensor
+        ("int8_row", 32 * 8 + 4 * 32 + 8 * 8 + 32),  # the matrix's 4 rows; the vector: 1
+        ("int4_row", 40 * 4 + 5 * 32),
+        ("ternary", 40 * math.log2(3) + 2 * 32),  # the magnitude a, per tensor
+    ],
+)
+def test_stored_bits_count_the_scales_by_hand(precision, expected):
+    assert pr.stored_bits([(4, 8), (8,)], precision) == pytest.approx(expected)
+    model = torch.nn.Linear(8, 4)  # weight [4, 8], bias [4]
+    weights = 36 * pr.PRECISIONS[precision]
+    scales = {"int8_row": 5, "int4_row": 5, "int8": 2, "ternary": 2}.get(precision, 0)
+    assert pr.model_stored_bits(model, precision) == pytest.approx(weights + 32 * scales)
+
+
+def test_int8_row_of_a_4x8_matrix_stores_384_bits_and_the_scales_change_the_ranking():
+    assert pr.stored_bits([(4, 8)], "int8_row") == 32 * 8 + 4 * 32  # 384, not 256
+    # 100 bits held by this matrix: int8_row 0.39 bits per weight bit but 0.26 per stored
+    # bit, below per-tensor int8 (100 / 288 = 0.35) although the row scales held more
+    assert pr.bits_per_stored_bit(100.0, pr.stored_bits([(4, 8)], "int8_row")) < (
+        pr.bits_per_stored_bit(100.0, pr.stored_bits([(4, 8)], "int8"))
+    )
+    assert pr.scale_count((0, 3), "int8_row") == 0  # an empty tensor stores nothing

@@ -42,13 +42,30 @@ def test_rescore_reproduces_every_members_bits_and_scores_each_format(make_cfg, 
     for row in rows:
         bits, params = float(row["bits"]), int(row["params"])
         expected = bits / (params * PRECISIONS[row["precision"]])
-        assert float(row["bits_per_stored_bit"]) == pytest.approx(expected, rel=1e-12)
+        assert float(row["bits_per_weight_bit"]) == pytest.approx(expected, rel=1e-12)
+        stored, scales = float(row["stored_bits"]), float(row["scale_bits"])
+        assert stored == pytest.approx(params * PRECISIONS[row["precision"]] + scales)
+        assert float(row["bits_per_stored_bit"]) == pytest.approx(bits / stored, rel=1e-12)
+        assert (scales > 0) == (row["precision"] not in ("fp32", "bf16", "fp16"))
         if row["precision"] == "fp32":  # the same number as the run's own
             assert bits == pytest.approx(recorded[int(row["member"])]["bits"], abs=1e-9)
     by_format = result["bits_per_param"]["gru"]["32-true"]
     assert set(by_format) == set(PRECISIONS)
     best = max(m["bits"] for m in recorded)  # one size: the slope is its best member's
     assert by_format["fp32"]["bits_per_param"] == pytest.approx(best / metrics["params"])
+    stored = {r["precision"]: float(r["stored_bits"]) for r in rows}  # one size
+    for name, entry in by_format.items():  # one size: the slope through it
+        assert entry["bits_per_stored_bit"] == pytest.approx(
+            entry["bits_per_param"] * metrics["params"] / stored[name]
+        )
+        assert entry["bits_per_weight_bit"] == pytest.approx(
+            entry["bits_per_param"] / PRECISIONS[name]
+        )
+    assert by_format["int8_row"]["scale_bits_per_param"] > by_format["int8"]["scale_bits_per_param"]
+    best_format = result["most_per_stored_bit"]["32-true"]["gru"]
+    assert best_format["scales_counted"] == max(
+        by_format, key=lambda f: by_format[f]["bits_per_stored_bit"]
+    )
     assert (tmp_path / "out" / "precision.png").stat().st_size > 10_000
 
 

@@ -2,9 +2,16 @@
 under precision"). A trained model's parameters are rounded to a number format and the model
 is scored again; the capacity task's bits at that precision over the bits the format stores,
 
-    bits_per_stored_bit = bits / (params * bits_per_weight(precision)),
+    bits_per_stored_bit = bits / stored_bits(model, precision),
+    stored_bits         = params * bits_per_weight(precision) + scales * SCALE_BITS,
 
 says how much of the storage the network uses (1 would be every stored bit a remembered one).
+Every stored bit counts: the rounded weights and the scales a grid format keeps beside them
+(``scale_count``: none for fp32/bf16/fp16, one per tensor for int8/int4 and ternary, one per
+output row of every matrix for int8_row/int4_row), each scale an fp32 number (``SCALE_BITS``).
+``bits_per_weight_bit`` = bits / (params * bits_per_weight) leaves the scales out; it is the
+figure an accounting of the weights alone would give. A 4 x 8 matrix at int8_row, for
+example, stores 32 x 8 weight bits and 4 x 32 scale bits: 384, not 256.
 
 Formats (``PRECISIONS``: name -> bits per weight):
 
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +47,7 @@ PRECISIONS: dict[str, float] = {
 }
 LEVELS = {"int8": 127, "int4": 7}  # symmetric: q levels on each side of zero
 TERNARY_THRESHOLD = 0.7  # times mean |w| (Li, Zhang & Liu 2016)
+SCALE_BITS = 32.0  # every grid format's scales are kept as fp32 numbers
 
 
 def check_precision(name: str) -> str:
@@ -99,6 +108,34 @@ def rounded_copy(model: nn.Module, precision: str) -> nn.Module:
     return rounded
 
 
-def bits_per_stored_bit(bits: float, params: int, precision: str) -> float:
-    """Stored bits over the bits the weights occupy at ``precision``."""
+def scale_count(shape: Sequence[int], precision: str) -> int:
+    """The scales ``precision`` stores beside a tensor of ``shape``: none for the float
+    formats, one per tensor for int8/int4/ternary, one per output row (dim 0) of a matrix for
+    the ``_row`` formats (a vector: one); none for an empty tensor."""
+    check_precision(precision)
+    if precision in ("fp32", "bf16", "fp16") or math.prod(shape) == 0:
+        return 0
+    return int(shape[0]) if precision.endswith("_row") and len(shape) >= 2 else 1
+
+
+def stored_bits(shapes: Iterable[Sequence[int]], precision: str) -> float:
+    """Every bit ``precision`` stores for tensors of ``shapes``: the rounded weights at its
+    bits per weight plus its scales at ``SCALE_BITS`` each."""
+    shapes = [tuple(shape) for shape in shapes]
+    weights = sum(math.prod(shape) for shape in shapes) * PRECISIONS[check_precision(precision)]
+    return weights + SCALE_BITS * sum(scale_count(shape, precision) for shape in shapes)
+
+
+def model_stored_bits(model: nn.Module, precision: str) -> float:
+    """``stored_bits`` of every parameter of ``model`` (what ``rounded_copy`` rounds)."""
+    return stored_bits((p.shape for p in model.parameters()), precision)
+
+
+def bits_per_weight_bit(bits: float, params: int, precision: str) -> float:
+    """Stored bits over the bits the weights alone occupy at ``precision`` (scales left out)."""
     return bits / (params * PRECISIONS[check_precision(precision)])
+
+
+def bits_per_stored_bit(bits: float, stored: float) -> float:
+    """Stored bits over every bit the format stores (``stored_bits``: weights and scales)."""
+    return bits / stored

@@ -5,8 +5,9 @@ compare at the same depth):
 - top: bits per parameter against the bits each weight is stored in (log2 axis: ternary
   1.58, int4, int8, 16-bit, fp32), one colour per cell; per-tensor formats joined by a line,
   per-row scales as hollow markers, fp16 as a cross; a grid trained in bf16-mixed dashed;
-- bottom: bits per stored bit, bits / (params x bits per weight), the same way (1 would be
-  every stored bit a remembered one).
+- middle: bits per weight bit, bits / (params x bits per weight), the scales left out;
+- bottom: bits per stored bit, bits / (weight bits + scale bits), every stored bit counted
+  (1 would be every stored bit a remembered one). The per-row formats pay 32 bits per row.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from rnncap.analysis.tables import ALL_DEPTHS, CONF_DIR, Row, cell_display, orde
 LINE_FORMATS = ("ternary", "int4", "int8", "bf16", "fp32")  # per tensor, joined by a line
 MARKERS = {"int4_row": "o", "int8_row": "o", "fp16": "x"}  # drawn as single markers
 TRAINED_STYLE = {"32-true": "-", "bf16-mixed": "--"}
-PANELS = (("slope", "bits per parameter"), ("bits_per_stored_bit", "bits per stored bit"))
+PANELS = (
+    ("slope", "bits per parameter"),
+    ("bits_per_weight_bit", "bits per weight bit\n(scales left out)"),
+    ("bits_per_stored_bit", "bits per stored bit\n(weights + fp32 scales)"),
+)
 
 
 def draw_panel(ax: plt.Axes, rows: Sequence[Row], key: str, conf_dir: Path) -> None:
@@ -82,15 +87,16 @@ def precision_figure(fits: Sequence[Row], conf_dir: Path = CONF_DIR) -> plt.Figu
     rows = [r for r in fits if r["depth"] != ALL_DEPTHS and math.isfinite(r["slope"])]
     depths = sorted({r["depth"] for r in rows}) or [1]
     fig, axes = plt.subplots(
-        2, len(depths), figsize=(4.6 * len(depths) + 1.8, 7), squeeze=False, sharex=True
-    )
+        len(PANELS), len(depths), figsize=(4.6 * len(depths) + 1.8, 9.5), squeeze=False,
+        sharex=True,
+    )  # fmt: skip
     for column, depth in enumerate(depths):
         at_depth = [r for r in rows if r["depth"] == depth]
         for row, (key, label) in enumerate(PANELS):
             draw_panel(axes[row, column], at_depth, key, conf_dir)
             axes[row, 0].set_ylabel(label)
         axes[0, column].set_title(f"{depth} layer" + ("s" if depth > 1 else ""))
-        axes[1, column].set_xlabel("bits per stored weight")
+        axes[-1, column].set_xlabel("bits per stored weight")
     if not rows:
         axes[0, 0].text(0.5, 0.5, "no capacity runs", ha="center", transform=axes[0, 0].transAxes)
     fig.legend(handles=legend_handles(rows, conf_dir), fontsize=8, loc="center right")

@@ -9,11 +9,15 @@ scores it again. Per format:
 
     bits(p)                     the bits the rounded model stores (the task's own metric)
     bits_per_param(p)         = bits(p) / params
-    bits_per_stored_bit(p)    = bits(p) / (params * bits_per_weight(p))
+    stored_bits(p)            = params * bits_per_weight(p) + scales(p) * 32
+    bits_per_weight_bit(p)    = bits(p) / (params * bits_per_weight(p))    (scales left out)
+    bits_per_stored_bit(p)    = bits(p) / stored_bits(p)                   (every stored bit)
 
 The fp32 row is the run's own result: the re-score reproduces ``metrics.json`` (a check, not
 a copy). A model size's capacity at a format is, as in ``rnncap fit``, the maximum over its
-runs and members; bits/param per cell is the slope through the origin over sizes. The runs'
+runs and members; bits/param per cell is the slope through the origin over sizes, the bits
+per weight bit that slope over the format's bits per weight, and the bits per stored bit the
+least-squares slope through the origin of the sizes' capacities against their stored bits. The runs'
 training precision (``hardware.precision``: ``32-true``, ``bf16-mixed``) is kept apart: a grid
 trained in bf16-mixed against one trained in fp32 is the Morris et al. (2025) comparison.
 
@@ -29,12 +33,19 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rnncap.analysis.capacity import capacity_fits, capacity_table
-from rnncap.analysis.precision import PRECISIONS, bits_per_stored_bit, rounded_copy
+from rnncap.analysis.precision import (
+    PRECISIONS,
+    bits_per_stored_bit,
+    bits_per_weight_bit,
+    model_stored_bits,
+    rounded_copy,
+)
 from rnncap.analysis.precision_figure import write_precision_figure
 from rnncap.analysis.tables import ALL_DEPTHS, CONF_DIR, FIT_COLUMNS, Row, write_csv
 from rnncap.core.build import build_model, build_task, final_metrics
@@ -59,11 +70,23 @@ SCORE_COLUMNS = [
     "accuracy",
     "bits",
     "bits_per_param",
+    "stored_bits",
+    "scale_bits",
+    "bits_per_weight_bit",
     "bits_per_stored_bit",
     "recorded_bits",
 ]
-# a fit of rnncap fit's table per training precision and format, with bits per stored bit
-PRECISION_COLUMNS = ["trained", "precision", "weight_bits", *FIT_COLUMNS, "bits_per_stored_bit"]
+# a fit of rnncap fit's table per training precision and format, with bits per weight bit
+# (scales left out) and per stored bit (scales counted)
+PRECISION_COLUMNS = [
+    "trained",
+    "precision",
+    "weight_bits",
+    *FIT_COLUMNS,
+    "scale_bits_per_param",
+    "bits_per_weight_bit",
+    "bits_per_stored_bit",
+]
 
 
 class NotACapacityRun(ValueError):
@@ -113,6 +136,7 @@ def rescore_run(run: Path, precisions: Sequence[str], label: str = "") -> list[R
         for precision in precisions:
             metrics = final_metrics(rounded_copy(model, precision), diverged, task, params)
             bits = metrics.get("bits")
+            stored = model_stored_bits(model, precision)
             rows.append(
                 {
                     "run": label,
@@ -127,8 +151,13 @@ def rescore_run(run: Path, precisions: Sequence[str], label: str = "") -> list[R
                     "samples": solo.task.samples,
                     "task": "capacity",
                     **metrics,
+                    "stored_bits": stored,
+                    "scale_bits": stored - params * PRECISIONS[precision],
+                    "bits_per_weight_bit": (
+                        None if bits is None else bits_per_weight_bit(bits, params, precision)
+                    ),
                     "bits_per_stored_bit": (
-                        None if bits is None else bits_per_stored_bit(bits, params, precision)
+                        None if bits is None else bits_per_stored_bit(bits, stored)
                     ),
                     "recorded_bits": recorded[index].get("bits"),
                 }
@@ -138,24 +167,54 @@ def rescore_run(run: Path, precisions: Sequence[str], label: str = "") -> list[R
 
 def precision_fits(scores: Iterable[Row], conf_dir: Path = CONF_DIR) -> list[Row]:
     """Per (training precision, format, cell, depth and all depths): bits/param as the slope
-    over model sizes of the sizes' capacities (max over runs and members), and bits per stored
-    bit of that slope."""
+    over model sizes of the sizes' capacities (max over runs and members); bits per weight
+    bit, that slope over the format's bits per weight; and bits per stored bit, the slope
+    through the origin of the capacities against each size's stored bits (scales counted)."""
     groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for row in scores:
         groups[(row["trained"], row["precision"])].append(row)
     fits = []
     for (trained, precision), rows in groups.items():
-        for fit in capacity_fits(capacity_table(rows, conf_dir), conf_dir=conf_dir):
+        stored = {_size(r): r["stored_bits"] for r in rows}
+        table = capacity_table(rows, conf_dir)
+        for fit in capacity_fits(table, conf_dir=conf_dir):
+            sizes = [
+                t
+                for t in table
+                if t["cell"] == fit["cell"]
+                and fit["depth"] in (ALL_DEPTHS, t["depth"])
+                and math.isfinite(t["capacity"])
+            ]
             fits.append(
                 {
                     "trained": trained,
                     "precision": precision,
                     "weight_bits": PRECISIONS[precision],
                     **fit,
-                    "bits_per_stored_bit": fit["slope"] / PRECISIONS[precision],
+                    **scale_inclusive(sizes, stored, PRECISIONS[precision]),
+                    "bits_per_weight_bit": fit["slope"] / PRECISIONS[precision],
                 }
             )
     return fits
+
+
+def _size(row: Row) -> tuple:
+    return (row["cell"], row["depth"], row["params"], row["hidden"])
+
+
+def scale_inclusive(sizes: Sequence[Row], stored: dict[tuple, float], weight_bits: float) -> Row:
+    """``bits_per_stored_bit``: least squares ``capacity = k * stored_bits`` through the origin
+    over ``sizes`` (rows of ``capacity_table``); ``scale_bits_per_param``: the scale bits per
+    parameter, mean over the sizes (NaN both when no size finished)."""
+    if not sizes:
+        return {"scale_bits_per_param": math.nan, "bits_per_stored_bit": math.nan}
+    x = np.array([stored[_size(t)] for t in sizes])
+    y = np.array([t["capacity"] for t in sizes])
+    params = np.array([t["params"] for t in sizes], float)
+    return {
+        "scale_bits_per_param": float(np.mean((x - params * weight_bits) / params)),
+        "bits_per_stored_bit": float(x @ y / (x @ x)),
+    }
 
 
 def fp32_mismatches(scores: Iterable[Row]) -> int:
@@ -171,9 +230,10 @@ def fp32_mismatches(scores: Iterable[Row]) -> int:
 
 
 def summary(fits: Sequence[Row]) -> dict[str, Any]:
-    """``{cell: {trained: {format: {bits_per_param, bits_per_stored_bit, depth<d>}}}}``: the
-    slopes over all depths, and per depth (``depth<d>``: bits/param at depth d), where grids
-    trained in other precisions cover other depths compare at a common one."""
+    """``{cell: {trained: {format: {bits_per_param, bits_per_weight_bit, bits_per_stored_bit,
+    scale_bits_per_param, depth<d>}}}}``: the slopes over all depths, and per depth
+    (``depth<d>``: bits/param at depth d), where grids trained in other precisions cover other
+    depths compare at a common one."""
     out: dict[str, Any] = {}
     for fit in fits:
         slope = fit["slope"] if math.isfinite(fit["slope"]) else None
@@ -181,10 +241,29 @@ def summary(fits: Sequence[Row]) -> dict[str, Any]:
         entry = entry.setdefault(fit["precision"], {})
         if fit["depth"] == ALL_DEPTHS:
             entry["bits_per_param"] = slope
-            entry["bits_per_stored_bit"] = fit["bits_per_stored_bit"] if slope is not None else None
+            for key in ("bits_per_weight_bit", "bits_per_stored_bit", "scale_bits_per_param"):
+                entry[key] = fit[key] if slope is not None and math.isfinite(fit[key]) else None
         else:
             entry[f"depth{fit['depth']}"] = slope
     return out
+
+
+def most_per_stored_bit(fits: Sequence[Row]) -> dict[str, Any]:
+    """Per training precision and cell, the format that stores the most per bit over all
+    depths, with the scales counted (``scales_counted``) and left out (``weights_only``)."""
+    out: dict[str, Any] = {}
+    for fit in fits:
+        if fit["depth"] != ALL_DEPTHS or not math.isfinite(fit["slope"]):
+            continue
+        cell = out.setdefault(fit["trained"], {}).setdefault(fit["cell"], {})
+        for name, key in (("scales_counted", "bits_per_stored_bit"),
+                          ("weights_only", "bits_per_weight_bit")):  # fmt: skip
+            if name not in cell or fit[key] > cell[name][1]:
+                cell[name] = (fit["precision"], fit[key])
+    return {
+        trained: {cell: {k: v[0] for k, v in best.items()} for cell, best in cells.items()}
+        for trained, cells in out.items()
+    }
 
 
 def rescore(
@@ -208,6 +287,7 @@ def rescore(
         "members": len({(r["run"], r["member"]) for r in scores}),
         "fp32_mismatches": fp32_mismatches(scores),
         "bits_per_param": summary(fits),
+        "most_per_stored_bit": most_per_stored_bit(fits),
     }
     write_csv(scores, out / "scores.csv", SCORE_COLUMNS)
     write_csv(fits, out / "precision.csv", PRECISION_COLUMNS)
