@@ -112,12 +112,13 @@ def test_infeasible_table_pools_by_cell_and_depth(storage):
         (20.0, 3.6, 62.4),
         (None, None, None),
     ]
-    assert tr.table_markdown(rows, [1, 8], CONF) == (
-        "| cell | depth 1 | depth 8 |\n"
-        "|---|---|---|\n"
-        "| RNN | 50.0 [15.0, 85.0] (2/4) | 0.0 [0.0, 56.1] (0/3) |\n"
-        "| GRU | 20.0 [3.6, 62.4] (1/5) | - |\n"
-        "| LSTM | - | - |\n"
+    assert tr.table_markdown(rows, [1, 8], CONF) == (  # no trial recorded its first loss
+        "| cell | depth 1 non-finite | depth 1 loss above start | depth 8 non-finite "
+        "| depth 8 loss above start |\n"
+        "|---|---|---|---|---|\n"
+        "| RNN | 50.0 [15.0, 85.0] (2/4) | - | 0.0 [0.0, 56.1] (0/3) | - |\n"
+        "| GRU | 20.0 [3.6, 62.4] (1/5) | - | - | - |\n"
+        "| LSTM | - | - | - | - |\n"
     )
 
 
@@ -149,17 +150,15 @@ def test_report_writes_figure_tables_and_summary(storage, tmp_path):
         "gru-d1": 20.0,
         "lstm-d8": None,
     }
+    assert summary["percent_nonfinite"] == summary["percent_infeasible"]
+    assert summary["percent_loss_above_start"] == dict.fromkeys(summary["settings"])  # none
     assert summary["percent_infeasible_95"]["rnn-d1"] == [15.0, 85.0]
     assert summary["settings"] == {"rnn-d1": 4, "rnn-d8": 3, "gru-d1": 5, "lstm-d8": 0}
-    assert summary["most_trainable"] == {
-        "1": {
-            "by_median": "gru",
-            "by_best": "gru",
-            "paper": "gru",
-            "agrees_with_paper": {"median": True, "best": True},
-            "trials_per_cell": {"gru": 5},
-        }
-    }
+    low, high = summary["best_95"]["gp-gru-d1"][1:]
+    assert 2.0 <= low <= 6.0 == high  # the best of resampled trials is at most the best
+    (depth1,) = summary["most_trainable"].values()
+    assert depth1["median"]["verdict"] == "not comparable"  # one cell, no task: no verdict
+    assert depth1["trials_per_cell"] == {"gru": 5}
     assert json.loads((out / "summary.json").read_text()) == summary
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = list(csv.DictReader((out / "curves.csv").open()))
@@ -175,7 +174,7 @@ def test_report_writes_figure_tables_and_summary(storage, tmp_path):
         ("gru", "1", "20.0"),
         ("lstm", "8", ""),
     ]
-    assert "| RNN | 50.0 [15.0, 85.0] (2/4) |" in (out / "infeasible.md").read_text()
+    assert "| RNN | 50.0 [15.0, 85.0] (2/4) | - |" in (out / "infeasible.md").read_text()
     assert [r["pruned"] for r in table] == ["0", "1", "0", "0"]  # counted apart
 
 
@@ -184,28 +183,159 @@ def test_command_line(storage, tmp_path, capsys):
     main(
         ["trainability", "--storage", storage, "--out", out, "--depths", "1", "--wandb", "disabled"]
     )
-    printed = json.loads(capsys.readouterr().out)
+    text = capsys.readouterr().out
+    printed, end = json.JSONDecoder().raw_decode(text)
     assert printed["percent_infeasible"] == {"gru-d1": 20.0, "rnn-d1": 50.0}
     assert printed["best"] == {"gp-gru-d1": 6.0}  # curves: every study but the random ones
+    lines = text[end:].strip().splitlines()
+    assert lines[0] == f"storage {storage}"
+    assert lines[1].startswith("depth 1 median: not comparable; leader gru 3 [")
 
 
-def test_verdict_names_the_lowest_median_and_best_per_depth():
-    rows = [
-        {"cell": "gru", "depth": 8, "median": 0.5, "best": 0.1, "trials": 9, "maximize": False},
-        {"cell": "rnn", "depth": 8, "median": 0.4, "best": 0.2, "trials": 8, "maximize": False},
-        {"cell": "lstm", "depth": 8, "median": None, "best": None, "trials": 3, "maximize": False},
-    ]
-    (depth8,) = tr.verdict(rows, [1, 8]).items()  # nothing at depth 1: no entry
-    assert depth8 == (
-        "8",
-        {
-            "by_median": "rnn",
-            "by_best": "gru",
-            "paper": "intersection",
-            "agrees_with_paper": {"median": False, "best": False},
-            "trials_per_cell": {"gru": 9, "rnn": 8},
-        },
+# ---- verdicts with uncertainty ------------------------------------------------------------------
+def test_bootstrap_by_hand():
+    from rnncap.analysis.verdicts import bootstrap_final
+
+    same = bootstrap_final([2.0] * 5, [True] * 5, maximize=False)
+    assert same == {"median": [2.0, 2.0, 2.0], "best": [2.0, 2.0, 2.0]}  # nothing to vary
+    got = bootstrap_final([1.0, 2.0, 3.0, INF], [True, True, True, False], maximize=False)
+    assert got["median"][0] == 2.0 and got["best"][0] == 1.0
+    assert got["median"][1:] == [1.0, 3.0]  # resampled medians run from 1 to 3
+    # a resample holds neither 1 nor 2 with probability (2/4)^4 = 0.06 > 0.025: up to 3
+    assert got["best"][1:] == [1.0, 3.0]
+    assert bootstrap_final([INF], [False], maximize=True) == {"median": None, "best": None}
+    again = bootstrap_final([1.0, 2.0, 3.0, INF], [True, True, True, False], maximize=False)
+    assert again == got  # seeded
+
+
+def cells_of(**medians):
+    """Per cell {trials, median, best} with [value, low, high] intervals as given."""
+    return {c: {"trials": 8, "median": list(m), "best": list(m)} for c, m in medians.items()}
+
+
+@pytest.mark.parametrize(
+    ("cells", "depth", "word", "leader", "margin"),
+    [
+        (cells_of(gru=(0.09, 0.085, 0.095), rnn=(0.2, 0.15, 0.3)), 1, "agrees", "gru", 0.11),
+        (cells_of(gru=(0.3, 0.25, 0.35), rnn=(0.1, 0.05, 0.2)), 1, "disagrees", "rnn", 0.2),
+        # the issue's depth 1: 0.092 against 0.095, overlapping intervals
+        (cells_of(gru=(0.092, 0.08, 0.1), rnn=(0.095, 0.09, 0.11)), 1, "not separated", "gru",
+         0.003),
+        (cells_of(gru=(0.1, 0.09, 0.11), rnn=(0.2, 0.15, 0.3)), 2, "not comparable", "gru", 0.1),
+    ],
+)  # fmt: skip
+def test_verdict_words_leaders_and_margins(cells, depth, word, leader, margin):
+    from rnncap.analysis.verdicts import verdict
+
+    got = verdict(cells, depth, "parentheses", maximize=False, chance=None)
+    assert got["median"]["verdict"] == word and got["best"]["verdict"] == word
+    assert got["median"]["leader"] == leader
+    assert got["median"]["margin"] == pytest.approx(margin)
+    assert got["comparable"] == (depth in (1, 8))
+
+
+def test_verdict_of_a_one_cell_capacity_study_is_not_comparable():
+    from rnncap.analysis.verdicts import verdict
+
+    one = verdict(cells_of(rnn=(5.0, 4.0, 6.0)), 1, "capacity", maximize=True, chance=None)
+    assert one["median"]["verdict"] == one["best"]["verdict"] == "not comparable"
+    assert "capacity is not one of the paper's trainability tasks" in one["reason"]
+    two = verdict(cells_of(rnn=(5, 4, 6), gru=(1, 0, 2)), 1, "capacity", True, None)
+    assert two["median"]["verdict"] == "not comparable"  # a capacity study, whatever its cells
+
+
+def test_chance_check_says_when_only_one_cell_left_the_constant_loss():
+    from rnncap.analysis.verdicts import verdict
+
+    cells = cells_of(intersection=(0.5, 0.4, 0.6), gru=(1.2, 1.1, 1.3), rnn=(1.25, 1.2, 1.3))
+    got = verdict(cells, 8, "parentheses", maximize=False, chance=1.0)
+    assert got["median"]["verdict"] == "agrees" and got["left_chance"] == ["intersection"]
+    assert got["note"].startswith("only intersection beat the constant-prediction objective 1")
+    none = verdict(cells, 8, "parentheses", maximize=False, chance=0.1)
+    assert none["left_chance"] == [] and none["note"].startswith("no cell beat")
+    both = verdict(cells, 8, "parentheses", maximize=False, chance=1.22)
+    assert "note" not in both and both["left_chance"] == ["intersection", "gru"]
+
+
+def test_constant_prediction_loss_of_parentheses_matches_its_sampled_targets():
+    import torch
+
+    from rnncap.analysis.verdicts import constant_objective
+    from rnncap.tasks.parentheses import ParenthesesTask
+
+    settings = {"streams": 3, "noise_symbols": 4, "max_count": 2, "steps": 30}
+    task = ParenthesesTask(**settings)
+    _, targets = task.sequences(40000, torch.Generator().manual_seed(0)).tensors
+    shares = torch.bincount(targets.flatten(), minlength=3).double() / targets.numel()
+    entropy = float(-(shares * shares.log()).sum())
+    assert constant_objective("parentheses", "loss", settings) == pytest.approx(entropy, abs=2e-3)
+    majority = float(shares.max())
+    assert constant_objective("parentheses", "accuracy", settings) == pytest.approx(
+        majority, abs=5e-3
     )
+    # one step, 2 streams, no noise: ( with 1/4, else depth 0: H = -(1/4 ln 1/4 + 3/4 ln 3/4)
+    one = {"streams": 2, "noise_symbols": 0, "max_count": 5, "steps": 1}
+    h = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert constant_objective("parentheses", "loss", one) == pytest.approx(h)
+    assert constant_objective("capacity", "bits", one) is None
+
+
+def test_loss_above_start_counts_runs_whose_final_loss_exceeds_the_first(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(study_name="rnd-gru-d1", storage=url)
+    for key, value in {"cell": "gru", "depth": 1, "sampler": "RandomSampler"}.items():
+        study.set_user_attr(key, value)
+    losses = [(1.8, 0.5), (1.8, 2.5), (1.7, 1.7), (None, None), (1.8, 0.4)]
+    for first, final in losses:  # above start: the second only (equal is not above)
+        attrs = {"status": "ok", "metrics.first_loss": first, "metrics.final_loss": final}
+        study.add_trial(create_trial(value=final or 1.0, user_attrs=attrs))
+    study.add_trial(create_trial(value=INF, user_attrs={"status": "diverged"}))  # both count it
+    (rows,) = tr.infeasible_table(tr.load_studies(url), CONF)
+    assert (rows["trials"], rows["diverged"], rows["percent"]) == (6, 1, 16.7)
+    assert (rows["recorded"], rows["above_start"], rows["above_percent"]) == (5, 2, 40.0)
+    assert [rows["above_low"], rows["above_high"]] == [11.8, 76.9]  # Wilson 2/5
+    text = tr.table_markdown([rows], [1], CONF)
+    assert "| GRU | 16.7 [3.0, 56.4] (1/6) | 40.0 [11.8, 76.9] (2/5) |" in text
+    (loaded,) = tr.load_studies(url)
+    assert loaded.feasible_by("loss_above_start") == [True, False, True, True, True, False]
+    summary = tr.report(url, tmp_path / "o", curve_sampler="RandomSampler", depths=[1],
+                        conf_dir=CONF, diverged="loss_above_start")  # fmt: skip
+    assert summary["percent_infeasible"] == {"gru-d1": 40.0}
+    assert summary["percent_nonfinite"] == {"gru-d1": 16.7}
+    assert summary["median"] == {"rnd-gru-d1": 0.75}  # of 0.5, 1.7, 1.0 (no record), 0.4
+
+
+# ---- rnncap trainability on one's own sweep ------------------------------------------------------
+def test_without_storage_it_reads_where_the_sweeper_writes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "tune").mkdir(parents=True)
+    add_study("sqlite:///results/tune/studies.db", "capacity-rnn", "rnn", 1, "TPESampler", [1.0])
+    main(["trainability", "--out", "r", "--wandb", "disabled"])
+    assert "storage sqlite:///results/tune/studies.db" in capsys.readouterr().out
+    (tmp_path / "results" / "tune" / "studies.db").unlink()
+    with pytest.raises(SystemExit) as stop:
+        main(["trainability", "--out", "r2", "--wandb", "disabled"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --storage: not given") and "\n" not in err
+
+
+def test_two_studies_of_one_cell_are_told_apart_and_counted_whole(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    for name in ("gru-a", "gru-b"):  # two studies of 8 trials of one cell and depth
+        study = add_study(url, name, "gru", 1, "TPESampler", [1.0 + i for i in range(8)])
+        study.set_user_attr("task", "parentheses")
+    add_study(url, "rnn-a", "rnn", 1, "TPESampler", [5.0] * 8).set_user_attr("task", "parentheses")
+    studies = tr.load_studies(url)
+    from rnncap.analysis.trainability_figure import series_labels
+
+    labels = series_labels(studies, CONF)
+    assert labels == {"gru-a": "GRU (gru-a)", "gru-b": "GRU (gru-b)", "rnn-a": "RNN"}
+    depth1 = tr.verdicts(studies)["1"]
+    assert depth1["trials_per_cell"] == {"gru": 16, "rnn": 8}
+    assert depth1["cells"]["gru"]["studies"] == 2
+    tr.report(url, tmp_path / "o", curve_sampler="TPESampler", conf_dir=CONF)
+    assert (tmp_path / "o" / "curves.png").stat().st_size > 10_000
 
 
 def test_reads_a_journal_storage(tmp_path, monkeypatch):

@@ -222,8 +222,15 @@ def cmd_tune_grid(args: argparse.Namespace) -> None:
 
 
 def cmd_trainability(args: argparse.Namespace) -> None:
-    from rnncap.analysis.trainability import load_studies, report, study_runs
+    from rnncap.analysis.trainability import default_storage, load_studies, report, study_runs
+    from rnncap.analysis.verdicts import verdict_lines
 
+    args.storage = args.storage or default_storage()
+    if args.storage is None:
+        raise UsageError(
+            "--storage: not given, and neither the tune stage's results/tune/trainability.log "
+            "nor the sweeper's results/tune/studies.db exists here; give --storage URL"
+        )
     _storage(args.storage, "--storage")
     for depth in args.depths:
         _positive("--depths", depth)
@@ -236,8 +243,10 @@ def cmd_trainability(args: argparse.Namespace) -> None:
         args.depths,
         args.config_dir,
         studies,
+        args.diverged,
     )
     print(json.dumps(summary, indent=2))
+    print("\n".join([f"storage {args.storage}", *verdict_lines(summary["most_trainable"])]))
     if args.wandb != "disabled":
         from rnncap.analysis.tracking import log_studies
 
@@ -560,10 +569,18 @@ def build_parser() -> argparse.ArgumentParser:
     arg = report.add_argument
     arg(
         "--storage",
-        default="journal:///results/tune/trainability.log",
         metavar="URL",
         help="the Optuna storage of the studies (sqlite:///, journal:/// or a database URL); "
-        "default: the tune stage's, %(default)s",
+        "default: the tune stage's journal:///results/tune/trainability.log if it exists, else "
+        "the sweeper's sqlite:///results/tune/studies.db",
+    )
+    arg(
+        "--diverged",
+        choices=("nonfinite", "loss_above_start"),
+        default="nonfinite",
+        help="what makes a trial infeasible on the curves and in percent_infeasible: a "
+        "non-finite loss, or also a final training loss above the first (the paper's); "
+        "the table shows both; default %(default)s",
     )
     _path(report, "--out", "results/trainability", "where the report goes")
     arg(

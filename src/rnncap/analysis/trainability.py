@@ -5,15 +5,23 @@
   objective so far (max when the study maximises, min when it minimises); one panel per depth.
   Feasible: not diverged; a pruned trial counts at the value it was stopped at.
 * Percent infeasible (the paper's Table 1): for the random-settings studies, the share of
-  trials whose training diverged, per cell and depth, with its 95% Wilson interval.
-* A verdict: the most trainable cell per depth (lowest final median, lowest best) next to
-  the paper's (GRU at depth 1, +RNN at depth 8).
+  trials whose training diverged, per cell and depth, with its 95% Wilson interval, by both
+  criteria (``DIVERGED``): ``nonfinite`` (a non-finite loss or parameter) and
+  ``loss_above_start`` (that, or a final training loss above the first: the paper's
+  "training loss diverged"; it reads ``metrics.first_loss`` and ``metrics.final_loss`` of a
+  trial, and a trial that did not record them is left out of that column's count).
+* A verdict per depth (``rnncap.analysis.verdicts``): the final median and best of each
+  cell's trials with 95% bootstrap intervals; ``agrees``, ``disagrees`` or ``not separated``
+  against the paper's most trainable cell (GRU at depth 1, +RNN at depth 8) with the margin,
+  ``not comparable`` outside the paper's trainability setting; and a chance check (which
+  cells beat the task's constant-prediction loss).
 * W&B runs (``study_runs``): one per study, its curves as history rows against ``trial``, for
   the dashboard's per-depth panels (``rnncap.analysis.dashboard``).
 
-A trial is infeasible when its run diverged: the sweeper records user attribute
-``status = diverged`` (``hydra_plugins.rnncap_optuna``). Crashed (FAIL) and unfinished trials
-are not counted. ``rnncap trainability --help`` runs it.
+A trial is infeasible when its run diverged by the chosen criterion (``--diverged``): the
+sweeper records user attribute ``status = diverged`` for a non-finite run and every metric
+of its ``metrics.json`` as ``metrics.<key>`` (``hydra_plugins.rnncap_optuna``). Crashed (FAIL)
+and unfinished trials are not counted. ``rnncap trainability --help`` runs it.
 """
 
 from __future__ import annotations
@@ -26,16 +34,34 @@ from pathlib import Path
 
 import numpy as np
 
-from rnncap.analysis.output import write_png_atomic
+from rnncap.analysis import tables
 from rnncap.analysis.studies import open_study_storage
-from rnncap.analysis.tables import (
-    CONF_DIR,
-    CURVE_FIELDS,
-    INFEASIBLE_COLUMNS,
-    cell_label,
-    cell_sort_key,
-    write_csv,
-)
+from rnncap.analysis.tables import CONF_DIR, CURVE_FIELDS, cell_label, cell_sort_key, write_csv
+from rnncap.analysis.trainability_figure import plot_curves
+from rnncap.analysis.verdicts import bootstrap_final, constant_objective, verdict
+
+DIVERGED = ("nonfinite", "loss_above_start")  # the criteria of --diverged
+TUNE_STORAGE = "journal:///results/tune/trainability.log"  # `rnncap tune` (params.yaml tune)
+INFEASIBLE_COLUMNS = [
+    *tables.INFEASIBLE_COLUMNS,
+    "recorded",
+    "above_start",
+    "above_percent",
+    "above_low",
+    "above_high",
+]
+
+
+def default_storage() -> str | None:
+    """The storage ``rnncap trainability`` reads without ``--storage``: the tune stage's
+    journal when it exists, else the sweeper's default (``hydra.sweeper.storage``, where a
+    plain ``python train.py -m`` sweep writes) when that exists; None when neither does."""
+    from hydra_plugins.rnncap_optuna.config import RnncapOptunaSweeperConf
+
+    for url in (TUNE_STORAGE, RnncapOptunaSweeperConf.storage):
+        if url and Path(url.split(":///", 1)[-1]).is_file():
+            return url
+    return None
 
 
 @dataclass
@@ -52,14 +78,64 @@ class StudyTrials:
     feasible: list[bool]  # not diverged (complete, or pruned at its last value): the curves
     pruned: list[bool] = field(default_factory=list)  # stopped early by the tuner's pruner
     task: str = ""
+    # final training loss above the first (None: the trial recorded neither)
+    above_start: list[bool | None] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)  # the task's settings, from a trial's metrics
 
     def __post_init__(self) -> None:
         self.pruned = self.pruned or [False] * len(self.values)  # none given: none pruned
+        self.above_start = self.above_start or [None] * len(self.values)
 
     @property
     def diverged(self) -> int:
         """Trials whose training diverged (pruned ones did not)."""
         return sum(not ok and not p for ok, p in zip(self.feasible, self.pruned, strict=True))
+
+    def infeasible(self, criterion: str = "nonfinite") -> list[bool | None]:
+        """Per trial: diverged by ``criterion`` (``DIVERGED``); None where ``loss_above_start``
+        cannot tell: the trial recorded no first loss, or (a non-finite run) its study's runs
+        record none (such a run counts as above its start only beside runs that record it)."""
+        nonfinite = [not ok and not p for ok, p in zip(self.feasible, self.pruned, strict=True)]
+        if criterion == "nonfinite":
+            return list(nonfinite)
+        if all(a is None for a in self.above_start):  # runs that record no first loss
+            return [None] * len(nonfinite)
+        return [
+            True if bad else above for bad, above in zip(nonfinite, self.above_start, strict=True)
+        ]
+
+    def feasible_by(self, criterion: str = "nonfinite") -> list[bool]:
+        """On the curves under ``criterion``: feasible, and not above its start when that
+        criterion is chosen and the trial recorded it."""
+        return [
+            ok and not bad
+            for ok, bad in zip(self.feasible, self.infeasible(criterion), strict=True)
+        ]
+
+
+def above_start(attrs: dict) -> bool | None:
+    """A trial's final training loss above its first (``metrics.first_loss``,
+    ``metrics.final_loss``); None when it recorded no finite pair."""
+    first, final = attrs.get("metrics.first_loss"), attrs.get("metrics.final_loss")
+    if not isinstance(first, (int, float)) or not math.isfinite(first):
+        return None
+    if final is None or not isinstance(final, (int, float)) or not math.isfinite(final):
+        return True  # a final loss that is not finite is above any start
+    return final > first
+
+
+SETTINGS_SKIP = ("status", "run", "cell", "depth", "hidden", "params", "seed", "task")
+
+
+def task_settings(trials: Sequence) -> dict:
+    """The task's settings as the first trial with metrics recorded them (``metrics.<key>``)."""
+    for trial in trials:
+        keys = {
+            k[len("metrics.") :]: v for k, v in trial.user_attrs.items() if k.startswith("metrics.")
+        }
+        if keys:
+            return {k: v for k, v in keys.items() if k not in SETTINGS_SKIP}
+    return {}
 
 
 def load_studies(storage: str) -> list[StudyTrials]:
@@ -90,6 +166,8 @@ def load_studies(storage: str) -> list[StudyTrials]:
                 feasible=[t.user_attrs.get("status", "ok") != "diverged" for t in trials],
                 pruned=[t.state == optuna.trial.TrialState.PRUNED for t in trials],
                 task=str(attrs.get("task", "")),
+                above_start=[above_start(t.user_attrs) for t in trials],
+                settings=task_settings(trials),
             )
         )
     return studies
@@ -111,11 +189,13 @@ def tuner_curves(
     return medians, bests
 
 
-def curve_rows(studies: Sequence[StudyTrials]) -> list[dict]:
+def curve_rows(studies: Sequence[StudyTrials], criterion: str = "nonfinite") -> list[dict]:
+    """A row per trial: its objective (empty when infeasible), running median and best."""
     rows = []
     for s in studies:
-        medians, bests = tuner_curves(s.values, s.feasible, s.maximize)
-        for i, (value, ok) in enumerate(zip(s.values, s.feasible, strict=True)):
+        feasible = s.feasible_by(criterion)
+        medians, bests = tuner_curves(s.values, feasible, s.maximize)
+        for i, (value, ok) in enumerate(zip(s.values, feasible, strict=True)):
             status = "pruned" if s.pruned[i] else "ok" if ok else "diverged"
             rows.append(
                 {
@@ -179,122 +259,77 @@ def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
 
 def infeasible_table(studies: Sequence[StudyTrials], conf_dir: Path = CONF_DIR) -> list[dict]:
     """Rows (cell, depth, trials, diverged, pruned, percent diverged and its 95% Wilson
-    interval), trials pooled over studies of the same cell and depth (a random-settings study
-    per optimiser), sorted by cell (display order) then depth. Pruned trials count as finished
-    settings that did not diverge, and are counted apart."""
+    interval; then by ``loss_above_start``: trials that recorded their first and final loss,
+    how many of them diverged so, percent and interval), trials pooled over studies of the
+    same cell and depth (a random-settings study per optimiser), sorted by cell (display order)
+    then depth. Pruned trials count as finished settings that did not diverge, and are counted
+    apart."""
     pooled: dict[tuple[str, int], list[int]] = {}
     for s in studies:
-        counts = pooled.setdefault((s.cell, s.depth), [0, 0, 0])
+        counts = pooled.setdefault((s.cell, s.depth), [0, 0, 0, 0, 0])
+        above = s.infeasible("loss_above_start")
         counts[0] += len(s.feasible)
         counts[1] += s.diverged
         counts[2] += sum(s.pruned)
+        counts[3] += sum(a is not None for a in above)
+        counts[4] += sum(a is True for a in above)
     rows = []
     order = sorted(pooled.items(), key=lambda i: (cell_sort_key(i[0][0], conf_dir), i[0][1]))
-    for (cell, depth), (n, bad, cut) in order:
-        low, high = wilson_interval(bad, n)
+    for (cell, depth), (n, bad, cut, recorded, above) in order:
         rows.append(
-            {
-                "cell": cell,
-                "depth": depth,
-                "trials": n,
-                "diverged": bad,
-                "pruned": cut,
-                "percent": round(100.0 * bad / n, 1) if n else None,  # None: nothing finished
-                "percent_low": round(100.0 * low, 1) if n else None,
-                "percent_high": round(100.0 * high, 1) if n else None,
-            }
+            {"cell": cell, "depth": depth, "trials": n, "diverged": bad, "pruned": cut}
+            | percent_row(bad, n, ("percent", "percent_low", "percent_high"))
+            | {"recorded": recorded, "above_start": above}
+            | percent_row(above, recorded, ("above_percent", "above_low", "above_high"))
         )
     return rows
 
 
+def percent_row(count: int, trials: int, keys: tuple[str, str, str]) -> dict:
+    """Percent and 95% Wilson interval under ``keys`` (None when nothing finished)."""
+    if not trials:
+        return dict.fromkeys(keys)
+    low, high = wilson_interval(count, trials)
+    values = (100.0 * count / trials, 100.0 * low, 100.0 * high)
+    return {k: round(v, 1) for k, v in zip(keys, values, strict=True)}
+
+
+def _entry(r: dict | None, prefix: str, count: str, trials: str) -> str:
+    if r is None or not r[trials]:
+        return "-"
+    low, high = (
+        ("percent_low", "percent_high") if prefix == "percent" else ("above_low", "above_high")
+    )
+    return f"{r[prefix]} [{r[low]}, {r[high]}] ({r[count]}/{r[trials]})"
+
+
 def table_markdown(rows: Sequence[dict], depths: Sequence[int], conf_dir: Path = CONF_DIR) -> str:
-    """Percent infeasible with its 95% interval and counts as a cell x depth markdown table
-    ("-" where nothing ran), a row per cell in the order of ``rows``, named by its label."""
+    """Percent infeasible with its 95% interval and counts as a cell x depth markdown table,
+    two columns per depth (non-finite; final loss above the first, "-" where no trial
+    recorded it), "-" where nothing ran, a row per cell in the order of ``rows``."""
     if not rows:
         return "No random-settings studies in this storage.\n"
     cells = list(dict.fromkeys(r["cell"] for r in rows))
     cell_of = {(r["cell"], r["depth"]): r for r in rows}
-    lines = ["| cell | " + " | ".join(f"depth {d}" for d in depths) + " |"]
-    lines.append("|---|" + "---|" * len(depths))
+    head = [f"depth {d} {what}" for d in depths for what in ("non-finite", "loss above start")]
+    lines = ["| cell | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
     for cell in cells:
         entries = []
         for d in depths:
             r = cell_of.get((cell, d))
-            done = r is not None and r["trials"] > 0
-            entries.append(
-                f"{r['percent']} [{r['percent_low']}, {r['percent_high']}] "
-                f"({r['diverged']}/{r['trials']})"
-                if done
-                else "-"
-            )
+            entries.append(_entry(r, "percent", "diverged", "trials"))
+            entries.append(_entry(r, "above_percent", "above_start", "recorded"))
         lines.append(f"| {cell_label(cell, conf_dir)} | " + " | ".join(entries) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(studies: Sequence[StudyTrials], path: Path, conf_dir: Path = CONF_DIR) -> None:
-    """The paper's Figure 4: one panel per depth; per cell (one colour) the best so far (solid)
-    and the running median (dashed) of the objective against tuner trial. A minimised loss
-    is drawn on a log axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    depths = sorted({s.depth for s in studies})
-    cells = sorted({s.cell for s in studies}, key=lambda c: cell_sort_key(c, conf_dir))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, axes = plt.subplots(
-        1, len(depths), figsize=(4.6 * len(depths), 3.6), squeeze=False, sharey=True
-    )
-    curves = {s.name: tuner_curves(s.values, s.feasible, s.maximize) for s in studies}
-    maximize = bool(studies) and studies[0].maximize
-    limits = None if maximize else curve_limits([bests for _, bests in curves.values()])
-    for ax, depth in zip(axes[0], depths, strict=True):
-        for s in sorted((s for s in studies if s.depth == depth), key=lambda s: s.cell):
-            medians, bests = curves[s.name]
-            color = colors[cells.index(s.cell) % len(colors)]
-            trials = range(1, len(bests) + 1)
-            ax.plot(trials, bests, color=color)
-            ax.plot(trials, medians, color=color, linestyle="--", linewidth=1)
-        ax.set_title(f"depth {depth}")
-        ax.set_xlabel("tuner trial")
-        if studies and not maximize:
-            ax.set_yscale("log")
-        if limits is not None:  # a median of two trials, one of them wild, leaves the axis
-            ax.set_ylim(*limits)
-        ax.grid(True, which="both", alpha=0.3)
-    task = f" ({studies[0].task})" if studies and studies[0].task else ""
-    axes[0][0].set_ylabel(f"evaluation {studies[0].objective if studies else 'objective'}{task}")
-    handles = [plt.Line2D([], [], color=colors[i % len(colors)]) for i in range(len(cells))]
-    handles += [plt.Line2D([], [], color="k"), plt.Line2D([], [], color="k", linestyle="--")]
-    labels = [cell_label(c, conf_dir) for c in cells] + ["best so far", "median"]
-    fig.legend(handles, labels, loc="center right", fontsize=8)
-    fig.tight_layout(rect=(0, 0, 0.88, 1))
-    write_png_atomic(fig, path, dpi=120)
-
-
-def curve_limits(best_curves: Sequence[Sequence[float]]) -> tuple[float, float] | None:
-    """A minimised loss's y range from the studies' best-so-far curves: from half the lowest
-    best to ten times the highest first feasible value (a running median of one good and one
-    wild trial would otherwise stretch the log axis over ten decades); None when empty."""
-    firsts, lows = [], []
-    for bests in best_curves:
-        finite = [b for b in bests if math.isfinite(b) and b > 0]
-        if finite:
-            firsts.append(finite[0])
-            lows.append(finite[-1])
-    return (0.5 * min(lows), 10.0 * max(firsts)) if firsts else None
-
-
-PAPER_MOST_TRAINABLE = {1: "gru", 8: "intersection"}  # Collins et al. 2017, section 4
-
-
-def study_summaries(studies: Sequence[StudyTrials]) -> list[dict]:
+def study_summaries(studies: Sequence[StudyTrials], criterion: str = "nonfinite") -> list[dict]:
     """Per tuner study: trials, feasible, diverged, pruned, and the final median and best of
-    the feasible objectives (None when none is feasible)."""
+    the feasible objectives (None when none is feasible) with 95% bootstrap intervals."""
     rows = []
     for s in studies:
-        medians, bests = tuner_curves(s.values, s.feasible, s.maximize)
+        feasible = s.feasible_by(criterion)
+        medians, bests = tuner_curves(s.values, feasible, s.maximize)
         finite = bool(bests) and math.isfinite(bests[-1])
         rows.append(
             {
@@ -302,39 +337,34 @@ def study_summaries(studies: Sequence[StudyTrials]) -> list[dict]:
                 "cell": s.cell,
                 "depth": s.depth,
                 "trials": len(s.values),
-                "feasible": sum(s.feasible),
-                "diverged": s.diverged,
+                "feasible": sum(feasible),
+                "diverged": sum(bool(b) for b in s.infeasible(criterion)),
                 "pruned": sum(s.pruned),
                 "median": medians[-1] if finite else None,
                 "best": bests[-1] if finite else None,
                 "maximize": s.maximize,
+                "interval": bootstrap_final(s.values, feasible, s.maximize),
             }
         )
     return rows
 
 
-def verdict(summaries: Sequence[dict], depths: Sequence[int]) -> dict:
-    """Per depth, the most trainable cell of this run by the lowest (highest when maximising)
-    final median and by the best objective of its tuner study, next to the paper's answer."""
+def verdicts(studies: Sequence[StudyTrials], criterion: str = "nonfinite") -> dict[str, dict]:
+    """Per depth (a key ``"<depth>"``): the verdict of ``rnncap.analysis.verdicts`` from every
+    cell's trials, pooled over its studies at that depth (``trials`` counts them all)."""
     out = {}
-    for depth in depths:
-        rows = [r for r in summaries if r["depth"] == depth and r["median"] is not None]
-        if not rows:
-            continue
-        sign = -1 if rows[0]["maximize"] else 1
-        by_median = min(rows, key=lambda r: sign * r["median"])
-        by_best = min(rows, key=lambda r: sign * r["best"])
-        paper = PAPER_MOST_TRAINABLE.get(depth)
-        out[str(depth)] = {
-            "by_median": by_median["cell"],
-            "by_best": by_best["cell"],
-            "paper": paper,  # None: the paper names no cell at this depth
-            "agrees_with_paper": {
-                "median": by_median["cell"] == paper,
-                "best": by_best["cell"] == paper,
-            },
-            "trials_per_cell": {r["cell"]: r["trials"] for r in rows},
-        }
+    for depth in sorted({s.depth for s in studies}):
+        at_depth = [s for s in studies if s.depth == depth]
+        cells: dict[str, dict] = {}
+        for cell in sorted({s.cell for s in at_depth}):
+            own = [s for s in at_depth if s.cell == cell]
+            values = [v for s in own for v in s.values]
+            feasible = [ok for s in own for ok in s.feasible_by(criterion)]
+            cells[cell] = {"trials": len(values), "studies": len(own)}
+            cells[cell] |= bootstrap_final(values, feasible, own[0].maximize)
+        first = at_depth[0]
+        chance = constant_objective(first.task, first.objective, first.settings)
+        out[str(depth)] = verdict(cells, depth, first.task, first.maximize, chance)
     return out
 
 
@@ -346,10 +376,15 @@ def report(
     depths: Sequence[int] = (1, 8),
     conf_dir: Path = CONF_DIR,
     studies: Sequence[StudyTrials] | None = None,
+    diverged: str = "nonfinite",
 ) -> dict:
     """Write curves.{csv,png} and infeasible.{csv,md} plus summary.json into ``out``.
     ``curve_sampler`` limits the curves to studies of one sampler (None: every study not of
-    ``table_sampler``). ``studies``: those of ``storage`` when already loaded."""
+    ``table_sampler``). ``studies``: those of ``storage`` when already loaded. ``diverged``:
+    the criterion (``DIVERGED``) that makes a trial infeasible on the curves and in the
+    summary's ``percent_infeasible`` (the table has both)."""
+    if diverged not in DIVERGED:
+        raise ValueError(f"diverged={diverged!r}: choose one of {list(DIVERGED)}")
     out.mkdir(parents=True, exist_ok=True)
     studies = load_studies(storage) if studies is None else studies
     if curve_sampler is None:
@@ -357,22 +392,35 @@ def report(
     else:
         tuned = [s for s in studies if s.sampler == curve_sampler]
     random_runs = [s for s in studies if s.sampler == table_sampler and s.depth in depths]
-    write_csv(curve_rows(tuned), out / "curves.csv", CURVE_FIELDS)
+    write_csv(curve_rows(tuned, diverged), out / "curves.csv", CURVE_FIELDS)
+    summaries = study_summaries(tuned, diverged)
     if tuned:
-        plot_curves(tuned, out / "curves.png", conf_dir)
+        curves = {
+            s.name: tuner_curves(s.values, s.feasible_by(diverged), s.maximize) for s in tuned
+        }
+        intervals = {r["study"]: r["interval"] for r in summaries}
+        plot_curves(tuned, curves, intervals, out / "curves.png", conf_dir)
     table = infeasible_table(random_runs, conf_dir)
     write_csv(table, out / "infeasible.csv", INFEASIBLE_COLUMNS)
     (out / "infeasible.md").write_text(table_markdown(table, depths, conf_dir))
-    summaries = study_summaries(tuned)
+    key = "percent" if diverged == "nonfinite" else "above_percent"
+    low, high = (
+        ("percent_low", "percent_high") if diverged == "nonfinite" else ("above_low", "above_high")
+    )
     summary = {
+        "diverged": diverged,
         "best": {r["study"]: r["best"] for r in summaries},
         "median": {r["study"]: r["median"] for r in summaries},
-        "percent_infeasible": {f"{r['cell']}-d{r['depth']}": r["percent"] for r in table},
-        "percent_infeasible_95": {
-            f"{r['cell']}-d{r['depth']}": [r["percent_low"], r["percent_high"]] for r in table
+        "best_95": {r["study"]: r["interval"]["best"] for r in summaries},
+        "median_95": {r["study"]: r["interval"]["median"] for r in summaries},
+        "percent_infeasible": {f"{r['cell']}-d{r['depth']}": r[key] for r in table},
+        "percent_infeasible_95": {f"{r['cell']}-d{r['depth']}": [r[low], r[high]] for r in table},
+        "percent_nonfinite": {f"{r['cell']}-d{r['depth']}": r["percent"] for r in table},
+        "percent_loss_above_start": {
+            f"{r['cell']}-d{r['depth']}": r["above_percent"] for r in table
         },
         "settings": {f"{r['cell']}-d{r['depth']}": r["trials"] for r in table},
-        "most_trainable": verdict(summaries, sorted({s.depth for s in tuned})),
+        "most_trainable": verdicts(tuned, diverged),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
