@@ -249,12 +249,29 @@ def test_chance_check_says_when_only_one_cell_left_the_constant_loss():
 
     cells = cells_of(intersection=(0.5, 0.4, 0.6), gru=(1.2, 1.1, 1.3), rnn=(1.25, 1.2, 1.3))
     got = verdict(cells, 8, "parentheses", maximize=False, chance=1.0)
-    assert got["median"]["verdict"] == "agrees" and got["left_chance"] == ["intersection"]
-    assert got["note"].startswith("only intersection beat the constant-prediction objective 1")
+    assert got["median"]["verdict"] == "agrees"
+    assert got["median"]["left_chance"] == got["best"]["left_chance"] == ["intersection"]
+    assert got["median"]["note"].startswith(
+        "only intersection's median beat the constant-prediction 1: it leads by construction"
+    )
     none = verdict(cells, 8, "parentheses", maximize=False, chance=0.1)
-    assert none["left_chance"] == [] and none["note"].startswith("no cell beat")
+    assert none["best"]["left_chance"] == [] and none["best"]["note"].startswith("no cell's best")
+    # medians 0.5 / 1.2 / 1.25 against a constant 1.22: two cells left it, no note
     both = verdict(cells, 8, "parentheses", maximize=False, chance=1.22)
-    assert "note" not in both and both["left_chance"] == ["intersection", "gru"]
+    assert "note" not in both["median"] and both["median"]["left_chance"] == ["intersection", "gru"]
+    # the issue's depth 8: bests all below the constant, medians all but the +RNN's above it
+    split = {"intersection": {"trials": 24, "median": [0.504] * 3, "best": [0.147] * 3},
+             "gru": {"trials": 24, "median": [0.91] * 3, "best": [0.702] * 3}}  # fmt: skip
+    issue = verdict(split, 8, "parentheses", maximize=False, chance=0.9)
+    assert "note" in issue["median"] and "note" not in issue["best"]
+    lines = tr_lines(issue)
+    assert "depth 8 median: only intersection's median beat" in lines
+
+
+def tr_lines(one_depth):
+    from rnncap.analysis.verdicts import verdict_lines
+
+    return "\n".join(verdict_lines({"8": one_depth}))
 
 
 def test_constant_prediction_loss_of_parentheses_matches_its_sampled_targets():

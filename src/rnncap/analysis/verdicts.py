@@ -14,14 +14,16 @@
   when the studies are not the paper's trainability setting: a task the paper did not tune
   for trainability (the capacity task measures memorisation), fewer than two cells at the
   depth, or a depth at which the paper names no cell.
-* **Chance check.** A cell "leaves the constant-prediction loss" only when its best objective
-  beats the best constant answer of its task: for a cross-entropy ``loss`` the entropy of the
-  class frequencies (in nats per output; the lowest loss any prediction that ignores the input
-  can reach, its argmax being the majority class), for ``accuracy`` the majority class's share.
-  The frequencies are exact, not sampled: the law of each stream's capped depth stepped
-  through the sequence, with the settings the trials stored (``metrics.<setting>``). Tasks
-  without such a law (capacity, text8, ...) have no chance check (``None``). The verdict says
-  when no cell, or only one, left it: a lone cell that left it leads by construction.
+* **Chance check.** A cell "leaves the constant-prediction loss" by a statistic (its median,
+  its best) only when that statistic beats the best constant answer of its task: for a
+  cross-entropy ``loss`` the entropy of the class frequencies (in nats per output; the lowest
+  loss any prediction that ignores the input can reach, its argmax being the majority class),
+  for ``accuracy`` the majority class's share. The frequencies are exact, not sampled: the law
+  of each stream's capped depth stepped through the sequence, with the settings the trials
+  stored (``metrics.<setting>``). Tasks without such a law (capacity, text8, ...) have no
+  chance check (``None``). Each statistic's verdict lists the cells that left it
+  (``left_chance``) and says when no cell, or only one, did (``note``): a lone cell that left
+  it leads by construction.
 """
 
 from __future__ import annotations
@@ -166,15 +168,16 @@ def verdict(
         out[key] = {"verdict": word, **lead}
     out["chance"] = chance
     if chance is not None:
-        left = [c for c, r in cells.items() if r["best"] and _beats(r["best"][0], chance, maximize)]
-        out["left_chance"] = left
-        if not left:
-            out["note"] = f"no cell beat the constant-prediction objective {chance:.4g}"
-        elif len(left) == 1 and len(cells) > 1:
-            out["note"] = (
-                f"only {left[0]} beat the constant-prediction objective {chance:.4g}: "
-                "it leads by construction"
-            )
+        for key in ("median", "best"):
+            left = [c for c, r in cells.items() if r[key] and _beats(r[key][0], chance, maximize)]
+            out[key]["left_chance"] = left
+            if not left:
+                out[key]["note"] = f"no cell's {key} beat the constant-prediction {chance:.4g}"
+            elif len(left) == 1 and len(cells) > 1:
+                out[key]["note"] = (
+                    f"only {left[0]}'s {key} beat the constant-prediction {chance:.4g}: "
+                    "it leads by construction"
+                )
     out["cells"] = dict(cells)
     out["trials_per_cell"] = {c: r["trials"] for c, r in cells.items()}
     return out
@@ -200,8 +203,8 @@ def verdict_lines(verdicts: Mapping[str, dict]) -> list[str]:
                 line += f", margin {lead['margin']:.4g}"
             line += f" (paper: {v['paper'] or 'none'})"
             lines.append(line)
+            if "note" in lead:
+                lines.append(f"depth {depth} {key}: {lead['note']}")
         if "reason" in v:
             lines.append(f"depth {depth}: not comparable: {v['reason']}")
-        if "note" in v:
-            lines.append(f"depth {depth}: {v['note']}")
     return lines
