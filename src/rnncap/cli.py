@@ -225,7 +225,7 @@ def cmd_trainability(args: argparse.Namespace) -> None:
     from rnncap.analysis.trainability import default_storage, load_studies, report, study_runs
     from rnncap.analysis.verdicts import verdict_lines
 
-    args.storage = args.storage or default_storage()
+    args.storage = getattr(args, "storage", None) or default_storage()
     if args.storage is None:
         raise UsageError(
             "--storage: not given, and neither the tune stage's results/tune/trainability.log "
@@ -405,7 +405,9 @@ the best so far, the paper's Figure 4), infeasible.csv and infeasible.md (percen
 trials of the random-sampler studies per cell and depth, Table 1) and summary.json. Logs one
 W&B run per study (job type trainability, group --experiment): config cell.name, depth,
 task.name, sampler, objective; a history row per trial with trial, objective, best_so_far,
-running_median, diverged, pruned; the dashboard's trainability panels read them.
+running_median, diverged, pruned; the dashboard's trainability panels read them. Prints the
+summary, then per depth a verdict with 95% bootstrap intervals: agrees, disagrees or not
+separated against the paper's most trainable cell, or not comparable outside its setting.
 """
 PRECISION = """capacity with the trained weights rounded to fewer bits
 
@@ -569,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     arg = report.add_argument
     arg(
         "--storage",
+        default=argparse.SUPPRESS,  # none given: rnncap.analysis.trainability.default_storage
         metavar="URL",
         help="the Optuna storage of the studies (sqlite:///, journal:/// or a database URL); "
         "default: the tune stage's journal:///results/tune/trainability.log if it exists, else "
