@@ -6,7 +6,12 @@ from omegaconf import DictConfig
 from rnncap.core.command_line import fail, one_line_errors
 from rnncap.core.errors import ConfigError
 from rnncap.core.quiet import quiet_libraries
+from rnncap.core.resolvers import register_resolvers
 from rnncap.core.run import train
+from rnncap.core.schema import register_configs
+
+register_resolvers()  # before Hydra composes: the schemas and ${scaled:...} of conf/
+register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -9,13 +9,16 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from omegaconf import DictConfig, open_dict
 
-import rnncap  # noqa: F401  (registers the config resolvers and schemas)
+from rnncap.core.resolvers import register_resolvers
+from rnncap.core.schema import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 # the options are discovered from conf/: a new cell or task is tested without editing tests
 CELL_NAMES = sorted(p.stem for p in (CONF / "cell").glob("*.yaml"))
 TASK_NAMES = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
+register_resolvers()  # the tests compose configs as train.py does
+register_configs()
 
 
 def compose_cfg(overrides: list[str], output_dir: Path) -> DictConfig:

@@ -21,8 +21,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rnncap.core.build import compose_run_config, constructor_kwargs
+from rnncap.core.resolvers import register_resolvers
+from rnncap.core.schema import register_configs
 from rnncap.core.validate import validate
 from rnncap.tasks.base import TaskDataModule
+
+register_resolvers()  # this module composes configs as train.py does
+register_configs()
 
 
 def task_without_data_file(cfg: DictConfig) -> TaskDataModule:
