@@ -35,11 +35,11 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from rnncap.core.resolvers import register_resolvers  # noqa: E402
-from rnncap.core.schema import register_configs  # noqa: E402
 from rnncap.cells import GRUCell, IntersectionCell, LSTMCell, RNNCell, UGRNNCell  # noqa: E402
 from rnncap.core.population import PopulationStack, member_gradients  # noqa: E402
 from rnncap.core.population_data import member_losses  # noqa: E402
+from rnncap.core.resolvers import register_resolvers  # noqa: E402
+from rnncap.core.schema import register_configs  # noqa: E402
 from rnncap.core.stack import RecurrentStack  # noqa: E402
 
 register_resolvers()  # the benchmarks compose configs as train.py does
