@@ -1,47 +1,25 @@
-"""The trainability grids of ``params.yaml`` (sections ``tune``, ``tune_arithmetic``): each
-study group (``studies.<name>``) is one ``python train.py -m`` run whose sweeper opens one
-Optuna study per cell, depth and optimiser (``hydra.sweeper.grid``), asks its trials a round
-at a time and trains each round of a study as populations (``hydra.sweeper.population``), with
-one worker process per core (``hydra/launcher=joblib``, ``jobs``).
+"""The study groups of a trainability grid as ``python train.py -m`` runs: each group
+(``studies.<name>``) is one run whose sweeper opens one Optuna study per cell, depth and
+optimiser (``hydra.sweeper.grid``), asks its trials a round at a time and trains each round of a
+study as populations (``hydra.sweeper.population``), one worker process per core.
 
 * ``curves`` (the paper's Figure 4): a tuner study per cell and depth (``sweep=members``,
-  ``sampler: tpe``); ``rnncap trainability`` draws its median and best-so-far objective
-  against trial.
-* ``random`` (the paper's Table 1): random settings (``sampler: random``) per cell, depth
-  and optimiser, pooled per cell and depth into the percent of settings that diverge;
+  ``sampler: tpe``); ``rnncap trainability`` draws its median and best-so-far objective.
+* ``random`` (the paper's Table 1): random settings (``sampler: random``) per cell, depth and
+  optimiser, pooled per cell and depth into the percent of settings that diverge;
   ``random_relu`` the same for the cells whose nonlinearity the paper tuned, with ReLU.
 
-A group may name its own ``cells`` (an empty list skips it) and ``overrides``.
-
-Studies are named ``<group>-cell<c>-depth<d>-optimizer<o>`` (``optimizers: null``: the
-optimiser is searched, ``<group>-cell<c>-depth<d>``) in one storage (a journal file: the
-workers report intermediate values to it while the sweeper writes). Rerunning resumes every
-study to its ``n_trials``. Points a cell cannot take (the +RNN at depth 1) are skipped with a
-note. ``rnncap tune-grid [--params params.yaml] [--section tune] [--dry-run]`` runs it from
-the project root (where train.py and conf/ are).
+A group may name its own ``cells`` (an empty list skips it) and ``overrides``. Studies are named
+``<group>-cell<c>-depth<d>-optimizer<o>`` (``optimizers: null``: the optimiser is searched) in
+one storage (a journal file). Rerunning resumes every study to its ``n_trials``.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from rnncap.core.command_line import split_overrides
-from rnncap.train_grid import RUN, hydra_list, parallel
-
-
-def load_grid(params: Path, section: str = "tune") -> tuple[dict[str, Any], int]:
-    """(the ``section`` of a params file, interpolations resolved; the ``jobs`` at once)."""
-    node = OmegaConf.load(params)
-    tune = node.get(section)
-    if tune is None:
-        raise ValueError(f"{params} has no `{section}` section (a trainability grid)")
-    return OmegaConf.to_container(tune, resolve=True), int(node.get("jobs", 1))
+from rnncap.train_grid import RUN, hydra_list, parallel, split_overrides
 
 
 def study_commands(tune: Mapping[str, Any], jobs: int) -> list[tuple[str, list[str]]]:
@@ -79,14 +57,3 @@ def study_commands(tune: Mapping[str, Any], jobs: int) -> list[tuple[str, list[s
         ]
         commands.append((group, args))
     return commands
-
-
-def run_grid(
-    tune: Mapping[str, Any], jobs: int, root: Path = Path("."), dry_run: bool = False
-) -> None:
-    """Run (or with ``dry_run`` only print) every study group with ``root``'s train.py."""
-    for group, args in study_commands(tune, jobs):
-        cmd = [sys.executable, str(root / "train.py"), *args]
-        print(f"run {group}: python train.py {' '.join(args)}", flush=True)
-        if not dry_run:
-            subprocess.run(cmd, check=True, cwd=root)
