@@ -28,9 +28,9 @@ from rnncap.analysis.plots import capacity_figure, plot_all
 from rnncap.cli import param_overrides
 from rnncap.core.errors import ConfigError
 from rnncap.core.run import train
+from rnncap.experiments import discover, grid_commands
 from rnncap.generate import generate, write_cell_configs
 from rnncap.tasks.capacity import CapacityTask
-from rnncap.train_grid import grid_commands
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RNNCAP = [sys.executable, "-m", "rnncap.cli"]  # the `rnncap` command of the pipeline's stages
@@ -113,90 +113,119 @@ def dvc_stages(root: Path) -> dict:
         return {s.addressing: s for s in repo.index.stages}
 
 
-def test_dvc_yaml_runs_each_grid_of_params_yaml_as_one_multirun():
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    stages = dvc_stages(ROOT)
-    grids = {"train_capacity", "train_memory", "train_distance", "train_counting"}
-    beyond = {"train_capacity_beyond", "train_memory_beyond"}  # the named extra target's
-    assert {n for n in stages if n.startswith("train_")} == grids | beyond | {"train_precision"}
-    assert stages["train_capacity"].cmd == "rnncap train-grid capacity"
-    (capacity,) = grid_commands(ROOT / "params.yaml", "capacity")
-    grid = params["capacity"]
-    assert f"cell={','.join(grid['cells'])}" in capacity
-    assert f"model.budget={','.join(map(str, grid['budgets']))}" in capacity
-    assert "hydra.sweeper.grid=[cell,depth,model.budget,seed]" in capacity
-    assert f"hydra.sweeper.population={grid['search']['population']}" in capacity
-    assert f"hydra.sweeper.sampler.seed={grid['search']['seed']}" in capacity  # reruns repeat
-    assert f"hydra.launcher.n_jobs={params['jobs']}" in capacity
-    memory, deep = grid_commands(ROOT / "params.yaml", "memory")
-    assert f"cell={','.join(params['memory']['cells'])}" in memory
-    assert "cell=intersection" in deep and "depth=2" in deep
-    assert "task.data_file=data/memory/s${seed}.pt" in memory
-    deps = {str(Path(d.def_path)) for d in stages["train_memory"].deps}
-    assert {"data/memory", "results/configs/cell"} <= deps
+def params_grids(path: Path = ROOT / "params.yaml") -> dict:
+    return yaml.safe_load(path.read_text())["grids"]
 
 
-def test_beyond_grids_are_the_default_grids_for_the_new_cells(monkeypatch, capsys):
-    """`rnncap train-grid capacity_beyond|memory_beyond --dry-run`: the default grids' command
-    lines with the new cells, writing under results/beyond/train/; plot_beyond is its own
-    target, and `dvc repro plot` does not reach it."""
+# `rnncap train-grid capacity --dry-run` at 5d9cf2a, its output paths aside (results/train/...)
+CAPACITY_ARGS = (
+    "-m sweep=quick task=capacity cell=rnn,irnn,gru,lstm,ugrnn,intersection depth=1,2 "
+    "model.budget=100,200,300 seed=0 hydra.sweeper.grid=[cell,depth,model.budget,seed] "
+    "hydra.sweeper.n_trials=8 hydra.sweeper.population=8 hydra.sweeper.pruner=null "
+    "trainer.val_check_interval=100 trainer.max_steps=450 hydra.sweeper.sampler.seed=0 "
+    "hydra/launcher=joblib hydra.launcher.n_jobs=2 hydra.sweeper.n_jobs=2 "
+    "hydra.sweeper.storage=journal:///OUT/studies.log hydra.sweep.dir=OUT task.input_dim=16 "
+    "task.steps=5 trainer.checkpoint_every=null trainer.enable_progress_bar=false hardware=cpu"
+)
+MEMORY_ARGS = (
+    "-m task=memory cell=CELLS depth=DEPTHS model.hidden=4,12,24 seed=0 "
+    "task.data_file=DATA/s${seed}.pt task.input_dim=16 task.delay=4 task.input_scale=1.0 "
+    "task.samples=2048 task.mc_delays=0 trainer.max_steps=300 optimizer.lr=0.01 "
+    "hydra/launcher=joblib hydra.launcher.n_jobs=2 hydra.sweep.dir=OUT "
+    "hydra.sweep.subdir=${cell.name}-d${depth}-n${model.hidden}-s${seed} "
+    "trainer.checkpoint_every=null trainer.enable_progress_bar=false hardware=cpu"
+)
+
+
+def test_the_capacity_grid_expands_into_the_runs_it_always_had():
+    """The params entry `grids.capacity` gives the train.py arguments of 5d9cf2a's capacity and
+    memory grids, written out here, with only the output folders moved under results/capacity/."""
+    search, memory, deep = grid_commands(ROOT / "params.yaml", "capacity")
+    out = "results/capacity/runs"
+    assert search == CAPACITY_ARGS.replace("OUT", f"{out}/capacity").split()
+    memory_args = MEMORY_ARGS.replace("OUT", f"{out}/memory").replace("DATA", f"{out}/data")
+    cells = memory_args.replace("CELLS", "rnn,irnn,gru,lstm,ugrnn").replace("DEPTHS", "1")
+    assert memory == cells.split()
+    assert deep == memory_args.replace("CELLS", "intersection").replace("DEPTHS", "2").split()
+
+
+def test_every_grid_is_a_train_and_an_analyse_stage_writing_one_layout():
+    """Discovered: each entry of params.yaml `grids` is trained by `train@NAME` into
+    results/NAME/runs and analysed by `analyse@NAME` into results/NAME/report; its experiment
+    is a module of rnncap.experiments."""
+    stages, experiments = dvc_stages(ROOT), discover()
+    grids = params_grids()
+    assert grids and {g["experiment"] for g in grids.values()} <= set(experiments)
+    templated = {f"{kind}@{name}" for name in grids for kind in ("train", "analyse")}
+    assert set(stages) == templated | {"cell_configs", "plot"}  # and nothing hand-written
+    for name in grids:
+        assert stages[f"train@{name}"].cmd == f"rnncap train-grid {name}"
+        assert stages[f"analyse@{name}"].cmd == f"rnncap analyse {name}"
+        assert {str(Path(o.def_path)) for o in stages[f"train@{name}"].outs} == {
+            f"results/{name}/runs"
+        }
+        assert f"results/{name}/runs" in dep_paths(stages[f"analyse@{name}"])
+        params = {k for p in stages[f"train@{name}"].params for k in p.params}
+        assert params == {"jobs", f"grids.{name}"}  # only its own entry: others do not rerun it
+
+
+def test_beyond_is_the_capacity_grid_for_the_new_cells(monkeypatch, capsys):
+    """`rnncap train-grid beyond --dry-run`: the default grid's command lines with the new
+    cells, writing under results/beyond/."""
     from rnncap.cli import main
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    grids = params_grids()
     monkeypatch.chdir(ROOT)
-    main(["train-grid", "capacity_beyond", "--dry-run"])
-    main(["train-grid", "memory_beyond", "--dry-run"])
+    main(["train-grid", "beyond", "--dry-run"])
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and all(line.startswith("run: python train.py -m ") for line in lines)
-    capacity, memory = (line.split() for line in lines)
-    grid = params["capacity_beyond"]
-    assert f"cell={','.join(grid['cells'])}" in capacity and "sweep=quick" in capacity
-    assert "hydra.sweep.dir=results/beyond/train/capacity" in capacity
-    assert "hydra.sweeper.storage=journal:///results/beyond/train/capacity/studies.log" in capacity
-    default = grid_commands(ROOT / "params.yaml", "capacity")[0]
+    assert [line.split(" -m ")[0] for line in lines] == [
+        "run: rnncap generate data results/beyond/runs/data/s0.pt task=memory seed=0 "
+        + " ".join(f"task.{k}={v}" for k, v in grids["capacity"]["memory"]["task"].items()),
+        "run: python train.py",
+        "run: python train.py",
+    ]
+    capacity, memory = lines[1].split()[3:], lines[2].split()[3:]
+    assert f"cell={','.join(grids['beyond']['cells'])}" in capacity
+    assert "hydra.sweep.dir=results/beyond/runs/capacity" in capacity
     own = ("cell=", "hydra.sweep.dir=", "hydra.sweeper.storage=")  # what differs by design
-    assert [a for a in capacity[3:] if not a.startswith(own)] == [
+    default = grid_commands(ROOT / "params.yaml", "capacity")[0]
+    assert [a for a in capacity if not a.startswith(own)] == [
         a for a in default if not a.startswith(own)
     ]
-    assert params["memory_beyond"]["task"] == params["memory"]["task"]  # the same data files
-    assert f"cell={','.join(params['memory_beyond']['cells'])}" in memory
-    assert "hydra.sweep.dir=results/beyond/train/memory" in memory
-    assert "task.data_file=data/memory/s${seed}.pt" in memory
-    stages = dvc_stages(ROOT)
-    assert "--runs results/beyond/train" in stages["fit_beyond"].cmd
-    assert "--out results/beyond/figures" in stages["plot_beyond"].cmd
-
-    def feeds(stage, deps: set[str]) -> bool:  # an output that is a dep, inside or above one
-        outs = {str(Path(o.def_path)) for o in stage.outs}
-        return any(
-            o == d or o.startswith(f"{d}/") or d.startswith(f"{o}/") for o in outs for d in deps
-        )
-
-    upstream = {"plot"}  # what `dvc repro plot` runs: plot and every stage its deps come from
-    while True:
-        deps = {str(Path(d.def_path)) for n in upstream for d in stages[n].deps}
-        more = {n for n, stage in stages.items() if feeds(stage, deps)}
-        if more <= upstream:
-            break
-        upstream |= more
-    assert {"train_capacity", "train_memory", "fit", "cell_configs"} <= upstream
-    assert not any("beyond" in n for n in upstream)
+    assert f"cell={','.join(grids['beyond']['memory']['cells'])}" in memory
+    assert "task.data_file=results/beyond/runs/data/s${seed}.pt" in memory
 
 
-def test_a_grid_section_takes_its_kind_from_its_name_or_kind_key(tmp_path, monkeypatch, capsys):
+def test_make_run_reaches_only_the_default_grid():
+    """`dvc repro plot` (`make run`) trains and analyses the capacity grid only: every other
+    grid is a named extra, `dvc repro analyse@NAME`."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        graph = repo.index.graph  # an edge runs from a stage to a stage it depends on
+        plot = next(s for s in graph if s.addressing == "plot")
+        upstream = {s.addressing for s in nx.dfs_postorder_nodes(graph, plot)}
+        precision = next(s for s in graph if s.addressing == "analyse@precision")
+        rescored = {s.addressing for s in nx.dfs_postorder_nodes(graph, precision)}
+    assert upstream == {"plot", "analyse@capacity", "train@capacity", "cell_configs"}
+    assert {"train@capacity", "train@precision"} <= rescored  # it re-scores both grids
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    assert {"results/distance/report/max_distance.png"} <= {p for p in plots if isinstance(p, str)}
+
+
+def test_an_unknown_grid_or_experiment_is_one_line(tmp_path, monkeypatch, capsys):
     from rnncap.cli import main
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    extra = {"jobs": 1, "wide": {**params["memory"], "kind": "memory"}, "tune": params["tune"]}
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(extra))
-    (memory, deep) = grid_commands(tmp_path / "p.yaml", "wide")
-    assert "hydra.sweep.dir=results/wide/train/memory" in memory and "depth=2" in deep
+    params["grids"]["odd"] = {**params["grids"]["distance"], "experiment": "nope"}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(ROOT)
-    with pytest.raises(SystemExit) as exit_status:
-        main(["train-grid", "tune", "--params", str(tmp_path / "p.yaml"), "--dry-run"])
-    err = capsys.readouterr().err
-    assert exit_status.value.code == 2 and err.count("\n") == 1
-    assert "tune: section `tune` is no training grid: name it capacity_* or memory_*" in err
+    for grid, says in [("nope", "no grid `nope` under `grids`"), ("odd", "experiment='nope'")]:
+        with pytest.raises(SystemExit) as exit_status:
+            main(["train-grid", grid, "--params", str(tmp_path / "p.yaml"), "--dry-run"])
+        err = capsys.readouterr().err
+        assert exit_status.value.code == 2 and err.count("\n") == 1 and says in err, err
 
 
 def dep_paths(stage) -> set[str]:
@@ -212,10 +241,10 @@ def source_modules() -> dict[str, Path]:
     return modules
 
 
-def imported_files(*roots: str) -> set[str]:
+def imported_files(*roots: str, top_only: tuple[str, ...] = ("rnncap.cli",)) -> set[str]:
     """The project files (relative to ROOT) that importing ``roots`` can load: every import
-    statement, at any depth (lazy imports too), with the packages above each module; of
-    rnncap.cli only its top-level imports (each subcommand's own are among the roots)."""
+    statement, at any depth (lazy imports too), with the packages above each module; of the
+    modules in ``top_only`` only their top-level imports (what runs lazily is among the roots)."""
     modules, seen, todo = source_modules(), set(), list(roots)
     while todo:
         name = todo.pop()
@@ -225,10 +254,10 @@ def imported_files(*roots: str) -> set[str]:
         todo += [name.rsplit(".", 1)[0]] if "." in name else []  # its package's __init__
         source = modules[name].read_text()
         tree = ast.parse(source)
-        if "pkgutil.iter_modules" in source:  # it imports every module of the packages it names
-            packages = [a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names]
-            todo += [m for m in modules if m.rsplit(".", 1)[0] in packages]
-        for node in tree.body if name == "rnncap.cli" else ast.walk(tree):
+        if "pkgutil.iter_modules" in source:  # discovery: it imports every module beside it
+            package = name if modules[name].name == "__init__.py" else name.rsplit(".", 1)[0]
+            todo += [m for m in modules if m.rsplit(".", 1)[0] == package]
+        for node in tree.body if name in top_only else ast.walk(tree):
             if isinstance(node, ast.Import):
                 todo += [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -241,81 +270,35 @@ def covered(files: set[str], deps: set[str]) -> set[str]:
     return {f for f in files if not any(f == d or f.startswith(d + "/") for d in deps)}
 
 
-def test_stages_call_rnncap_or_train_py_and_depend_on_all_they_import():
+TASKS = tuple(f"rnncap.tasks.{p.stem}" for p in (ROOT / "conf" / "task").glob("*.yaml"))
+
+
+def test_every_stage_calls_rnncap_and_depends_on_all_it_imports():
+    """Discovered from dvc.yaml: a training stage runs train.py (which instantiates a task from
+    its config) and the experiment's expansion, which imports at its top only what expanding
+    needs; an analysis stage runs the experiment's commands, lazy imports included."""
     stages = dvc_stages(ROOT)
+    sweeper = {str(p.relative_to(ROOT)) for p in (ROOT / "src/hydra_plugins").rglob("*.py")}
+    grids = params_grids()
+    top = {"rnncap.cli", "rnncap.experiments"} | {  # the experiments the CLI discovers
+        f"rnncap.experiments.{p.stem}" for p in (ROOT / "src/rnncap/experiments").glob("*.py")
+    }
     for name, stage in stages.items():
-        assert stage.cmd.startswith(("rnncap ", "python train.py ")), (name, stage.cmd)
-        assert "python -m" not in stage.cmd
-    tasks = ("rnncap.tasks.capacity", "rnncap.tasks.memory")  # instantiated from the config
-    extra = ("rnncap.tasks.distance", "rnncap.tasks.counting")
-    training = imported_files("train", *tasks)
-    analysis = imported_files("rnncap.cli", *(f"rnncap.analysis.{m}" for m in ANALYSIS))
-    generating = imported_files("rnncap.cli", "rnncap.generate", *tasks)
-    sweeper = {  # Hydra loads its plugins at every start
-        str(p.relative_to(ROOT)) for p in (ROOT / "src/hydra_plugins").rglob("*.py")
-    }
-    tune = imported_files("train", "rnncap.cli", "rnncap.tune_grid") | sweeper
-    grids = training | imported_files("rnncap.cli", "rnncap.train_grid")  # rnncap train-grid
-    for name, files in [
-        ("train_capacity", grids | sweeper),
-        ("train_memory", grids),
-        ("train_distance", grids | imported_files(*extra) | sweeper),
-        ("train_counting", grids | imported_files(*extra) | sweeper),
-        ("distance", analysis),
-        ("counting", analysis),
-        ("cell_configs", generating),
-        ("fit", analysis),
-        ("plot", analysis),
-        ("tune", tune | training),
-        ("trainability", analysis),
-        ("train_precision", grids | sweeper),
-        ("precision", analysis),
-        ("train_capacity_beyond", grids | sweeper),
-        ("train_memory_beyond", grids),
-        ("fit_beyond", analysis),
-        ("plot_beyond", analysis),
-    ]:
-        assert not covered(files, dep_paths(stages[name])), name
-    train_deps = dep_paths(stages["train_capacity"])
-    assert {
-        "src/rnncap/core",
-        "src/rnncap/cells",
-        "src/rnncap/tasks",
-        "conf/hardware",
-    } <= train_deps
-    assert {"conf/cell", "src/rnncap/core"} <= dep_paths(stages["fit"])  # the cells' display
-    tune_deps = dep_paths(stages["tune"])
-    assert {"conf/hardware", "conf/logger", "conf/sweep", "conf/cell", "conf/task"} <= tune_deps
-
-
-ANALYSIS = ["capacity", "plots", "tables", "tracking", "trainability", "studies", "distance",
-            "counting", "output", "task_runs", "rescore"]  # fmt: skip
-
-
-def test_distance_and_counting_are_named_extra_targets_outside_the_default_run():
-    """`make run` (`dvc repro plot`) never trains or analyses them; their own targets run their
-    own grid, with their own params sections."""
-    import networkx as nx
-    from dvc.repo import Repo
-
-    with Repo(str(ROOT)) as repo:
-        graph = repo.index.graph  # an edge runs from a stage to a stage it depends on
-        plot = next(s for s in graph if s.addressing == "plot")
-        upstream = {s.addressing for s in nx.dfs_postorder_nodes(graph, plot)}
-    assert {"fit", "train_capacity", "train_memory"} <= upstream
-    extras = {"train_distance", "distance", "train_counting", "counting"}
-    assert not upstream & (extras | {"train_precision", "precision"})
-    stages = dvc_stages(ROOT)
-    for grid in ("distance", "counting"):
-        assert stages[f"train_{grid}"].cmd == f"rnncap train-grid {grid}"
-        assert f"results/runs/{grid}" in dep_paths(stages[grid])
-        assert f"conf/task/{grid}.yaml" in dep_paths(stages[f"train_{grid}"])
-        params = {k for p in stages[f"train_{grid}"].params for k in p.params}
-        assert params == {"jobs", grid}
-    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
-    assert {"results/distance/max_distance.png", "results/counting/long_accuracy.png"} <= {
-        p for p in plots if isinstance(p, str)
-    }
+        assert stage.cmd.startswith("rnncap "), (name, stage.cmd)
+        kind, _, grid = name.partition("@")
+        module = f"rnncap.experiments.{grids[grid]['experiment']}" if grid else ""
+        if kind == "train":  # train.py, the expansion, `rnncap generate data`
+            files = imported_files("train", "rnncap.cli", "rnncap.train_grid", *TASKS,
+                                   "rnncap.generate", top_only=top) | sweeper  # fmt: skip
+        elif kind == "analyse":  # the experiment's commands
+            files = imported_files("rnncap.cli", module, top_only=top - {module})
+        elif kind == "plot":  # `rnncap summary capacity`: only its summary table is new
+            files = {"src/rnncap/experiments/capacity.py"}
+        else:
+            files = imported_files("rnncap.cli", "rnncap.generate", top_only=top)
+        assert not covered(files, dep_paths(stage)), (name, covered(files, dep_paths(stage)))
+    analysis = dep_paths(stages["analyse@distance"])
+    assert not analysis & {"src/rnncap/tasks", "src/rnncap", "conf/task", "conf/sweep"}
 
 
 def test_paper_params_have_the_same_keys_as_the_default():
@@ -327,14 +310,22 @@ def test_paper_params_have_the_same_keys_as_the_default():
     default = yaml.safe_load((ROOT / "params.yaml").read_text())
     paper = yaml.safe_load((ROOT / "params-paper.yaml").read_text())
     assert keys(paper) == keys(default)
-    assert paper["capacity"]["depths"] == [1, 2, 4, 8]
-    assert max(paper["capacity"]["budgets"]) >= 100_000
-    search = [f"sweep={paper['capacity']['search']['sweep']}"]
-    search.append(f"model.budget={max(paper['capacity']['budgets'])}")
+    capacity = paper["grids"]["capacity"]
+    assert capacity["depths"] == [1, 2, 4, 8]
+    assert max(capacity["budgets"]) >= 100_000
+    search = [f"sweep={capacity['search']['sweep']}", f"model.budget={max(capacity['budgets'])}"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         space = compose("train", overrides=search, return_hydra_config=True).hydra.sweeper.params
     samples = OmegaConf.to_container(space, resolve=True)["task.samples"]["high"]
-    assert samples <= 2 ** paper["capacity"]["task"]["input_dim"]  # distinct inputs exist
+    assert samples <= 2 ** capacity["task"]["input_dim"]  # distinct inputs exist
+
+
+def test_shared_settings_are_written_once():
+    """`beyond` and `precision` are the capacity grid by a YAML merge key, not a copy."""
+    text = (ROOT / "params.yaml").read_text()
+    assert text.count("search:") == 1 and text.count("val_check_interval: 100") == 1
+    grids = params_grids()
+    assert grids["beyond"]["search"] == grids["precision"]["search"] == grids["capacity"]["search"]
 
 
 def test_the_paper_grid_runs_as_a_dvc_experiment_of_its_differences(tmp_path):
@@ -415,16 +406,17 @@ def test_fit_and_plot_log_to_wandb_offline_and_finish(tmp_path, monkeypatch):
 def tiny_params() -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params |= {"experiment": "tiny", "wandb": "disabled"}
-    params["capacity"] |= {
+    capacity = params["grids"]["capacity"]
+    capacity |= {
         "cells": ["rnn", "intersection"],  # the +RNN is skipped at depth 1
         "depths": [1, 2],
         "budgets": [60, 150],
         "seeds": [0],
+        "task": {"input_dim": 10, "steps": 3},
+        "overrides": "hardware=cpu trainer.max_steps=20",
     }
-    params["capacity"]["task"] = {"input_dim": 10, "steps": 3}
-    params["capacity"]["search"] |= {"trials": 2, "population": 2, "val_check_interval": 10}
-    params["capacity"]["overrides"] = "hardware=cpu trainer.max_steps=20"
-    params["memory"] |= {
+    capacity["search"] |= {"trials": 2, "population": 2, "val_check_interval": 10}
+    capacity["memory"] |= {
         "cells": ["rnn"],
         "depths": [1],
         "deep_cells": ["intersection"],
@@ -432,16 +424,16 @@ def tiny_params() -> dict:
         "widths": [2],
         "seeds": [0],
     }
-    params["memory"]["task"] |= {"input_dim": 3, "samples": 64, "mc_delays": 0}
-    params["memory"]["train"] |= {"max_steps": 20}
+    capacity["memory"]["task"] |= {"input_dim": 3, "samples": 64, "mc_delays": 0}
+    capacity["memory"]["train"] |= {"max_steps": 20}
     return params
 
 
 def smallest_params() -> dict:
     """The smallest grid: one capacity run (and the fit and plot); no memory runs."""
     params = tiny_params()
-    params["capacity"] |= {"cells": ["rnn"], "depths": [1], "budgets": [60]}
-    params["memory"] |= {"cells": [], "deep_cells": [], "seeds": []}
+    params["grids"]["capacity"] |= {"cells": ["rnn"], "depths": [1], "budgets": [60]}
+    params["grids"]["capacity"]["memory"] = None
     return params
 
 
@@ -510,7 +502,7 @@ def test_dvc_repro_runs_a_tiny_grid_then_does_nothing_then_reruns_one_cell(tmp_p
     repo = make_repo(tmp_path)
     first = dvc_repro(repo)
     trained = sorted(
-        p.parent.parent.name for p in (repo / "results" / "train").rglob("metrics.json")
+        p.parent.parent.name for p in (repo / "results" / "capacity" / "runs").rglob("metrics.json")
     )
     assert sorted(set(trained)) == [
         "capacity-intersection-d2-p150-tpe",
@@ -521,12 +513,12 @@ def test_dvc_repro_runs_a_tiny_grid_then_does_nothing_then_reruns_one_cell(tmp_p
         "capacity-rnn-d2-p60-tpe",
         "memory",
     ]
-    assert first.count("Running stage 'train_capacity") == 1
-    assert first.count("Running stage 'train_memory") == 1
+    assert first.count("Running stage 'train@capacity") == 1
+    report = repo / "results" / "capacity" / "report"
     for name in ("capacity_vs_params", "bits_per_param", "memory_per_unit"):
-        assert (repo / "results" / "figures" / f"{name}.png").read_bytes()[:8] == PNG_SIGNATURE
-    metrics = json.loads((repo / "results" / "capacity.json").read_text())
-    memory = (repo / "results" / "capacity" / "memory.csv").read_text().splitlines()
+        assert (report / f"{name}.png").read_bytes()[:8] == PNG_SIGNATURE
+    metrics = json.loads((report / "summary.json").read_text())
+    memory = (report / "memory.csv").read_text().splitlines()
     assert len(memory) == 3  # header, rnn and +RNN at width 2
     assert set(metrics["capacity"]) == set(metrics["memory"]) == {"rnn", "intersection"}
 
@@ -539,4 +531,6 @@ def test_dvc_repro_runs_a_tiny_grid_then_does_nothing_then_reruns_one_cell(tmp_p
     cell.write_text(cell.read_text() + "recurrent_scale: 0.9\n")  # a key the class defaults
     third = dvc_repro(repo)
     reran = {line.split("'")[1] for line in third.splitlines() if "Running stage" in line}
-    assert reran == {"cell_configs", "train_capacity", "train_memory", "fit", "plot"}
+    assert reran == {"cell_configs", "train@capacity", "analyse@capacity", "plot"}
+    shown = dvc(repo, "metrics", "show")  # the offered summary: a few readable columns
+    assert "failed" not in shown and len(shown.splitlines()[0].split()) <= 8, shown

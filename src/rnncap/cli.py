@@ -74,18 +74,27 @@ def in_project(command: str) -> None:
         raise UsageError(f"train.py and conf/ are not here: run rnncap {command} in the project")
 
 
+def run_commands(commands: list[list[str]], dry_run: bool = False) -> None:
+    """Run (or with ``dry_run`` only print) ``rnncap`` commands, each argv in this process."""
+    for argv in commands:
+        print(f"run: rnncap {shlex.join(argv)}", flush=True)
+        if not dry_run:
+            command = build_parser().parse_args(argv)
+            command.run(command)
+
+
 def cmd_train_grid(args: argparse.Namespace) -> None:
     from rnncap.train_grid import run_grid
 
     grid, experiment = grid_of(args)
     in_project("train-grid")
     try:
+        prepare = [] if experiment.prepare is None else experiment.prepare(grid)
         commands = experiment.expand(grid)
     except (ValueError, KeyError, TypeError) as err:
         raise UsageError(f"--params {args.params}: grids.{grid.name}: {one_line(err)}") from err
     try:
-        if experiment.prepare is not None and not args.dry_run:
-            experiment.prepare(grid)
+        run_commands(prepare, args.dry_run)
         run_grid(commands, grid.runs, Path("."), args.dry_run)
     except subprocess.CalledProcessError as err:
         print(f"error: python {shlex.join(map(str, err.cmd[1:]))} failed", file=sys.stderr)
@@ -94,11 +103,7 @@ def cmd_train_grid(args: argparse.Namespace) -> None:
 
 def cmd_analyse(args: argparse.Namespace) -> None:
     grid, experiment = grid_of(args)
-    for argv in experiment.analyse(grid):
-        print(f"run: rnncap {shlex.join(argv)}", flush=True)
-        if not args.dry_run:
-            command = build_parser().parse_args(argv)
-            command.run(command)
+    run_commands(experiment.analyse(grid), args.dry_run)
 
 
 def cmd_summary(args: argparse.Namespace) -> None:

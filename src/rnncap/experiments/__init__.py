@@ -4,7 +4,7 @@ An experiment is what a grid of ``params.yaml`` (``grids.<name>``, its ``experim
 the experiment) trains and how its runs are analysed:
 
 - ``expand(grid)``: the grid's ``python train.py -m`` runs (their arguments after ``train.py``);
-- ``prepare(grid)``: files the runs read, written before they start (e.g. data sets);
+- ``prepare(grid)``: the ``rnncap`` commands that write what the runs read (data sets);
 - ``analyse(grid)``: the ``rnncap`` commands that analyse the runs into ``grid.report``;
 - ``commands``: its own ``rnncap`` subcommands, each with its options and what it runs.
 
@@ -13,8 +13,9 @@ stage ``train@NAME``) and ``results/<grid>/report`` (tables, figures and ``summa
 ``rnncap analyse NAME``, the stage ``analyse@NAME``). ``discover()`` finds the experiments with
 ``pkgutil``: a new one is a module here, an entry in ``params.yaml`` and its test.
 
-Importing this package, or an experiment module, loads no torch: a module imports its analysis
-code inside the functions that run it, so ``rnncap --help`` stays fast.
+Importing this package, or an experiment module, loads no torch: a module imports at its top
+only what expanding a grid needs, and its analysis code inside the commands that run it, so
+``rnncap --help`` stays fast and a training stage does not depend on the analysis code.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class Experiment:
     expand: Callable[[Grid], list[list[str]]]
     analyse: Callable[[Grid], list[list[str]]]
     commands: Sequence[Command] = ()
-    prepare: Callable[[Grid], None] | None = None
+    prepare: Callable[[Grid], list[list[str]]] | None = None
     outputs: Sequence[str] = field(default_factory=tuple)  # files the report holds
     summary: Callable[[dict[str, Any]], str] | None = None  # summary.json as a readable table
 

@@ -103,17 +103,22 @@ def expand(grid: Grid) -> list[list[str]]:
     ]
 
 
-def prepare(grid: Grid) -> None:
+def prepare(grid: Grid) -> list[list[str]]:
     """The memory task's data sets, one file per seed, read by every memory run."""
     memory = grid.get("memory")
     if not memory or not cell_groups(memory):
-        return
-    from rnncap.generate import generate
-
-    for seed in memory["seeds"]:
-        out = memory_data(grid, seed)
-        key = generate(out, ["task=memory", f"seed={seed}", *memory_task(memory)])
-        print(f"wrote {out}: {key}", flush=True)
+        return []
+    return [
+        [
+            "generate",
+            "data",
+            str(memory_data(grid, seed)),
+            "task=memory",
+            f"seed={seed}",
+            *memory_task(memory),
+        ]  # fmt: skip
+        for seed in memory["seeds"]
+    ]
 
 
 def analyse(grid: Grid) -> list[list[str]]:

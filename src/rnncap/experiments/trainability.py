@@ -14,6 +14,7 @@ import json
 
 from rnncap.experiments import Command, Experiment, Grid
 from rnncap.experiments.options import config_dir, path, positive, storage, tracking
+from rnncap.tune_grid import study_commands
 
 
 def journal(grid: Grid) -> str:
@@ -21,8 +22,6 @@ def journal(grid: Grid) -> str:
 
 
 def expand(grid: Grid) -> list[list[str]]:
-    from rnncap.tune_grid import study_commands
-
     tune = {**grid.settings, "storage": f"{grid.runs}/studies.log", "runs": str(grid.runs)}
     return [args for _, args in study_commands(tune, grid.jobs)]
 
