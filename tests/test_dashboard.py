@@ -217,8 +217,9 @@ def test_without_a_key_it_writes_the_specs_and_says_how_to_publish(tmp_path, cap
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     out = tmp_path / "results" / "dashboard"
-    cli.main(["dashboard", "--project", "rnncap", "--group", "g1", "--out", str(out),
-              "--wandb", "online", "--depths", "1", "2"])  # fmt: skip
+    offline_run(tmp_path / "results", "g1")
+    cli.main(["dashboard", "--group", "g1", "--out", str(out), "--runs-dir",
+              str(tmp_path / "results"), "--wandb", "online", "--depths", "1", "2"])  # fmt: skip
     said = capsys.readouterr().out
     files = f"{out / 'workspace.json'} {out / 'report.json'}"
     assert f"--spec {files} --wandb online" in said and "no API key" in said
@@ -230,14 +231,29 @@ def test_without_a_key_it_writes_the_specs_and_says_how_to_publish(tmp_path, cap
     assert "publish them later" in capsys.readouterr().out  # still no key: nothing saved
 
 
-def test_dashboard_without_a_project_is_one_line_and_writes_nothing(tmp_path):
+def offline_run(root: Path, group: str) -> None:
+    """A real W&B run of ``group``, logged offline under ``root``."""
+    import wandb
+
+    root.mkdir(parents=True, exist_ok=True)
+    settings = wandb.Settings(silent=True, console="off")
+    wandb.init(project="rnncap", group=group, mode="offline", dir=str(root), settings=settings)
+    wandb.finish()
+
+
+def test_a_group_without_runs_is_one_line_and_writes_nothing(tmp_path):
+    """The project defaults to the configs' (rnncap); a group no run has is refused."""
+    offline_run(tmp_path / "results", "capacity-small")
     out = tmp_path / "views"
-    env = {**os.environ, "HOME": str(tmp_path)}
-    cmd = [sys.executable, "-m", "rnncap.cli", "dashboard", "--group", "g1", "--out", str(out)]
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
-    assert done.stderr.startswith("error: --project") and not out.exists()
+    env = {**os.environ, "HOME": str(tmp_path), "WANDB_SILENT": "true"}
+    for group, code in [("capacity-smal", 2), ("capacity-small", 0)]:
+        cmd = [sys.executable, "-m", "rnncap.cli", "dashboard", "--group", group, "--out", str(out)]
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == code, done.stderr
+    assert out.is_dir()  # the second: its specs written
+    refused = subprocess.run([*cmd[:-3], "capacity-smal"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)  # fmt: skip
+    assert refused.stderr == "error: --group capacity-smal: no W&B run of this group in results/\n"
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from conftest import CONF, ROOT
 from rnncap.analysis import counting, distance
 from rnncap.analysis.tables import read_csv
 from rnncap.cli import main
-from rnncap.train_grid import grid_commands
+from rnncap.experiments import grid_commands
 
 RNNCAP = Path(sys.executable).parent / "rnncap"
 
@@ -238,7 +238,7 @@ def test_majority_baseline_is_exact_on_hand_cases_and_matches_sampled_walks():
 def test_the_distance_and_counting_grids_of_params_yaml(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     cells, deep = grid_commands(ROOT / "params.yaml", "distance")
-    grid = params["distance"]
+    grid = params["grids"]["distance"]
     assert {"task=distance", f"cell={','.join(grid['cells'])}", "depth=1"} <= set(cells)
     assert {"cell=intersection", "depth=2"} <= set(deep)  # the +RNN needs depth >= 2
     for command in (cells, deep):
@@ -248,22 +248,22 @@ def test_the_distance_and_counting_grids_of_params_yaml(tmp_path):
         assert f"task.length={grid['task']['length']}" in command
         assert "hydra/launcher=joblib" in command
         assert f"hydra.launcher.n_jobs={params['jobs']}" in command
-        assert "hydra.sweep.dir=results/runs/distance" in command
+        assert "hydra.sweep.dir=results/distance/runs" in command
         subdir = (
             "hydra.sweep.subdir=${cell.name}-d${depth}-n${model.hidden}-delay${task.delay}-s${seed}"
         )
         assert subdir in command
         assert max(grid["delays"]) < grid["task"]["length"]  # every delay is a valid run
     cells, deep = grid_commands(ROOT / "params.yaml", "counting")
-    task = params["counting"]["task"]
+    task = params["grids"]["counting"]["task"]
     lengths = f"task.test_lengths=[{','.join(map(str, task['test_lengths']))}]"
     for command in (cells, deep):
-        assert {"task=counting", lengths, "hydra.sweep.dir=results/runs/counting"} <= set(command)
+        assert {"task=counting", lengths, "hydra.sweep.dir=results/counting/runs"} <= set(command)
         assert not any(a.startswith("task.delay") for a in command)
     assert min(task["test_lengths"]) >= task["train_length"]
     # a grid without deep cells is one command
     small = tmp_path / "p.yaml"
-    params["counting"] |= {"deep_cells": [], "cells": ["gru"]}
+    params["grids"]["counting"] |= {"deep_cells": [], "cells": ["gru"]}
     small.write_text(yaml.safe_dump(params))
     (only,) = grid_commands(small, "counting")
     assert "cell=gru" in only
@@ -319,22 +319,23 @@ def test_tiny_grids_train_then_analyse_and_match_the_hand_made_runs(tmp_path):
     params["jobs"] = 1
     tiny = {"cells": ["gru"], "depths": [1], "deep_cells": ["intersection"], "deep_depths": [2],
             "widths": [2], "seeds": [0]}  # fmt: skip
-    params["distance"] |= tiny | {"delays": [1, 2]}
-    params["distance"]["task"] |= {"samples": 32, "eval_samples": 16}
-    params["counting"] |= tiny
-    params["counting"]["task"] |= {"samples": 32, "eval_samples": 8, "test_samples": 4,
+    grids = params["grids"]
+    grids["distance"] |= tiny | {"delays": [1, 2]}
+    grids["distance"]["task"] |= {"samples": 32, "eval_samples": 16}
+    grids["counting"] |= tiny
+    grids["counting"]["task"] |= {"samples": 32, "eval_samples": 8, "test_samples": 4,
                                    "test_lengths": [40, 200]}  # fmt: skip
     for grid in ("distance", "counting"):
-        params[grid]["train"]["max_steps"] = 3
+        grids[grid]["train"]["max_steps"] = 3
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     for grid, figure in (("distance", "max_distance.png"), ("counting", "long_accuracy.png")):
         proc = rnncap("train-grid", grid, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        runs = sorted((tmp_path / "results/runs" / grid).rglob("metrics.json"))
+        runs = sorted((tmp_path / "results" / grid / "runs").rglob("metrics.json"))
         assert len(runs) == (4 if grid == "distance" else 2)
-        proc = rnncap(grid, "--out", f"results/{grid}", cwd=tmp_path)
+        proc = rnncap("analyse", grid, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        out = tmp_path / "results" / grid
+        out = tmp_path / "results" / grid / "report"
         assert matplotlib.image.imread(out / figure).shape[2] in (3, 4)
         assert json.loads((out / "summary.json").read_text())["cells"].keys() == {
             "gru",
@@ -345,4 +346,4 @@ def test_tiny_grids_train_then_analyse_and_match_the_hand_made_runs(tmp_path):
                 else counting_run("gru", 1, 2, 1, {20: 1, 40: 1, 200: 1}, 0.1))  # fmt: skip
         assert real.keys() == made.keys(), grid  # the hand-made runs have the real shape
         assert (runs[0].parent / ".hydra" / "config.yaml").is_file()
-    assert (tmp_path / "results/runs/distance/gru-d1-n2-delay1-s0/metrics.json").is_file()
+    assert (tmp_path / "results/distance/runs/gru-d1-n2-delay1-s0/metrics.json").is_file()

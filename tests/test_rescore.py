@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import ROOT
 from omegaconf import OmegaConf
 
@@ -15,8 +16,7 @@ from rnncap.analysis.precision import PRECISIONS, round_weights
 from rnncap.analysis.rescore import NotACapacityRun, rescore
 from rnncap.cli import main
 from rnncap.core.run import WEIGHTS_FILE, train
-from rnncap.train_grid import grid_commands
-from rnncap.tune_grid import load_grid, study_commands
+from rnncap.experiments import grid_commands
 
 
 def finished_run(make_cfg, folder: Path, *overrides: str) -> Path:
@@ -118,14 +118,13 @@ def test_runs_that_are_not_finished_capacity_runs_are_refused(make_cfg, tmp_path
 
 
 def test_the_precision_grid_is_the_capacity_grid_trained_in_bf16_mixed():
-    params = OmegaConf.to_container(OmegaConf.load(ROOT / "params.yaml"), resolve=True)
+    grids = yaml.safe_load((ROOT / "params.yaml").read_text())["grids"]
     (command,) = grid_commands(ROOT / "params.yaml", "precision")
-    (capacity,) = grid_commands(ROOT / "params.yaml", "capacity")
-    trained = params["precision"]["trained"]
+    capacity = grid_commands(ROOT / "params.yaml", "capacity")[0]
+    trained = grids["precision"]
     assert command[-1] == f"hardware.precision={trained['precision']}"
-    assert "hydra.sweep.dir=results/precision/train" in command
-    depths = ",".join(map(str, trained["depths"] or params["capacity"]["depths"]))
-    assert f"depth={depths}" in command
+    assert "hydra.sweep.dir=results/precision/runs/capacity" in command
+    assert f"depth={','.join(map(str, trained['depths']))}" in command
     same = [a for a in capacity if not a.startswith(("depth=", "hydra.sweep", "hydra.sweeper.s"))]
     assert set(same) <= set(command)  # every other setting as the capacity grid has it
 
@@ -134,5 +133,5 @@ def test_save_weights_false_writes_none_and_trainability_studies_set_it(make_cfg
     cfg = make_cfg("model.hidden=3", "save_weights=false")
     train(cfg)
     assert (tmp_path / "metrics.json").is_file() and not (tmp_path / WEIGHTS_FILE).exists()
-    tune, jobs = load_grid(ROOT / "params.yaml", "tune")
-    assert all("save_weights=false" in args for _, args in study_commands(tune, jobs))
+    studies = grid_commands(ROOT / "params.yaml", "trainability")
+    assert studies and all("save_weights=false" in args for args in studies)

@@ -442,9 +442,11 @@ def test_tune_grid_commands():
 
 def test_tune_grid_dry_run_of_the_params_grid(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)  # where train.py and conf/ are
-    main(["tune-grid", "--params", "params.yaml", "--dry-run"])
+    main(["train-grid", "trainability", "--params", "params.yaml", "--dry-run"])
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["run curves", "run random", "run random_relu"]
+    assert [line.split("hydra.sweep.dir=")[1].split()[0] for line in lines] == [
+        f"results/trainability/runs/{group}" for group in ("curves", "random", "random_relu")
+    ]
     assert "cell=rnn,gru,lstm,ugrnn depth=1,8" in lines[2] and "cell.nonlinearity=relu" in lines[2]
     assert "sweep=members hydra/sweeper/sampler=tpe task=parentheses" in lines[0]
     assert "cell=rnn,irnn,gru,lstm,ugrnn,intersection depth=1,8" in lines[0]

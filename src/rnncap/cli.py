@@ -63,8 +63,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
 # ---- grids: train, analyse, summarise ------------------------------------------------------
 def grid_of(args: argparse.Namespace) -> tuple[Grid, Any]:
     """(the grid ``args.grid`` of ``args.params``, its experiment), as one line when missing."""
+    file(args.params, "--params")
     try:
-        return load_grid(file(args.params, "--params"), args.grid)
+        return load_grid(args.params, args.grid)
     except (ValueError, KeyError) as err:
         raise UsageError(f"--params {args.params}: {one_line(err)}") from err
 
@@ -215,6 +216,32 @@ them later (--spec FILE... --wandb online). It never prompts.
 """
 
 
+def group_has_runs(args: argparse.Namespace, online: bool) -> bool:
+    """Whether a W&B run of ``args.group`` exists: online, in the project; offline, among the
+    run files under ``args.runs_dir`` (each ``run-*.wandb`` records its group as the RunRecord
+    field ``run_group``, a length-prefixed string)."""
+    if online:
+        import wandb
+
+        api = wandb.Api()
+        found = api.runs(f"{args.entity or api.default_entity}/{args.project}",
+                         filters={"group": args.group}, per_page=1)  # fmt: skip
+        return len(found) > 0
+    from wandb.proto.wandb_internal_pb2 import RunRecord
+
+    field = RunRecord.DESCRIPTOR.fields_by_name["run_group"].number
+    group, length = args.group.encode(), b""
+    size = len(group)
+    while True:  # the protobuf varint of the length
+        length += bytes([(size & 0x7F) | (0x80 if size > 0x7F else 0)])
+        size >>= 7
+        if not size:
+            break
+    needle = bytes([field << 3 | 2]) + length + group
+    runs = args.runs_dir.rglob("run-*.wandb") if args.runs_dir.is_dir() else []
+    return any(needle in run.read_bytes() for run in runs)
+
+
 def cmd_dashboard(args: argparse.Namespace) -> None:
     from rnncap.analysis import dashboard
     from rnncap.analysis.tracking import can_publish, how_to_publish, save_view
@@ -235,6 +262,9 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
         raise UsageError("--group must name the experiment group (train.py experiment_name)")
     for depth in args.depths:
         positive("--depths", depth)
+    where = f"project {args.project}" if can_publish(args.wandb) else f"{args.runs_dir}/"
+    if not group_has_runs(args, can_publish(args.wandb)):
+        raise UsageError(f"--group {args.group}: no W&B run of this group in {where}")
     views = {
         "workspace": dashboard.build_workspace(
             args.entity, args.project, args.group, args.objective
@@ -301,6 +331,7 @@ def _dashboard(sub: argparse._SubParsersAction) -> None:
     arg("--table-sampler", default="RandomSampler", metavar="NAME",
         help="the sampler of the random-settings studies (the rest are tuner curves)")  # fmt: skip
     path(dash, "--out", "results/dashboard", "where workspace.json and report.json go (offline)")
+    path(dash, "--runs-dir", "results", "where the offline W&B runs are (to find --group)")
     arg("--spec", type=Path, nargs="+", metavar="FILE", help="publish these specs instead")
     arg("--wandb", default="offline", choices=WANDB_MODES, help="online saves (with a key)")
 
