@@ -13,30 +13,14 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	$(PIP) -c constraints-cpu.txt -e ".[dev]"
 	touch $@
 
-# The capacity pipeline (dvc.yaml, up to its last stage `plot`) on the embedded default grid in
-# params.yaml; the stages call `python` and `rnncap`, so the venv goes first on PATH. It ends with the
-# results: where the figures and tables are, and the bits per parameter of results/capacity.json
-# (the DVC metrics) one row per cell; `dvc metrics show` prints them as a single wide row.
+# The default grid of params.yaml (`grids.capacity`), trained and analysed by `dvc repro plot`; the
+# stages call `python` and `rnncap`, so the venv goes first on PATH. It ends with where the results
+# are and bits per parameter per cell (`rnncap summary capacity`; `dvc metrics show` prints them too).
 run: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro plot
 	@echo
-	@echo "Figures in results/figures/: $$(cd results/figures && echo *.png)"
-	@echo "Tables in results/capacity/: $$(cd results/capacity && echo *.csv)"
-	@$(PY) -c "$$BITS_TABLE"
-
-define BITS_TABLE
-import json
-
-cells = json.load(open("results/capacity.json"))["capacity"]
-num = lambda v: "-" if v is None else f"{v:.2f}"
-print("\nBits per parameter (results/capacity.json; fit over all sizes, 95% interval, per depth):")
-print(f"  {'cell':<13}{'bits/param':>10}  {'interval':<14}{'depth 1':>8}{'depth 2':>8}")
-for cell, m in sorted(cells.items(), key=lambda c: -(c[1].get("bits_per_param") or 0)):
-    interval = f"[{num(m.get('slope_lo'))}, {num(m.get('slope_hi'))}]"
-    row = [num(m.get(k)) for k in ("bits_per_param", "depth1", "depth2")]
-    print(f"  {cell:<13}{row[0]:>10}  {interval:<14}{row[1]:>8}{row[2]:>8}")
-endef
-export BITS_TABLE
+	@echo "Figures and tables in results/capacity/report/: $$(cd results/capacity/report && echo *.png *.csv)"
+	@$(VENV)/bin/rnncap summary capacity
 
 test: setup
 	$(PY) -m pytest

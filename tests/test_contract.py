@@ -9,6 +9,7 @@ fix when something is missing, so `pytest tests/test_contract.py` is the checkli
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import MISSING, fields
 from pathlib import Path
 
@@ -141,4 +142,32 @@ def test_task_constructor_defaults_equal_its_config_defaults(name):
         assert signature[field.name].default == field.default, (
             f"{config.__name__}.{field.name} = {field.default!r} but {target.__name__}'s "
             f"default is {signature[field.name].default!r}"
+        )
+
+
+# ------------------------------------------------------------------ experiments
+def experiment_names() -> list[str]:
+    from rnncap.experiments import discover
+
+    return sorted(discover())
+
+
+@pytest.mark.parametrize("name", experiment_names())
+def test_experiment_has_a_grid_a_test_and_docs(name):
+    """A new experiment is its module (src/rnncap/experiments/<name>.py), a grid in params.yaml
+    (and params-paper.yaml), its test and its line in the README and docs/pipeline.md."""
+    for params in ("params.yaml", "params-paper.yaml"):
+        grids = yaml.safe_load((ROOT / params).read_text())["grids"]
+        assert any(g.get("experiment") == name for g in grids.values()), (
+            f"experiment {name} has no grid: add an entry with `experiment: {name}` under "
+            f"`grids` in {params}"
+        )
+    tests = sorted((ROOT / "tests").glob("test_*.py"))
+    imports = re.compile(rf"rnncap\.\w+(\.| import ){name}\b")
+    assert any(name in t.stem or imports.search(t.read_text()) for t in tests), (
+        f"experiment {name} has no test: add tests/test_{name}.py"
+    )
+    for doc in ("README.md", "docs/pipeline.md"):
+        assert f"experiments/{name}.py" in (ROOT / doc).read_text(), (
+            f"experiment {name}: {doc} does not list experiments/{name}.py"
         )
