@@ -124,3 +124,26 @@ def test_dvc_metrics_show_is_a_few_readable_columns(tmp_path):
     header, row = shown.splitlines()[:2]
     assert header.split() == ["Path", "bits_per_param.gru", "bits_per_param.rnn"]
     assert row.split() == ["results/capacity/report/metrics.json", "4.1", "4.5"]
+
+
+def test_analyse_writes_every_declared_output_of_the_default_grid(tmp_path, monkeypatch):
+    """`rnncap analyse capacity` on hand-made runs: fit and plot into results/capacity/report,
+    every file its experiment declares, the bits per parameter of `dvc metrics show` among
+    them."""
+    import numpy as np
+    from test_analysis import synthetic_grid, write_runs
+
+    from rnncap.experiments.capacity import EXPERIMENT
+
+    write_runs(
+        tmp_path / "results/capacity/runs", synthetic_grid({"gru": 4.0}, np.random.default_rng(0))
+    )
+    params = yaml.safe_load((ROOT / "params.yaml").read_text()) | {"wandb": "disabled"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "conf").symlink_to(ROOT / "conf")
+    monkeypatch.chdir(tmp_path)
+    main(["analyse", "capacity"])
+    report = tmp_path / "results/capacity/report"
+    assert sorted(p.name for p in report.iterdir()) == sorted(EXPERIMENT.outputs)
+    bits = json.loads((report / "metrics.json").read_text())["bits_per_param"]
+    assert list(bits) == ["gru"] and bits["gru"] == pytest.approx(4.0, abs=0.3)

@@ -163,7 +163,7 @@ def test_experiment_has_a_grid_a_test_and_docs(name):
             f"`grids` in {params}"
         )
     tests = sorted((ROOT / "tests").glob("test_*.py"))
-    imports = re.compile(rf"rnncap\.\w+(\.| import ){name}\b")
+    imports = re.compile(rf"rnncap\.(analysis|experiments)(\.| import ){name}\b")
     assert any(name in t.stem or imports.search(t.read_text()) for t in tests), (
         f"experiment {name} has no test: add tests/test_{name}.py"
     )

@@ -105,6 +105,9 @@ def cmd_train_grid(args: argparse.Namespace) -> None:
 def cmd_analyse(args: argparse.Namespace) -> None:
     grid, experiment = grid_of(args)
     run_commands(experiment.analyse(grid), args.dry_run)
+    missing = [name for name in experiment.outputs if not (grid.report / name).is_file()]
+    if missing and not args.dry_run:  # a report that lacks a declared output is not finished
+        raise UsageError(f"analyse {grid.name}: {grid.report} lacks {', '.join(missing)}")
 
 
 def cmd_summary(args: argparse.Namespace) -> None:

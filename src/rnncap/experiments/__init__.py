@@ -77,7 +77,7 @@ class Experiment:
     analyse: Callable[[Grid], list[list[str]]]
     commands: Sequence[Command] = ()
     prepare: Callable[[Grid], list[list[str]]] | None = None
-    outputs: Sequence[str] = field(default_factory=tuple)  # files the report holds
+    outputs: Sequence[str] = field(default_factory=tuple)  # files `analyse` must leave in report
     summary: Callable[[dict[str, Any]], str] | None = None  # summary.json as a readable table
 
 
