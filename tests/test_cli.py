@@ -97,17 +97,14 @@ def test_every_grid_trains_and_analyses_into_its_own_folder(grid, monkeypatch, c
 def test_summary_prints_the_default_grids_bits_per_parameter(tmp_path, monkeypatch, capsys):
     report = tmp_path / "results" / "capacity" / "report"
     report.mkdir(parents=True)
-    cells = {
-        "gru": {"bits_per_param": 4.1, "slope_lo": 3.9, "slope_hi": 4.3, "depth1": 4.0},
-        "rnn": {"bits_per_param": 4.5, "slope_lo": 4.4, "slope_hi": 4.6, "depth1": None},
-    }
-    (report / "summary.json").write_text(json.dumps({"capacity": cells, "memory": {}}))
+    gru = {"mean_bits_per_param": 4.1, "mean_lo": 3.9, "mean_hi": 4.3, "slope": 4.0, "sizes": 3}
+    (report / "summary.json").write_text(json.dumps({"capacity": {"gru": {"depth1": gru}}}))
+    (tmp_path / "conf").symlink_to(ROOT / "conf")  # how a cell is shown
     monkeypatch.chdir(tmp_path)
     main(["summary", "capacity", "--params", str(ROOT / "params.yaml")])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split() == ["cell", "bits/param", "interval", "depth", "1"]
-    assert lines[2].split() == ["rnn", "4.50", "[4.40,", "4.60]", "-"]  # best first
-    assert lines[3].split() == ["gru", "4.10", "[3.90,", "4.30]", "4.00"]
+    assert lines[0] == f"{report.relative_to(tmp_path)}/summary.json (rnncap analyse capacity):"
+    assert lines[-1].split() == ["GRU", "1", "4.10", "[3.90,", "4.30]", "4.00", "-", "3", "0", "0"]
 
 
 def test_dvc_metrics_show_is_a_few_readable_columns(tmp_path):
@@ -118,11 +115,11 @@ def test_dvc_metrics_show_is_a_few_readable_columns(tmp_path):
     repo = make_repo(tmp_path)
     metrics = repo / "results" / "capacity" / "report" / "metrics.json"
     metrics.parent.mkdir(parents=True)
-    metrics.write_text(json.dumps({"bits_per_param": {"gru": 4.1, "rnn": 4.5}}))
+    metrics.write_text(json.dumps({"gru": {"d1": 4.1}, "rnn": {"d1": 4.5}}))
     shown = dvc(repo, "metrics", "show")
     assert "failed" not in shown.lower()
     header, row = shown.splitlines()[:2]
-    assert header.split() == ["Path", "bits_per_param.gru", "bits_per_param.rnn"]
+    assert header.split() == ["Path", "gru.d1", "rnn.d1"]
     assert row.split() == ["results/capacity/report/metrics.json", "4.1", "4.5"]
 
 
@@ -145,5 +142,5 @@ def test_analyse_writes_every_declared_output_of_the_default_grid(tmp_path, monk
     main(["analyse", "capacity"])
     report = tmp_path / "results/capacity/report"
     assert sorted(p.name for p in report.iterdir()) == sorted(EXPERIMENT.outputs)
-    bits = json.loads((report / "metrics.json").read_text())["bits_per_param"]
-    assert list(bits) == ["gru"] and bits["gru"] == pytest.approx(4.0, abs=0.3)
+    bits = json.loads((report / "metrics.json").read_text())
+    assert list(bits) == ["gru"] and bits["gru"]["d1"] == pytest.approx(4.0, abs=0.3)

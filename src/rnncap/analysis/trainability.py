@@ -41,7 +41,7 @@ from rnncap.analysis.trainability_figure import plot_curves
 from rnncap.analysis.verdicts import bootstrap_final, constant_objective, verdict
 
 DIVERGED = ("nonfinite", "loss_above_start")  # the criteria of --diverged
-TUNE_STORAGE = "journal:///results/tune/trainability.log"  # `rnncap tune` (params.yaml tune)
+TUNE_STORAGE = "journal:///results/trainability/runs/studies.log"  # grids.trainability
 INFEASIBLE_COLUMNS = [
     *tables.INFEASIBLE_COLUMNS,
     "recorded",

@@ -128,39 +128,39 @@ def analyse(grid: Grid) -> list[list[str]]:
 
 
 def summary(result: dict[str, Any]) -> str:
-    """Bits per parameter per cell (fit over all sizes, 95% interval) and per depth."""
-    cells = result["capacity"]
-    depths = sorted({k for m in cells.values() for k in m if k.startswith("depth")})
-    num = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-    head = f"  {'cell':<13}{'bits/param':>10}  {'interval':<14}"
-    lines = [head + "".join(f"{d.replace('depth', 'depth '):>9}" for d in depths)]
-    for cell, m in sorted(cells.items(), key=lambda c: -(c[1].get("bits_per_param") or 0)):
-        interval = f"[{num(m.get('slope_lo'))}, {num(m.get('slope_hi'))}]"
-        row = f"  {cell:<13}{num(m.get('bits_per_param')):>10}  {interval:<14}"
-        lines.append(row + "".join(f"{num(m.get(d)):>9}" for d in depths))
-    return "\n".join(lines)
+    """Bits per parameter per cell and depth, with intervals (``headline_table``)."""
+    from rnncap.analysis.capacity import headline_table
+
+    return headline_table(result)
 
 
 def metrics(result: dict[str, Any]) -> dict[str, Any]:
-    """The few numbers ``dvc metrics show`` prints: bits per parameter per cell."""
+    """The few numbers ``dvc metrics show`` prints: mean bits per parameter per cell and depth
+    (the paper's Figure 1i), one column each."""
     cells = result["capacity"]
-    return {"bits_per_param": {c: m.get("bits_per_param") for c, m in sorted(cells.items())}}
+    return {
+        cell: {
+            d.replace("depth", "d"): m.get("mean_bits_per_param") for d, m in cells[cell].items()
+        }
+        for cell in sorted(cells)
+    }
 
 
 # ---- rnncap fit and rnncap plot -----------------------------------------------------------
 FIT = """capacity and bits per parameter with fits and CIs; memory
 
 Reads every metrics.json under --runs (and with --studies the finished trials of tuned Optuna
-studies) and writes capacity.csv, fits.csv and memory.csv into --out, the summary JSON
-(--metrics) and, beside it, metrics.json (bits per parameter per cell, the DVC metrics).
+studies) and writes capacity.csv, fits.csv, points.csv, convergence.csv and memory.csv into
+--out, the summary JSON (--metrics) and, beside it, metrics.json (mean bits per parameter per
+cell and depth, the DVC metrics).
 Capacity of a model size = max of bits over its runs (all b and seeds); per cell (and depth)
 the line capacity = slope * params through the origin (slope = bits per parameter) and the
 log-log exponent; per-unit memory next to the theory max(0, (d - N) / d).
 """
 PLOT = """the capacity and memory figures (PNG)
 
-Reads the tables of `rnncap fit` and writes capacity_vs_params.png, bits_per_param.png and
-memory_per_unit.png. Cells are drawn in their display order, label and colour.
+Reads the tables of `rnncap fit` and writes capacity_vs_params.png, bits_per_param.png,
+convergence.png and memory_per_unit.png. Cells are drawn in their display order, label and colour.
 """
 TABLES = ("capacity", "fits", "memory")
 
@@ -245,11 +245,14 @@ EXPERIMENT = Experiment(
     outputs=(
         "capacity.csv",
         "fits.csv",
+        "points.csv",
+        "convergence.csv",
         "memory.csv",
         "summary.json",
         "metrics.json",
         "capacity_vs_params.png",
         "bits_per_param.png",
+        "convergence.png",
         "memory_per_unit.png",
     ),  # fmt: skip
     summary=summary,

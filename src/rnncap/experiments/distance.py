@@ -29,7 +29,8 @@ DISTANCE = """max memorisation distance per model size from task=distance runs
 Per (cell, depth, width): the accuracy at each tested delay (best over seeds) and the max
 distance, the largest delay d such that every tested delay <= d reaches --threshold (a
 smaller delay that fails caps it, whatever larger delays do). Writes accuracy.csv,
-max_distance.csv, max_distance.png and summary.json.
+max_distance.csv, max_distance.png (against units with the bound d <= N, one real number per
+unit, and d / N, the share of that bound reached) and summary.json.
 """
 
 

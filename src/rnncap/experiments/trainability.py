@@ -13,7 +13,7 @@ import argparse
 import json
 
 from rnncap.experiments import Command, Experiment, Grid
-from rnncap.experiments.options import config_dir, path, positive, storage, tracking
+from rnncap.experiments.options import UsageError, config_dir, path, positive, storage, tracking
 from rnncap.tune_grid import study_commands
 
 
@@ -54,7 +54,9 @@ the best so far, the paper's Figure 4), infeasible.csv and infeasible.md (percen
 trials of the random-sampler studies per cell and depth, Table 1) and summary.json. Logs one
 W&B run per study (job type trainability, group --experiment): config cell.name, depth,
 task.name, sampler, objective; a history row per trial with trial, objective, best_so_far,
-running_median, diverged, pruned; the dashboard's trainability panels read them.
+running_median, diverged, pruned; the dashboard's trainability panels read them. Prints the
+summary, then per depth a verdict with 95% bootstrap intervals: agrees, disagrees or not
+separated against the paper's most trainable cell, or not comparable outside its setting.
 """
 
 
@@ -62,10 +64,19 @@ def options(parser: argparse.ArgumentParser) -> None:
     arg = parser.add_argument
     arg(
         "--storage",
-        default="journal:///results/trainability/runs/studies.log",
+        default=argparse.SUPPRESS,  # none given: rnncap.analysis.trainability.default_storage
         metavar="URL",
         help="the Optuna storage of the studies (sqlite:///, journal:/// or a database URL); "
-        "default: the trainability grid's",
+        "default: the trainability grid's journal:///results/trainability/runs/studies.log if "
+        "it exists, else the sweeper's sqlite:///results/tune/studies.db",
+    )
+    arg(
+        "--diverged",
+        choices=("nonfinite", "loss_above_start"),
+        default="nonfinite",
+        help="what makes a trial infeasible on the curves and in percent_infeasible: a "
+        "non-finite loss, or also a final training loss above the first (the paper's); "
+        "the table shows both",
     )
     path(parser, "--out", "results/trainability/report", "where the report goes")
     arg(
@@ -83,8 +94,16 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from rnncap.analysis.trainability import load_studies, report, study_runs
+    from rnncap.analysis.trainability import default_storage, load_studies, report, study_runs
+    from rnncap.analysis.verdicts import verdict_lines
 
+    args.storage = getattr(args, "storage", None) or default_storage()
+    if args.storage is None:
+        raise UsageError(
+            "--storage: not given, and neither the trainability grid's "
+            "results/trainability/runs/studies.log nor the sweeper's results/tune/studies.db "
+            "exists here; give --storage URL"
+        )
     storage(args.storage, "--storage")
     for depth in args.depths:
         positive("--depths", depth)
@@ -97,8 +116,10 @@ def run(args: argparse.Namespace) -> None:
         args.depths,
         args.config_dir,
         studies,
+        args.diverged,
     )
     print(json.dumps(summary, indent=2))
+    print("\n".join([f"storage {args.storage}", *verdict_lines(summary["most_trainable"])]))
     if args.wandb != "disabled":
         from rnncap.analysis.tracking import log_studies
 
