@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rnncap.core.errors import ConfigError
-from rnncap.experiments import Grid, discover, load_grid
+from rnncap.experiments import Experiment, Grid, discover, load_grid
 from rnncap.experiments.options import (
     WANDB_MODES,
     UsageError,
@@ -61,7 +61,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 # ---- grids: train, analyse, summarise ------------------------------------------------------
-def grid_of(args: argparse.Namespace) -> tuple[Grid, Any]:
+def grid_of(args: argparse.Namespace) -> tuple[Grid, Experiment]:
     """(the grid ``args.grid`` of ``args.params``, its experiment), as one line when missing."""
     file(args.params, "--params")
     try:
@@ -114,7 +114,9 @@ def cmd_summary(args: argparse.Namespace) -> None:
     import json
 
     grid, experiment = grid_of(args)
-    found = file(grid.report / "summary.json", "summary")
+    found = grid.report / "summary.json"
+    if not found.is_file():
+        raise UsageError(f"{found}: no such file (rnncap analyse {grid.name} writes it)")
     result = json.loads(found.read_text())
     if experiment.summary is not None:
         print(f"{found} (rnncap analyse {grid.name}):")
@@ -179,7 +181,7 @@ TRAIN_GRID = """train a grid of params.yaml: its `python train.py -m` runs
 The grid's experiment (grids.NAME.experiment, a module of rnncap.experiments) expands its entry
 into runs, written under results/NAME/runs; one worker process per core (params `jobs`), so
 imports are paid per grid, not per run. The DVC stages train@NAME call it. Run it in the
-project (where train.py and conf/ are). Grids: {grids}.
+project (where train.py and conf/ are). The experiments: {experiments}.
 """
 ANALYSE = """analyse a grid's runs into results/NAME/report (tables, figures, summary.json)
 
@@ -348,8 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     experiments = discover()
-    grids = ", ".join(sorted(experiments))
-    _grid(_command(sub, "train-grid", cmd_train_grid, TRAIN_GRID.format(grids=grids)),
+    names = ", ".join(sorted(experiments))
+    _grid(_command(sub, "train-grid", cmd_train_grid, TRAIN_GRID.format(experiments=names)),
           "print the commands only")  # fmt: skip
     _grid(_command(sub, "analyse", cmd_analyse, ANALYSE), "print the commands only")
     _grid(_command(sub, "summary", cmd_summary, SUMMARY))
