@@ -64,6 +64,8 @@ def record_losses(monkeypatch):
         # the LRU block's scan, layer norm and GLU
         ["cell=urnn", "optimizer=sgd"],
         ["cell=lru", "depth=2"],
+        # minibatches of 8 from each member's own b_k samples, in its solo run's order
+        ["cell=gru", "task.batch_size=8"],
     ],
     ids=[
         "rnn",
@@ -76,6 +78,7 @@ def record_losses(monkeypatch):
         "minlstm",
         "urnn",
         "lru",
+        "capacity-minibatch",
     ],
 )
 def test_member_equals_solo_run_over_20_steps(make_cfg, tmp_path, record_losses, overrides):
@@ -336,7 +339,11 @@ BAD = [
     (["model.population=2", "model.members={rate:[1,2]}"], "model.members has unknown keys"),
     (["model.population=2", "model.members={lr:[0.1,-1]}"], "optimizer.lr=-1 is out of range"),
     (["model.population=2", "model.members={samples:[8,100]}"], "task.samples=100 exceeds"),
-    (["model.population=2", "task.batch_size=4"], "set task.batch_size=null"),
+    (["model.population=2", "task.batch_size=40"], "task.batch_size=40 exceeds task.samples=32"),
+    (
+        ["model.population=2", "task.batch_size=16", "model.members={samples:[32,12]}"],
+        "population member 1: task.batch_size=16 exceeds task.samples=12",
+    ),
     (["model.population=2", "model.members={gamma:[0.9]}"], "model.members.gamma must be a list"),
     (
         ["model.population=2", "model.members={momentum:[0.5,0.9]}"],

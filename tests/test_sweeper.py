@@ -467,18 +467,6 @@ def test_bad_sweeper_settings_are_one_line_before_any_trial(override, says):
     assert isinstance(cause, ConfigError) and says in str(cause) and "\n" not in str(cause)
 
 
-def test_population_of_a_config_that_cannot_be_one_exits_2(tmp_path):
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "sweep=tpe", "task.batch_size=8"]
-    cmd.append("hydra.sweeper.population=4")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 2, out.stderr[-2000:]
-    (line,) = out.stderr.strip().splitlines()[-1:]
-    assert line.startswith("error: hydra.sweeper.population=4 trains the capacity task full")
-    assert "task.batch_size=null" in line
-    assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("*.db"))
-
-
 @pytest.mark.slow  # 12 parentheses trials in 3 studies as 3 populations, about 40 s
 def test_grid_of_parentheses_studies_trains_each_round_as_one_population(tmp_path):
     """The trainability grid's shape (params.yaml `tune`): sweep=members over cells and

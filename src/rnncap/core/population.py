@@ -14,7 +14,9 @@ the run's own value (seeds ``seed + k``). Each is exact, not approximated:
   built by its solo config (seeded, its own cell keys) and kept as its own submodule; the
   gate bias is a buffer of the cell (``gate_bias_value``), stacked and vmapped like the weights;
 * ``samples`` (the capacity task): member k's own training set, padded to max b_k with a
-  mask; its loss is the mean over its own b_k samples, so its gradient is the solo gradient.
+  mask; its loss is the mean over its own b_k samples (or over its own minibatch of
+  ``task.batch_size`` of them, drawn as its solo run draws it), so its gradient is the solo
+  gradient.
   Every other task (parentheses, arithmetic, ...): the members share the population's data set
   and batch order (its ``task.seed``), each scored by the task's own loss and metrics, so
   member k is the solo run ``seed=s_k task.seed=<the population's>``
@@ -169,10 +171,10 @@ def shares_data(cfg: DictConfig) -> bool:
 
 
 def population_refusal(cfg: DictConfig) -> str | None:
-    """Why ``cfg``'s task cannot train as a population (None: it can): the capacity task
-    trains full batch. The run and the sweeper prefix it with their own key."""
-    if not shares_data(cfg) and cfg.task.get("batch_size") is not None:
-        return "trains the capacity task full batch: set task.batch_size=null"
+    """Why ``cfg``'s task cannot train as a population (None: it can). Every task can now (the
+    capacity task's members take minibatches from their own b_k samples); the run and the
+    sweeper prefix a reason with their own key."""
+    del cfg
     return None
 
 

@@ -3,8 +3,10 @@
 Two kinds, one interface (``loader``, ``losses``, ``objectives``):
 
 * ``MemberSets`` (the capacity task): each member its own training set, b_k samples drawn
-  from its own seed, padded to max b_k with a mask, full batch; the objective (bits stored) is
-  computed on that training set, as the capacity task scores a solo run.
+  from its own seed, padded to max b_k with a mask; full batch, or (``task.batch_size``)
+  minibatches drawn from each member's own b_k samples in its solo run's order (``StepBatches``
+  seeded by its own ``task.seed``); the objective (bits stored) is computed on the whole
+  training set, as the capacity task scores a solo run.
 * ``SharedSet`` (every other task): one data set and one batch order for every member,
   those of the population's ``task.seed``; member k's loss on a batch is the task's own loss
   of its readouts, its objective the task's on the evaluation set. Member k is therefore the
@@ -13,13 +15,14 @@ Two kinds, one interface (``loader``, ``losses``, ``objectives``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from rnncap.core.metrics import stored_bits
 from rnncap.tasks.base import (
@@ -71,25 +74,76 @@ def member_correct(outputs: Tensor, labels: Tensor, mask: Tensor) -> list[float]
     return (right * mask).sum(1).tolist()
 
 
+class StepNumbers:
+    """A batch sampler yielding ``[global step]`` endlessly from ``start_step()`` on: the
+    dataset (``MemberMinibatches``) turns a step into every member's batch of that step."""
+
+    def __init__(self, start_step: Callable[[], int]) -> None:
+        self.start_step = start_step
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return ([step] for step in itertools.count(self.start_step()))
+
+
+class MemberMinibatches(Dataset):
+    """Step s -> (inputs [K, B, T, I], labels [K, B], mask [K, B]): member k's minibatch of
+    its solo run's step s (``StepBatches`` over its own b_k samples, seeded by its own
+    ``task.seed``), padded with a zero mask where min(B, b_k) < B."""
+
+    def __init__(self, data: TensorBatches, samples: list[int], seeds: list[int], batch: int):
+        self.data, self.batch = data, batch
+        self.samplers = [
+            StepBatches(size, batch, seed=seed) for size, seed in zip(samples, seeds, strict=True)
+        ]
+
+    def __len__(self) -> int:  # endless: the trainer's max_steps ends training
+        return 2**62
+
+    def __getitems__(self, steps: list[int]) -> Batch:
+        (step,) = steps
+        rows = [sampler.batch(step) for sampler in self.samplers]
+        index = torch.zeros(len(rows), self.batch, dtype=torch.long)
+        mask = torch.zeros(len(rows), self.batch)
+        for k, row in enumerate(rows):
+            index[k, : len(row)], mask[k, : len(row)] = torch.as_tensor(row), 1.0
+        members = torch.arange(len(rows)).unsqueeze(1)
+        inputs, labels, _ = self.data.tensors
+        return inputs[members, index], labels[members, index], mask
+
+
 class MemberSets:
-    """The capacity task: member k trains on its own b_k samples, full batch."""
+    """The capacity task: member k trains on its own b_k samples, full batch or in minibatches
+    of ``task.batch_size`` from them."""
 
     def __init__(self, tasks: list[TaskDataModule]) -> None:
         self.task = tasks[0]
         self.data = stack_member_data(tasks)
         self.samples = [len(task.train_set) for task in tasks]
+        self.seeds = [task.seed for task in tasks]
+        self.batch_size = tasks[0].batch_size  # None: full batch
+
+    def step_samples(self) -> list[int]:
+        """Samples each member trains on per step (its b_k, or the minibatch): the compute."""
+        return [
+            size if self.batch_size is None else min(self.batch_size, size) for size in self.samples
+        ]
 
     def loader(self, start_step: Callable[[], int]) -> DataLoader:
-        batches = RepeatedFullBatch(len(self.data))  # every step the same: no position to keep
-        return DataLoader(self.data, batch_sampler=batches, collate_fn=whole_batch)
+        if self.batch_size is None:
+            batches = RepeatedFullBatch(len(self.data))  # every step the same: no position
+            return DataLoader(self.data, batch_sampler=batches, collate_fn=whole_batch)
+        steps = MemberMinibatches(self.data, self.samples, self.seeds, self.batch_size)
+        return DataLoader(steps, batch_sampler=StepNumbers(start_step), collate_fn=whole_batch)
 
     def losses(self, population: Population, batch: Batch, which: list[int]) -> Tensor:
         x, labels, mask = batch
         return member_losses(population(x[which], which), labels[which], mask[which])
 
+    @torch.no_grad()
     def objectives(self, population: Population, batch: Batch, which: list[int]) -> list[float]:
-        """Bits stored by each member of ``which`` (its training set is the batch)."""
-        x, labels, mask = batch
+        """Bits stored by each member of ``which`` on its whole training set (``batch`` is not
+        used: with minibatches it is a part of it)."""
+        x, labels, mask = self.data.tensors
         counted = member_correct(population(x[which], which), labels[which], mask[which])
         return [
             stored_bits(self.samples[k], c / self.samples[k])

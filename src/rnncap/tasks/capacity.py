@@ -80,6 +80,11 @@ class CapacityTask(TaskDataModule):
     @classmethod
     def check_config(cls, node: Any) -> None:
         check_distinct_inputs(node)
+        if node.get("batch_size") is not None and node.batch_size > node.samples:
+            raise ConfigError(
+                f"task.batch_size={node.batch_size} exceeds task.samples={node.samples}: a "
+                "minibatch is drawn from the b samples; lower it or set task.batch_size=null"
+            )
 
     @property
     def input_size(self) -> int:
