@@ -13,7 +13,7 @@ from conftest import compose_cfg
 from rnncap.core import population as population_module
 from rnncap.core.errors import ConfigError
 from rnncap.core.module import RNNCapModule
-from rnncap.core.population import MEMBER_KEYS, PopulationModule
+from rnncap.core.population import MEMBER_KEYS, OPTIONAL_MEMBER_KEYS, PopulationModule
 from rnncap.core.population_data import member_losses
 from rnncap.core.run import train
 
@@ -113,7 +113,8 @@ def members_override(members: dict[str, list]) -> str:
 def solo_overrides(members: dict[str, list], k: int) -> list[str]:
     """Member k's settings as the solo run's own keys (MEMBER_KEYS)."""
     value = {n: "null" if v[k] is None else str(v[k]) for n, v in members.items()}
-    return [f"{MEMBER_KEYS[n]}={value[n]}" for n in members]
+    own = [n for n in members if not (n in OPTIONAL_MEMBER_KEYS and members[n][k] is None)]
+    return [f"{MEMBER_KEYS[n]}={value[n]}" for n in own]
 
 
 STEPS = [20, 12, 7]  # members that stop early: frozen after their own step count
@@ -139,6 +140,20 @@ SETTINGS = {
             "input_scale": [1.0, 3.0, 0.3],
             "bias_init": [0.0, 0.5, -0.5],
             "samples": [32, 20, 9],
+            "max_steps": STEPS,
+        },
+    ),
+    # categorical keys per member: each member's optimiser class (one torch optimiser per
+    # class), nonlinearity (one vmap per cell structure) and recurrent init (its build)
+    "rnn-categorical": (
+        ["cell=rnn"],
+        {
+            "optimizer": ["adam", "sgd", "rmsprop"],
+            "lr": [0.01, 0.1, 0.001],
+            "momentum": [None, 0.5, 0.0],
+            "nonlinearity": ["tanh", "relu", "tanh"],
+            "recurrent_init": ["orthogonal", "identity", "xavier"],
+            "clip": [None, 1.0, 0.5],
             "max_steps": STEPS,
         },
     ),
@@ -351,6 +366,14 @@ BAD = [
     ),
     (["model.population=2", "model.members={max_steps:[10,0]}"], "trainer.max_steps=0 is out of"),
     (["model.population=2", "model.members={clip:[1.0,-1]}"], "gradient_clip_val=-1"),
+    (
+        ["model.population=2", "model.members={optimizer:[adam,lbfgs]}"],
+        "model.members.optimizer has ['lbfgs']; choose from ['adam', 'sgd', 'rmsprop']",
+    ),
+    (
+        ["model.population=2", "model.members={optimizer:[sgd,adam],momentum:[0.5,0.9]}"],
+        "model.members.momentum sets optimizer.momentum, which optimizer=adam does not have",
+    ),
 ]
 
 

@@ -309,11 +309,11 @@ def test_population_job_tells_each_member_its_own_result(tmp_path):
 
 def test_trials_are_grouped_by_the_settings_that_change_the_computation():
     chosen = [
-        {"optimizer": "adam", "optimizer.lr": 0.1, "task.samples": 10},
-        {"optimizer": "rmsprop", "optimizer.lr": 0.2, "optimizer.momentum": 0.5},
-        {"optimizer": "adam", "optimizer.lr": 0.3, "task.samples": 30},
-        {"optimizer": "adam", "optimizer.lr": 0.4, "task.samples": 40},
-        {"optimizer": "rmsprop", "optimizer.lr": 0.5, "optimizer.momentum": 0.1},
+        {"depth": 1, "optimizer": "adam", "optimizer.lr": 0.1, "task.samples": 10},
+        {"depth": 2, "optimizer": "rmsprop", "optimizer.lr": 0.2, "optimizer.momentum": 0.5},
+        {"depth": 1, "optimizer": "adam", "optimizer.lr": 0.3, "task.samples": 30},
+        {"depth": 1, "optimizer": "adam", "optimizer.lr": 0.4, "task.samples": 40},
+        {"depth": 2, "optimizer": "rmsprop", "optimizer.lr": 0.5, "optimizer.momentum": 0.1},
     ]
     assert _impl.group_trials(chosen, 2) == [[0, 2], [3], [1, 4]]
     # a group cut into populations by b: each member is padded to its population's largest b
@@ -321,12 +321,30 @@ def test_trials_are_grouped_by_the_settings_that_change_the_computation():
     assert _impl.group_trials(by_b, 2) == [[1, 3], [2, 0]]
     overrides = _impl.population_overrides([chosen[1], chosen[4]], seed=3)
     assert overrides == [
-        "optimizer=rmsprop",
+        "depth=2",
         "model.population=2",
-        "model.members={lr:[0.2,0.5],momentum:[0.5,0.1],seed:[3,3]}",
+        "model.members={optimizer:[rmsprop,rmsprop],lr:[0.2,0.5],momentum:[0.5,0.1],seed:[3,3]}",
     ]
-    cfg = hydra_cfg(*overrides)
-    assert cfg.model.members.momentum == [0.5, 0.1] and cfg.optimizer.lr == 0.001
+
+
+def test_categorical_keys_do_not_split_a_population():
+    """The optimiser class, nonlinearity, recurrent init and clipping are per-member keys, and
+    a conditional key (momentum: SGD and RMSprop only) is null where a trial lacks it."""
+    chosen = [
+        {"optimizer": "adam", "optimizer.lr": 0.1, "cell.nonlinearity": "tanh"},
+        {"optimizer": "sgd", "optimizer.lr": 0.2, "optimizer.momentum": 0.5},
+        {"optimizer": "rmsprop", "optimizer.lr": 0.3, "optimizer.momentum": 0.1},
+    ]
+    for trial, init, clip in zip(
+        chosen, ["identity", "xavier", "orthogonal"], [None, 1.0, 0.1], strict=True
+    ):
+        trial |= {"cell.nonlinearity": "relu", "cell.recurrent_init": init}
+        trial["trainer.gradient_clip_val"] = clip
+    assert _impl.group_trials(chosen, 8) == [[0, 1, 2]]
+    overrides = _impl.population_overrides(chosen, seed=0)
+    assert "momentum:[null,0.5,0.1]" in overrides[-1]
+    assert "optimizer:[adam,sgd,rmsprop]" in overrides[-1]
+    assert "recurrent_init:[identity,xavier,orthogonal]" in overrides[-1]
 
 
 def test_none_without_divergence_is_a_failure(tmp_path):

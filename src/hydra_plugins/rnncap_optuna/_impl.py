@@ -85,7 +85,7 @@ from hydra_plugins.rnncap_optuna.storage import (  # noqa: F401
     storage_url,
 )
 from rnncap.core.errors import ConfigError
-from rnncap.core.population import MEMBER_KEYS, population_refusal
+from rnncap.core.population import MEMBER_KEYS, OPTIONAL_MEMBER_KEYS, population_refusal
 from rnncap.core.trial_report import make_pruner
 from rnncap.core.validate import validate
 
@@ -306,13 +306,15 @@ def split_members(chosen: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, 
 
 def group_trials(chosen: Sequence[Mapping[str, Any]], size: int) -> list[list[int]]:
     """Indices of ``chosen`` grouped by their grouping keys (and by which per-member keys they
-    have), in order of first appearance, each group cut into populations of at most ``size``.
+    have, but for ``OPTIONAL_MEMBER_KEYS``: a member without one takes its own value), in order
+    of first appearance, each group cut into populations of at most ``size``.
     A group larger than ``size`` is cut in order of sample count b: every member is padded to
     its population's largest b, so similar b share a population."""
     groups: dict[str, list[int]] = {}
     for index, settings in enumerate(chosen):
         shared_keys, own = split_members(settings)
-        signature = json.dumps([sorted(shared_keys.items(), key=str), sorted(own)], default=str)
+        keys = sorted(k for k in own if k not in OPTIONAL_MEMBER_KEYS)
+        signature = json.dumps([sorted(shared_keys.items(), key=str), keys], default=str)
         groups.setdefault(signature, []).append(index)
     populations = []
     for group in groups.values():
@@ -332,7 +334,8 @@ def population_overrides(members: Sequence[Mapping[str, Any]], seed: int) -> lis
     member keeps the sweep's seed, so member k is the trial as a solo job would run it."""
     shared_keys, _ = split_members(members[0])
     owns = [split_members(m)[1] for m in members]  # the group shares which keys they have
-    lists = {name: [own[name] for own in owns] for name in MEMBER_KEYS if name in owns[0]}
+    given = {name for own in owns for name in own}  # an optional key: null where one lacks it
+    lists = {name: [own.get(name) for own in owns] for name in MEMBER_KEYS if name in given}
     lists["seed"] = [seed] * len(members)
     body = ",".join(f"{name}:{format_list(values)}" for name, values in lists.items())
     return [

@@ -44,11 +44,12 @@ import copy
 import logging
 import math
 from dataclasses import asdict, dataclass
+from enum import Enum
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
@@ -59,6 +60,7 @@ from rnncap.cells.base import RecurrentCell
 from rnncap.core.build import Job, build_model, build_task, final_metrics, plain, run_info
 from rnncap.core.errors import ConfigError
 from rnncap.core.population_data import MemberSets, PopulationData, SharedSet
+from rnncap.core.schema import OPTIMIZERS
 from rnncap.core.stack import RecurrentStack
 from rnncap.core.trial_report import TrialReporter, build_reporter
 from rnncap.core.validate import validate
@@ -69,6 +71,7 @@ log = logging.getLogger(__name__)
 # model.members.<name> -> the solo run's config key it sets
 MEMBER_KEYS: dict[str, str] = {
     "seed": "seed",
+    "optimizer": "optimizer",  # the optimiser's option name (adam, rmsprop, sgd): its class
     "lr": "optimizer.lr",
     "momentum": "optimizer.momentum",
     "weight_decay": "optimizer.weight_decay",
@@ -78,9 +81,15 @@ MEMBER_KEYS: dict[str, str] = {
     "recurrent_scale": "cell.recurrent_scale",
     "input_scale": "cell.input_scale",
     "bias_init": "cell.bias_init",
+    "nonlinearity": "cell.nonlinearity",
+    "recurrent_init": "cell.recurrent_init",
     "samples": "task.samples",
     "max_steps": "trainer.max_steps",
 }
+# per-member keys whose null means "the member's own value" (its optimiser's default; none
+# where its optimiser lacks the key): a tuner's conditional keys, so trials with and without
+# them share a population
+OPTIONAL_MEMBER_KEYS = ("momentum",)
 _ABSENT = object()
 
 
@@ -90,6 +99,7 @@ class Member:
     None for an optimiser without it, ``gamma`` None without a scheduler."""
 
     seed: int
+    optimizer: str
     lr: float
     momentum: float | None
     weight_decay: float
@@ -99,6 +109,8 @@ class Member:
     recurrent_scale: float
     input_scale: float
     bias_init: float
+    nonlinearity: str
+    recurrent_init: str
     samples: int
     max_steps: int
 
@@ -133,18 +145,39 @@ def member_settings(cfg: DictConfig) -> list[Member]:
     columns: dict[str, list[Any]] = {}
     for name, path in MEMBER_KEYS.items():
         values = _member_list(cfg, name, size)
-        if values is not None and not _has_key(cfg, path):
-            group = path.split(".")[0]
-            node = cfg.get(group) or {}  # an optimiser is named by its class: Adam -> adam
-            option = node.get("name") or str(node.get("_target_", group)).split(".")[-1].lower()
-            raise ConfigError(
-                f"model.members.{name} sets {path}, which {group}={option} does not have"
-            )
+        if values is not None and name == "optimizer":
+            unknown = sorted({str(v) for v in values} - set(OPTIMIZERS))
+            if unknown:
+                raise ConfigError(
+                    f"model.members.optimizer has {unknown}; choose from {list(OPTIMIZERS)}"
+                )
         if values is None:
-            default = OmegaConf.select(cfg, path, default=None)
+            default = (
+                optimizer_name(cfg.optimizer)
+                if name == "optimizer"
+                else OmegaConf.select(cfg, path, default=None)
+            )
+            default = default.value if isinstance(default, Enum) else default
             values = [cfg.seed + k for k in range(size)] if name == "seed" else [default] * size
         columns[name] = values
     return [Member(**{name: columns[name][k] for name in MEMBER_KEYS}) for k in range(size)]
+
+
+def optimizer_name(node: DictConfig) -> str:
+    """The option name of an optimiser node, from its class: torch.optim.Adam -> adam."""
+    return str(node.get("_target_", "")).split(".")[-1].lower()
+
+
+def member_optimizer(node: DictConfig, name: str) -> DictConfig:
+    """The optimiser node of option ``name``: its schema's defaults, with the values of the
+    run's own node (``node``) for the keys the two share (lr, weight_decay, ...)."""
+    if optimizer_name(node) == name:
+        return copy.deepcopy(node)
+    own = OmegaConf.structured(OPTIMIZERS[name])
+    for key, value in node.items():
+        if key not in ("_target_", "_partial_") and key in own:
+            own[key] = value
+    return own
 
 
 def member_config(cfg: DictConfig, member: Member, index: int = 0) -> DictConfig:
@@ -153,9 +186,24 @@ def member_config(cfg: DictConfig, member: Member, index: int = 0) -> DictConfig
     with open_dict(solo):
         if shares_data(cfg):  # one data set: the population's, whatever the member's seed
             solo.task.seed = cfg.task.seed
+        solo.optimizer = member_optimizer(cfg.optimizer, member.optimizer)
         for name, path in MEMBER_KEYS.items():
-            if _has_key(solo, path):
-                OmegaConf.update(solo, path, getattr(member, name), merge=False)
+            value = getattr(member, name)
+            if name == "optimizer":
+                continue
+            if not _has_key(solo, path):
+                given = (cfg.model.get("members") or {}).get(name) is not None
+                if value is None or not given:
+                    continue  # the run's own value of a key this member's optimiser lacks
+                group = path.split(".")[0]
+                option = member.optimizer if group == "optimizer" else group
+                raise ConfigError(
+                    f"model.members.{name} sets {path}, which {group}={option} does not have"
+                    + (f" (member {index})" if cfg.model.population > 1 else "")
+                )
+            if value is None and name in OPTIONAL_MEMBER_KEYS:
+                continue  # the member's own value (its optimiser's default)
+            OmegaConf.update(solo, path, value, merge=False)
         solo.model.population, solo.model.members = 1, None
     try:
         validate(solo)
@@ -192,43 +240,77 @@ def check_population(cfg: DictConfig) -> list[DictConfig]:
 
 
 # ---------------------------------------------------------------------- model
+def structure(model: nn.Module) -> str:
+    """What vmap needs members to share: module types, nonlinearities, tensor names and shapes.
+    Members that differ only in values (seed, init type, scales) share it."""
+    parts = [
+        f"{name}:{type(m).__name__}:{getattr(m, 'nonlinearity', '')}"
+        for name, m in model.named_modules()
+    ]
+    parts += [
+        f"{n}{tuple(t.shape)}" for n, t in (*model.named_parameters(), *model.named_buffers())
+    ]
+    return "|".join(parts)
+
+
 class PopulationStack(nn.Module):
-    """K RecurrentStacks of one shape, kept as submodules and run together with vmap."""
+    """K RecurrentStacks kept as submodules and run together with vmap: one vmap per
+    structure (``structure``), so members may differ in nonlinearity as well as in values."""
 
     def __init__(self, models: list[RecurrentStack]) -> None:
         super().__init__()
         self.members = nn.ModuleList(models)
         self.size = len(models)
-        self.names = [name for name, _ in models[0].named_parameters()]
-        self.buffer_names = [name for name, _ in models[0].named_buffers()]
-        template = copy.deepcopy(models[0])
-        for cell in template.modules():
-            if isinstance(cell, RecurrentCell):
-                cell.use_native = False  # vmap cannot batch the fused kernels
-        # not registered as a submodule: a template whose own tensors are never used
-        self._template = (template.to("meta"),)
+        kinds: dict[str, int] = {}
+        self.kind = [kinds.setdefault(structure(m), len(kinds)) for m in models]
+        firsts = [self.kind.index(g) for g in range(len(kinds))]
+        self.names = [[name for name, _ in models[k].named_parameters()] for k in firsts]
+        self.buffer_names = [[name for name, _ in models[k].named_buffers()] for k in firsts]
+        templates = []
+        for k in firsts:
+            template = copy.deepcopy(models[k])
+            for cell in template.modules():
+                if isinstance(cell, RecurrentCell):
+                    cell.use_native = False  # vmap cannot batch the fused kernels
+            templates.append(template.to("meta"))
+        # not registered as submodules: templates whose own tensors are never used
+        self._templates = tuple(templates)
 
-    def _state(self, which: list[int]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """The parameters and buffers of members ``which``, stacked: [K', ...]. ``torch.stack``
-        is differentiable, so each member's gradient lands on its own tensors."""
+    def _state(self, kind: int, which: list[int]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The parameters and buffers of members ``which`` (all of structure ``kind``),
+        stacked: [K', ...]. ``torch.stack`` is differentiable, so each member's gradient lands
+        on its own tensors."""
         members = [self.members[k] for k in which]
         params = zip(*(list(m.parameters()) for m in members), strict=True)
         buffers = zip(*(list(m.buffers()) for m in members), strict=True)
         return (
-            {n: torch.stack(p) for n, p in zip(self.names, params, strict=True)},
-            {n: torch.stack(b) for n, b in zip(self.buffer_names, buffers, strict=True)},
+            {n: torch.stack(p) for n, p in zip(self.names[kind], params, strict=True)},
+            {n: torch.stack(b) for n, b in zip(self.buffer_names[kind], buffers, strict=True)},
         )
 
-    def forward(self, x: Tensor, which: list[int] | None = None) -> Tensor:
-        """x [K', B, T, I] -> readouts [K', B, T, O]: member ``which[j]`` (default: all, in
-        order) on x[j] with its own weights. Members left out cost nothing and get no gradient."""
-        template = self._template[0]
-        which = list(range(len(self.members))) if which is None else which
+    def _run(self, kind: int, x: Tensor, which: list[int]) -> Tensor:
+        template = self._templates[kind]
 
         def solo(params: dict[str, Tensor], buffers: dict[str, Tensor], xk: Tensor) -> Tensor:
             return functional_call(template, (params, buffers), (xk,))
 
-        return vmap(solo)(*self._state(which), x)
+        return vmap(solo)(*self._state(kind, which), x)
+
+    def forward(self, x: Tensor, which: list[int] | None = None) -> Tensor:
+        """x [K', B, T, I] -> readouts [K', B, T, O]: member ``which[j]`` (default: all, in
+        order) on x[j] with its own weights. Members left out cost nothing and get no gradient."""
+        which = list(range(len(self.members))) if which is None else which
+        kinds = sorted({self.kind[k] for k in which})
+        if len(kinds) == 1:
+            return self._run(kinds[0], x, which)
+        parts, order = [], []
+        for kind in kinds:
+            rows = [j for j, k in enumerate(which) if self.kind[k] == kind]
+            parts.append(self._run(kind, x[rows], [which[j] for j in rows]))
+            order += rows
+        back = torch.empty(len(order), dtype=torch.long)
+        back[torch.tensor(order)] = torch.arange(len(order))
+        return torch.cat(parts)[back.to(x.device)]
 
     def member(self, k: int) -> RecurrentStack:
         """Member k as a solo RecurrentStack (its own submodule)."""
@@ -273,7 +355,7 @@ class PopulationModule(pl.LightningModule):
         population: PopulationStack,
         data: PopulationData,
         members: list[Member],
-        optimizer: Any,
+        optimizers: list[dict[str, Any]],
         evaluate_every: int | None = None,
         reporter: TrialReporter | None = None,
         config: dict[str, Any] | None = None,
@@ -281,7 +363,7 @@ class PopulationModule(pl.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.population, self.data, self.settings = population, data, members
-        self.optimizer_factory, self.reporter = optimizer, reporter
+        self.optimizer_settings, self.reporter = optimizers, reporter
         self.evaluate_every = evaluate_every
         size = len(members)
         self.register_buffer("alive", torch.ones(size, dtype=torch.bool))
@@ -323,12 +405,11 @@ class PopulationModule(pl.LightningModule):
         if not any(flags):
             self.trainer.should_stop = True
             return
-        optimizer = self.optimizers()
-        optimizer.zero_grad()
+        for optimizer in self.optimizer_list():
+            optimizer.zero_grad()
         self.manual_backward(torch.where(finite, losses, 0.0).sum())
         member_gradients(self.population, flags, [m.clip for m in self.settings])
-        optimizer.step()
-        self.lr_schedulers().step()
+        self.optimizer_step()
         self.member_steps += torch.tensor(flags, device=self.member_steps.device).long()
         step = self.trainer.global_step
         if step % self.trainer.log_every_n_steps == 0:  # Lightning's log costs a step's work
@@ -360,19 +441,47 @@ class PopulationModule(pl.LightningModule):
                     self.pruned[k] = True
         return values
 
+    def optimizer_list(self) -> list[torch.optim.Optimizer]:
+        """The optimisers (one per class in the population), Lightning's wrappers."""
+        optimizers = self.optimizers()
+        return optimizers if isinstance(optimizers, list) else [optimizers]
+
+    def scheduler_list(self) -> list[LRScheduler]:
+        schedulers = self.lr_schedulers()
+        return schedulers if isinstance(schedulers, list) else [schedulers]
+
+    def optimizer_step(self) -> None:
+        """Every optimiser's step and decay; only the first through Lightning's wrapper, which
+        counts the step (each wrapped step would add one to the global step)."""
+        for j, optimizer in enumerate(self.optimizer_list()):
+            (optimizer if j == 0 else optimizer.optimizer).step()
+        for scheduler in self.scheduler_list():
+            scheduler.step()
+
     def configure_optimizers(self) -> Any:
-        groups = []
-        for model, member in zip(self.population.members, self.settings, strict=True):
-            group = {"params": list(model.parameters()), "lr": member.lr}
-            group["weight_decay"] = member.weight_decay
-            if member.momentum is not None:
-                group["momentum"] = member.momentum
-            groups.append(group)
-        # foreach: each group's update in a few multi-tensor kernels instead of a loop over
-        # its tensors (per-step overhead is most of a small population's step on a CPU)
-        optimizer = self.optimizer_factory(groups, foreach=True)
-        gammas = [1.0 if m.gamma is None else m.gamma for m in self.settings]
-        return {"optimizer": optimizer, "lr_scheduler": MemberDecay(optimizer, gammas)}
+        """One torch optimiser per class among the members, one parameter group per member with
+        the member's solo optimiser settings (``self.optimizer_settings[k]``), and one
+        ``MemberDecay`` per optimiser."""
+        classes: dict[str, list[int]] = {}
+        for k, settings in enumerate(self.optimizer_settings):
+            classes.setdefault(settings["_target_"], []).append(k)
+        optimizers, schedulers = [], []
+        for target, ks in classes.items():
+            groups = []
+            for k in ks:
+                options = {
+                    n: v
+                    for n, v in self.optimizer_settings[k].items()
+                    if n not in ("_target_", "_partial_")
+                }
+                groups.append({"params": list(self.population.members[k].parameters()), **options})
+            # foreach: each group's update in a few multi-tensor kernels instead of a loop over
+            # its tensors (per-step overhead is most of a small population's step on a CPU)
+            optimizer = get_class(target)(groups, foreach=True)
+            gammas = [1.0 if self.settings[k].gamma is None else self.settings[k].gamma for k in ks]
+            optimizers.append(optimizer)
+            schedulers.append(MemberDecay(optimizer, gammas))
+        return optimizers, schedulers
 
 
 def null_floats(values: dict[str, Any]) -> dict[str, Any]:
@@ -399,7 +508,7 @@ def population_job(cfg: DictConfig) -> Job:
         PopulationStack(models),
         data,
         members,
-        optimizer=instantiate(cfg.optimizer),
+        optimizers=[plain(solo.optimizer) for solo in solo_cfgs],
         evaluate_every=cfg.trainer.val_check_interval,
         reporter=build_reporter(cfg, members=len(members)),
         config=plain(cfg),
