@@ -85,7 +85,12 @@ from hydra_plugins.rnncap_optuna.storage import (  # noqa: F401
     storage_url,
 )
 from rnncap.core.errors import ConfigError
-from rnncap.core.population import MEMBER_KEYS, OPTIONAL_MEMBER_KEYS, population_refusal
+from rnncap.core.population import (
+    MEMBER_KEYS,
+    OPTIONAL_MEMBER_KEYS,
+    population_refusal,
+    search_refusal,
+)
 from rnncap.core.trial_report import make_pruner
 from rnncap.core.validate import validate
 
@@ -769,7 +774,10 @@ class OptunaSweeperImpl:
             yield job, [trials[i] for i in group]
 
     def check_population(self, config: DictConfig) -> None:
-        """Population trials need a task that trains as a population: say so before any trial."""
+        """Population trials need a task that trains as a population, and the space's b a range
+        the task can draw: say so before any trial."""
+        if (reason := search_refusal(config)) is not None:
+            raise ConfigError(reason)
         if self.population > 1 and (reason := population_refusal(config)) is not None:
             raise ConfigError(f"hydra.sweeper.population={self.population} {reason}")
 

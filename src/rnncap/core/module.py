@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from rnncap.core.convergence import CHECKPOINT_KEY, ConvergenceRecord
 from rnncap.core.stack import RecurrentStack
 from rnncap.tasks.base import Batch, TaskDataModule
 
@@ -22,6 +23,9 @@ class RNNCapModule(pl.LightningModule):
     Under DDP each process holds a shard of every step's batch and the gradients are averaged
     over processes: each shard's mean loss is weighted by its share of the batch, so the
     average is exactly the gradient of the whole batch's mean loss.
+
+    A task scored in bits (the capacity task) keeps a convergence record
+    (``rnncap.core.convergence``): a row at each validation check, in the checkpoints.
     """
 
     def __init__(
@@ -39,6 +43,8 @@ class RNNCapModule(pl.LightningModule):
         self.save_hyperparameters({"config": config or {}})
         # a buffer, so checkpoints and ddp_spawn's hand-back to the main process carry it
         self.register_buffer("_diverged", torch.tensor(False), persistent=True)
+        self.record = ConvergenceRecord() if task.objective == "bits" else None
+        self._val_totals: dict[str, float] = {}
 
     @property
     def diverged(self) -> bool:
@@ -53,6 +59,8 @@ class RNNCapModule(pl.LightningModule):
         return self.model(x)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        if self.record is not None:
+            self.record.step([(0, self.task.step_batch_size)])
         loss = self.task.loss(self.model(batch[0]), batch)
         if self.trainer.world_size > 1:
             loss = loss * self._shard_weight(batch)
@@ -71,10 +79,45 @@ class RNNCapModule(pl.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         sums = self.task.metrics(self.model(batch[0]), batch)
+        if self.record is not None:
+            for key, value in sums.items():
+                self._val_totals[key] = self._val_totals.get(key, 0.0) + float(value)
         count = sums.pop("count")
         for key, value in sums.items():
             # every process scores the whole evaluation set: the values agree across processes
             self.log(f"val/{key}", value / count, prog_bar=key == "accuracy", sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        """A convergence row: the bits of this validation check."""
+        if self.record is None or not self._val_totals:
+            return
+        bits = self.task.summarise(self._val_totals, 1)["bits"]
+        self._val_totals = {}
+        self.record.add(len(self.record.rows), self.global_step, [bits])
+
+    def convergence(self, final_bits: float | None) -> list[dict[str, Any]]:
+        """The convergence record, closed by a row at the final step (``final_bits``) when the
+        last validation check came earlier."""
+        assert self.record is not None
+        if not self.record.rows or self.record.rows[-1]["steps"] < self.global_step:
+            self.record.add(len(self.record.rows), self.global_step, [final_bits])
+        return self.record.rows
+
+    def on_train_start(self) -> None:
+        if self.record is not None:
+            self.record.start()
+
+    def on_train_end(self) -> None:
+        if self.record is not None:
+            self.record.load_state_dict(self.record.state_dict())  # stop the wall clock
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.record is not None:
+            checkpoint[CHECKPOINT_KEY] = self.record.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.record is not None and CHECKPOINT_KEY in checkpoint:
+            self.record.load_state_dict(checkpoint[CHECKPOINT_KEY])
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

@@ -15,8 +15,8 @@ the run's own value (seeds ``seed + k``). Each is exact, not approximated:
   gate bias is a buffer of the cell (``gate_bias_value``), stacked and vmapped like the weights;
 * ``samples`` (the capacity task): member k's own training set, padded to max b_k with a
   mask; its loss is the mean over its own b_k samples (or over its own minibatch of
-  ``task.batch_size`` of them, drawn as its solo run draws it), so its gradient is the solo
-  gradient.
+  ``task.batch_size`` of them, drawn as its solo run draws it; ``batch_size`` per member too,
+  padded to the largest with the mask), so its gradient is the solo gradient.
   Every other task (parentheses, arithmetic, ...): the members share the population's data set
   and batch order (its ``task.seed``), each scored by the task's own loss and metrics, so
   member k is the solo run ``seed=s_k task.seed=<the population's>``
@@ -43,14 +43,14 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import asdict, dataclass
-from enum import Enum
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from torch.optim.lr_scheduler import LRScheduler
@@ -58,185 +58,32 @@ from torch.utils.data import DataLoader
 
 from rnncap.cells.base import RecurrentCell
 from rnncap.core.build import Job, build_model, build_task, final_metrics, plain, run_info
-from rnncap.core.errors import ConfigError
+from rnncap.core.convergence import CHECKPOINT_KEY, ConvergenceRecord
+from rnncap.core.halving import RungCheckpoint, Schedule, halving_schedule, ranked
 from rnncap.core.population_data import MemberSets, PopulationData, SharedSet
-from rnncap.core.schema import OPTIMIZERS
+from rnncap.core.population_members import (
+    MEMBER_KEYS,
+    OPTIONAL_MEMBER_KEYS,
+    Member,
+    check_population,
+    member_settings,
+    population_refusal,
+    search_refusal,
+    shares_data,
+)
 from rnncap.core.stack import RecurrentStack
 from rnncap.core.trial_report import TrialReporter, build_reporter
-from rnncap.core.validate import validate
 from rnncap.tasks.base import TaskDataModule
-from rnncap.tasks.capacity import CapacityTask
 
 log = logging.getLogger(__name__)
-# model.members.<name> -> the solo run's config key it sets
-MEMBER_KEYS: dict[str, str] = {
-    "seed": "seed",
-    "optimizer": "optimizer",  # the optimiser's option name (adam, rmsprop, sgd): its class
-    "lr": "optimizer.lr",
-    "momentum": "optimizer.momentum",
-    "weight_decay": "optimizer.weight_decay",
-    "gamma": "scheduler.gamma",
-    "clip": "trainer.gradient_clip_val",
-    "gate_bias": "cell.gate_bias",
-    "recurrent_scale": "cell.recurrent_scale",
-    "input_scale": "cell.input_scale",
-    "bias_init": "cell.bias_init",
-    "nonlinearity": "cell.nonlinearity",
-    "recurrent_init": "cell.recurrent_init",
-    "samples": "task.samples",
-    "max_steps": "trainer.max_steps",
-}
-# per-member keys whose null means "the member's own value" (its optimiser's default; none
-# where its optimiser lacks the key): a tuner's conditional keys, so trials with and without
-# them share a population
-OPTIONAL_MEMBER_KEYS = ("momentum",)
-_ABSENT = object()
-
-
-@dataclass(frozen=True)
-class Member:
-    """One member's settings (``MEMBER_KEYS``): the solo run it reproduces. ``momentum`` is
-    None for an optimiser without it, ``gamma`` None without a scheduler."""
-
-    seed: int
-    optimizer: str
-    lr: float
-    momentum: float | None
-    weight_decay: float
-    gamma: float | None
-    clip: float | None
-    gate_bias: float
-    recurrent_scale: float
-    input_scale: float
-    bias_init: float
-    nonlinearity: str
-    recurrent_init: str
-    samples: int
-    max_steps: int
-
-
-# ---------------------------------------------------------------------- settings
-def _member_list(cfg: DictConfig, key: str, size: int) -> list[Any] | None:
-    members = cfg.model.get("members")
-    if members is None or members.get(key) is None:
-        return None
-    values = OmegaConf.to_container(members[key], resolve=True)
-    if not isinstance(values, list) or len(values) != size:
-        raise ConfigError(
-            f"model.members.{key} must be a list of model.population={size} values, got {values!r}"
-        )
-    return values
-
-
-def _has_key(cfg: DictConfig, path: str) -> bool:
-    return OmegaConf.select(cfg, path, default=_ABSENT) is not _ABSENT
-
-
-def member_settings(cfg: DictConfig) -> list[Member]:
-    """The K members' settings from ``model.population`` and ``model.members``."""
-    size = cfg.model.population  # >= 1: its range is in the schema (rnncap.core.schema)
-    members = cfg.model.get("members")
-    if members is not None:
-        unknown = set(members) - set(MEMBER_KEYS)
-        if unknown:
-            raise ConfigError(
-                f"model.members has unknown keys {sorted(unknown)}; allowed: {list(MEMBER_KEYS)}"
-            )
-    columns: dict[str, list[Any]] = {}
-    for name, path in MEMBER_KEYS.items():
-        values = _member_list(cfg, name, size)
-        if values is not None and name == "optimizer":
-            unknown = sorted({str(v) for v in values} - set(OPTIMIZERS))
-            if unknown:
-                raise ConfigError(
-                    f"model.members.optimizer has {unknown}; choose from {list(OPTIMIZERS)}"
-                )
-        if values is None:
-            default = (
-                optimizer_name(cfg.optimizer)
-                if name == "optimizer"
-                else OmegaConf.select(cfg, path, default=None)
-            )
-            default = default.value if isinstance(default, Enum) else default
-            values = [cfg.seed + k for k in range(size)] if name == "seed" else [default] * size
-        columns[name] = values
-    return [Member(**{name: columns[name][k] for name in MEMBER_KEYS}) for k in range(size)]
-
-
-def optimizer_name(node: DictConfig) -> str:
-    """The option name of an optimiser node, from its class: torch.optim.Adam -> adam."""
-    return str(node.get("_target_", "")).split(".")[-1].lower()
-
-
-def member_optimizer(node: DictConfig, name: str) -> DictConfig:
-    """The optimiser node of option ``name``: its schema's defaults, with the values of the
-    run's own node (``node``) for the keys the two share (lr, weight_decay, ...)."""
-    if optimizer_name(node) == name:
-        return copy.deepcopy(node)
-    own = OmegaConf.structured(OPTIMIZERS[name])
-    for key, value in node.items():
-        if key not in ("_target_", "_partial_") and key in own:
-            own[key] = value
-    return own
-
-
-def member_config(cfg: DictConfig, member: Member, index: int = 0) -> DictConfig:
-    """The solo run's config for one member (validated like any run's)."""
-    solo = copy.deepcopy(cfg)
-    with open_dict(solo):
-        if shares_data(cfg):  # one data set: the population's, whatever the member's seed
-            solo.task.seed = cfg.task.seed
-        solo.optimizer = member_optimizer(cfg.optimizer, member.optimizer)
-        for name, path in MEMBER_KEYS.items():
-            value = getattr(member, name)
-            if name == "optimizer":
-                continue
-            if not _has_key(solo, path):
-                given = (cfg.model.get("members") or {}).get(name) is not None
-                if value is None or not given:
-                    continue  # the run's own value of a key this member's optimiser lacks
-                group = path.split(".")[0]
-                option = member.optimizer if group == "optimizer" else group
-                raise ConfigError(
-                    f"model.members.{name} sets {path}, which {group}={option} does not have"
-                    + (f" (member {index})" if cfg.model.population > 1 else "")
-                )
-            if value is None and name in OPTIONAL_MEMBER_KEYS:
-                continue  # the member's own value (its optimiser's default)
-            OmegaConf.update(solo, path, value, merge=False)
-        solo.model.population, solo.model.members = 1, None
-    try:
-        validate(solo)
-    except ConfigError as err:
-        raise ConfigError(f"population member {index}: {err}") from None
-    return solo
-
-
-def shares_data(cfg: DictConfig) -> bool:
-    """Whether the members of ``cfg``'s population share one data set (every task but the
-    capacity task, whose members each draw their own b_k samples)."""
-    return not issubclass(get_class(cfg.task._target_), CapacityTask)
-
-
-def population_refusal(cfg: DictConfig) -> str | None:
-    """Why ``cfg``'s task cannot train as a population (None: it can). Every task can now (the
-    capacity task's members take minibatches from their own b_k samples); the run and the
-    sweeper prefix a reason with their own key."""
-    del cfg
-    return None
-
-
-def check_population(cfg: DictConfig) -> list[DictConfig]:
-    """Validate the population keys; return the K members' solo configs."""
-    if (reason := population_refusal(cfg)) is not None:
-        raise ConfigError(f"model.population={cfg.model.population} {reason}")
-    members = member_settings(cfg)
-    if shares_data(cfg) and len({m.samples for m in members}) > 1:
-        raise ConfigError(
-            f"model.members.samples: the members of task={cfg.task.name} share one data set; "
-            "give one task.samples (per-member samples are for the capacity task)"
-        )
-    return [member_config(cfg, m, k) for k, m in enumerate(members)]
+__all__ = [  # the population's settings, as the sweeper and the tests import them
+    "MEMBER_KEYS",
+    "OPTIONAL_MEMBER_KEYS",
+    "PopulationModule",
+    "population_job",
+    "population_refusal",
+    "search_refusal",
+]
 
 
 # ---------------------------------------------------------------------- model
@@ -359,13 +206,18 @@ class PopulationModule(pl.LightningModule):
         evaluate_every: int | None = None,
         reporter: TrialReporter | None = None,
         config: dict[str, Any] | None = None,
+        schedule: Schedule | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.population, self.data, self.settings = population, data, members
         self.optimizer_settings, self.reporter = optimizers, reporter
-        self.evaluate_every = evaluate_every
+        self.evaluate_every, self.schedule = evaluate_every, schedule
+        # the convergence record (rnncap.core.convergence): tasks scored in bits
+        self.record = ConvergenceRecord() if data.task.objective == "bits" else None
+        self.rung_ended = False  # read (and reset) by RungCheckpoint after the step
         size = len(members)
+        self.register_buffer("rung", torch.zeros((), dtype=torch.long))
         self.register_buffer("alive", torch.ones(size, dtype=torch.bool))
         self.register_buffer("pruned", torch.zeros(size, dtype=torch.bool))
         self.register_buffer("member_steps", torch.zeros(size, dtype=torch.long))
@@ -412,12 +264,70 @@ class PopulationModule(pl.LightningModule):
         self.optimizer_step()
         self.member_steps += torch.tensor(flags, device=self.member_steps.device).long()
         step = self.trainer.global_step
+        if self.record is not None:
+            samples = self.data.step_samples
+            self.record.step((k, samples(k)) for k, on in enumerate(flags) if on)
         if step % self.trainer.log_every_n_steps == 0:  # Lightning's log costs a step's work
             self.log("train/loss_mean", losses[finite].mean(), prog_bar=True)
         if self.evaluate_every and step % self.evaluate_every == 0:
-            self.evaluate(step, batch, flags)
+            values = self.evaluate(step, batch, flags)
+            if self.record is not None and self.schedule is None:
+                self.record.add(len(self.record.rows), step, values)
+        rungs = self.schedule.rungs if self.schedule is not None else ()
+        if int(self.rung) < len(rungs) and step == rungs[int(self.rung)]:
+            self.end_rung(step, flags)
         if not self.active().any():
             self.trainer.should_stop = True
+
+    @torch.no_grad()
+    def end_rung(self, step: int, flags: list[bool]) -> None:
+        """Successive halving at a rung end: score every training member, record the row,
+        keep the best 1/eta (all at the top rung) and prune the others, freeing their
+        optimiser state; the checkpoint follows this step (``RungCheckpoint``)."""
+        assert self.schedule is not None
+        which = [k for k, on in enumerate(flags) if on]
+        values = self.data.objectives(self.population, None, which)
+        rung = int(self.rung)
+        if self.record is not None:
+            self.record.add(rung, step, values)
+        if rung + 1 < len(self.schedule.rungs):
+            maximize = self.data.task.objective_direction == "maximize"
+            order = ranked(list(values), maximize)
+            dropped = [which[j] for j in order[self.schedule.survivors(len(which)) :]]
+            for k in dropped:
+                self.pruned[k] = True
+                self.free_optimizer_state(k)
+            log.info(
+                "rung %d ends at step %d: %d of %d continue",
+                rung,
+                step,
+                len(which) - len(dropped),
+                len(which),
+            )
+        self.rung += 1
+        self.rung_ended = True
+
+    def free_optimizer_state(self, k: int) -> None:
+        """Member k leaves the optimisers: its moments and step counts are dropped."""
+        for optimizer in self.optimizer_list():
+            for p in self.population.members[k].parameters():
+                optimizer.optimizer.state.pop(p, None)
+
+    def on_train_start(self) -> None:
+        if self.record is not None:
+            self.record.start()
+
+    def on_train_end(self) -> None:
+        if self.record is not None:
+            self.record.load_state_dict(self.record.state_dict())  # stop the wall clock
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.record is not None:
+            checkpoint[CHECKPOINT_KEY] = self.record.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.record is not None and CHECKPOINT_KEY in checkpoint:
+            self.record.load_state_dict(checkpoint[CHECKPOINT_KEY])
 
     @torch.no_grad()
     def evaluate(self, step: int, batch: tuple[Tensor, ...], flags: list[bool]) -> list:
@@ -494,6 +404,7 @@ def population_job(cfg: DictConfig) -> Job:
     """``model.population`` members built exactly as their solo runs, trained as one module;
     results: the best member's keys at the top level, plus ``population`` and ``members``."""
     members = member_settings(cfg)
+    schedule = halving_schedule(cfg)
     solo_cfgs = check_population(cfg)
     shared = shares_data(cfg)
     tasks, models = [], []
@@ -512,18 +423,39 @@ def population_job(cfg: DictConfig) -> Job:
         evaluate_every=cfg.trainer.val_check_interval,
         reporter=build_reporter(cfg, members=len(members)),
         config=plain(cfg),
+        schedule=schedule,
     )
+    if schedule is not None:
+        info["halving"] = {"eta": schedule.eta, "rungs": list(schedule.rungs)}
 
     def results() -> dict[str, Any]:
-        return summarise(module, tasks, members, info["params"], info)
+        out = summarise(module, tasks, members, info["params"], info)
+        if module.record is not None:
+            out["convergence"] = final_rows(module, out["members"])
+        return out
 
     # clipped per member by the module, not by the trainer; it runs the longest member's steps
-    steps = max(m.max_steps for m in members)
+    # (under successive halving: the top rung's)
+    steps = max(m.max_steps for m in members) if schedule is None else schedule.rungs[-1]
+    callbacks = [] if schedule is None else [RungCheckpoint(Path(cfg.output_dir) / "checkpoints")]
 
     def trained() -> list[nn.Module]:
         return [module.population.member(k) for k in range(len(members))]
 
-    return Job(module, None, info, results, trained, tasks[0].objective, None, max_steps=steps)
+    return Job(
+        module, None, info, results, trained, tasks[0].objective, None, callbacks, max_steps=steps
+    )
+
+
+def final_rows(module: PopulationModule, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The convergence record, closed by a row at the final step when the last evaluation
+    came earlier (the members' final bits)."""
+    record = module.record
+    assert record is not None
+    steps = int(module.member_steps.max())
+    if not record.rows or record.rows[-1]["steps"] < steps:
+        record.add(len(record.rows), steps, [r.get("bits") for r in rows])
+    return record.rows
 
 
 def summarise(
@@ -533,8 +465,9 @@ def summarise(
     params: int,
     info: dict[str, Any],
 ) -> dict[str, Any]:
-    """Every member's settings (``MEMBER_KEYS``; ``steps`` is its ``trainer.max_steps``),
-    status and metrics, computed as its solo run computes them; the best member (by the task
+    """Every member's settings (``MEMBER_KEYS``; ``steps`` is its ``trainer.max_steps``), the
+    steps it trained (``trained_steps``: fewer when it diverged or was pruned), status and
+    metrics, computed as its solo run computes them; the best member (by the task
     objective) on top, so the file keeps the solo metrics.json contract."""
     rows = []
     for k, (task, member) in enumerate(zip(tasks, members, strict=True)):
@@ -543,7 +476,8 @@ def summarise(
         if bool(module.pruned[k]) and metrics["status"] == "ok":
             metrics["status"] = "pruned"
         settings = asdict(member)
-        rows.append(null_floats({**settings, **metrics, **settings}))
+        trained = {"trained_steps": int(module.member_steps[k])}
+        rows.append(null_floats({**settings, **metrics, **settings, **trained}))
     objective, sign = tasks[0].objective, 1 if tasks[0].objective_direction == "maximize" else -1
     ranked = [k for k, r in enumerate(rows) if r.get(objective) is not None]
     best = max(ranked, key=lambda k: sign * rows[k][objective]) if ranked else 0

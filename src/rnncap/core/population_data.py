@@ -47,7 +47,11 @@ class PopulationData(Protocol):
 
     def losses(self, population: Population, batch: Batch, which: list[int]) -> Tensor: ...
 
-    def objectives(self, population: Population, batch: Batch, which: list[int]) -> list[float]: ...
+    def objectives(
+        self, population: Population, batch: Batch | None, which: list[int]
+    ) -> list[float]: ...
+
+    def step_samples(self, member: int) -> int: ...
 
 
 # ---------------------------------------------------------------------- capacity: own sets
@@ -86,15 +90,24 @@ class StepNumbers:
 
 
 class MemberMinibatches(Dataset):
-    """Step s -> (inputs [K, B, T, I], labels [K, B], mask [K, B]): member k's minibatch of
-    its solo run's step s (``StepBatches`` over its own b_k samples, seeded by its own
-    ``task.seed``), padded with a zero mask where min(B, b_k) < B."""
+    """Step s -> (inputs [K, B, T, I], labels [K, B], mask [K, B]): member k's batch of its
+    solo run's step s (``StepBatches`` over its own b_k samples in minibatches of its own
+    B_k, seeded by its own ``task.seed``; all b_k when B_k is None), padded to B = max B_k
+    with a zero mask."""
 
-    def __init__(self, data: TensorBatches, samples: list[int], seeds: list[int], batch: int):
-        self.data, self.batch = data, batch
+    def __init__(
+        self,
+        data: TensorBatches,
+        samples: list[int],
+        seeds: list[int],
+        batches: list[int | None],
+    ) -> None:
+        self.data = data
         self.samplers = [
-            StepBatches(size, batch, seed=seed) for size, seed in zip(samples, seeds, strict=True)
+            StepBatches(size, batch, seed=seed)
+            for size, seed, batch in zip(samples, seeds, batches, strict=True)
         ]
+        self.batch = max(sampler.batch_size for sampler in self.samplers)
 
     def __len__(self) -> int:  # endless: the trainer's max_steps ends training
         return 2**62
@@ -113,26 +126,25 @@ class MemberMinibatches(Dataset):
 
 class MemberSets:
     """The capacity task: member k trains on its own b_k samples, full batch or in minibatches
-    of ``task.batch_size`` from them."""
+    of its own ``task.batch_size`` from them."""
 
     def __init__(self, tasks: list[TaskDataModule]) -> None:
         self.task = tasks[0]
         self.data = stack_member_data(tasks)
         self.samples = [len(task.train_set) for task in tasks]
         self.seeds = [task.seed for task in tasks]
-        self.batch_size = tasks[0].batch_size  # None: full batch
+        self.batch_sizes = [task.batch_size for task in tasks]  # None: full batch
 
-    def step_samples(self) -> list[int]:
-        """Samples each member trains on per step (its b_k, or the minibatch): the compute."""
-        return [
-            size if self.batch_size is None else min(self.batch_size, size) for size in self.samples
-        ]
+    def step_samples(self, member: int) -> int:
+        """Samples a member trains on per step (its b_k, or its minibatch): its compute."""
+        size, batch = self.samples[member], self.batch_sizes[member]
+        return size if batch is None else min(batch, size)
 
     def loader(self, start_step: Callable[[], int]) -> DataLoader:
-        if self.batch_size is None:
+        if all(batch is None for batch in self.batch_sizes):
             batches = RepeatedFullBatch(len(self.data))  # every step the same: no position
             return DataLoader(self.data, batch_sampler=batches, collate_fn=whole_batch)
-        steps = MemberMinibatches(self.data, self.samples, self.seeds, self.batch_size)
+        steps = MemberMinibatches(self.data, self.samples, self.seeds, self.batch_sizes)
         return DataLoader(steps, batch_sampler=StepNumbers(start_step), collate_fn=whole_batch)
 
     def losses(self, population: Population, batch: Batch, which: list[int]) -> Tensor:
@@ -140,7 +152,9 @@ class MemberSets:
         return member_losses(population(x[which], which), labels[which], mask[which])
 
     @torch.no_grad()
-    def objectives(self, population: Population, batch: Batch, which: list[int]) -> list[float]:
+    def objectives(
+        self, population: Population, batch: Batch | None, which: list[int]
+    ) -> list[float]:
         """Bits stored by each member of ``which`` on its whole training set (``batch`` is not
         used: with minibatches it is a part of it)."""
         x, labels, mask = self.data.tensors
@@ -160,6 +174,10 @@ class SharedSet:
     def __init__(self, task: TaskDataModule, params: int) -> None:
         self.task, self.params = task, params
 
+    def step_samples(self, member: int) -> int:
+        """Samples per step, the same for every member (the population's batch)."""
+        return self.task.step_batch_size
+
     def loader(self, start_step: Callable[[], int]) -> DataLoader:
         task = self.task
         batches = StepBatches(
@@ -176,7 +194,9 @@ class SharedSet:
         return torch.stack([self.task.loss(out, batch) for out in outputs])
 
     @torch.no_grad()
-    def objectives(self, population: Population, batch: Batch, which: list[int]) -> list[float]:
+    def objectives(
+        self, population: Population, batch: Batch | None, which: list[int]
+    ) -> list[float]:
         """The task objective of each member of ``which`` on the evaluation set, summed over
         its batches as ``TaskDataModule.evaluate`` sums them (``batch`` is not used)."""
         totals: list[dict[str, float]] = [{} for _ in which]

@@ -88,6 +88,8 @@ def solo_job(cfg: DictConfig) -> Job:
         metrics = final_metrics(module.model, module.diverged, task, info["params"])
         if pruning and pruning[0].pruned and metrics["status"] == "ok":
             metrics["status"] = "pruned"
+        if module.record is not None:  # rnncap.core.convergence
+            metrics["convergence"] = module.convergence(metrics.get("bits"))
         return {**info, **metrics}
 
     clip = cfg.trainer.gradient_clip_val

@@ -105,6 +105,17 @@ class TrainerConfig:
 
 
 @dataclass
+class HalvingConfig:
+    """Successive halving inside a population job (``rnncap.core.halving``): K members start
+    at ``min_steps``; after each rung the best 1/eta continue, eta times as long, up to
+    ``max_steps`` (null: ``trainer.max_steps``). ``eta: null`` = no halving."""
+
+    eta: int | None = None
+    min_steps: int | None = None
+    max_steps: int | None = None
+
+
+@dataclass
 class ModelConfig:
     """The stack's size: a width, or the largest width under a parameter budget."""
 
@@ -112,6 +123,7 @@ class ModelConfig:
     budget: int | None = bounded(None, ge=1)  # total trainable parameters P
     population: int = bounded(1, ge=1)  # K > 1: K models of this shape in one job
     members: Any = None  # per-member lists of length K (rnncap.core.population)
+    halving: HalvingConfig = field(default_factory=HalvingConfig)  # successive halving
 
 
 @dataclass
