@@ -192,8 +192,9 @@ def search_refusal(cfg: DictConfig) -> str | None:
     width = cfg.task.input_dim
     if width < 63 and largest > 2**width:
         return (
-            f"hydra.sweeper.params.task.samples reaches {largest}, beyond the 2^{width} distinct "
-            f"inputs of task.input_dim={width}: raise task.input_dim or lower the range"
+            f"hydra.sweeper.params.task.samples reaches {largest}, beyond the 2^{width}="
+            f"{2**width} distinct inputs of task.input_dim={width}: raise task.input_dim or "
+            "lower the range"
         )
     return None
 
