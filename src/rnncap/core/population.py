@@ -10,9 +10,12 @@ Per-member settings: ``model.members={<name>: [K values], ...}`` with the names 
 ``MEMBER_KEYS`` (name -> the solo run's config key). A missing list means every member takes
 the run's own value (seeds ``seed + k``). Each is exact, not approximated:
 
-* ``seed``, ``gate_bias``, ``recurrent_scale``, ``input_scale``, ``bias_init``: member k is
-  built by its solo config (seeded, its own cell keys) and kept as its own submodule; the
-  gate bias is a buffer of the cell (``gate_bias_value``), stacked and vmapped like the weights;
+* ``seed``, ``gate_bias``, ``recurrent_scale``, ``input_scale``, ``bias_init``,
+  ``recurrent_init``: member k is built by its solo config (seeded, its own cell keys) and kept
+  as its own submodule; the gate bias is a buffer of the cell (``gate_bias_value``), stacked
+  and vmapped like the weights;
+* ``nonlinearity``: members are run with one vmap per cell structure (``structure``: module
+  types, nonlinearities, tensor shapes), their readouts put back in member order;
 * ``samples`` (the capacity task): member k's own training set, padded to max b_k with a
   mask; its loss is the mean over its own b_k samples (or over its own minibatch of
   ``task.batch_size`` of them, drawn as its solo run draws it; ``batch_size`` per member too,
@@ -21,9 +24,12 @@ the run's own value (seeds ``seed + k``). Each is exact, not approximated:
   and batch order (its ``task.seed``), each scored by the task's own loss and metrics, so
   member k is the solo run ``seed=s_k task.seed=<the population's>``
   (``rnncap.core.population_data``);
-* ``lr``, ``momentum``, ``weight_decay``: one torch optimiser with one parameter group per
-  member (its own parameters and settings): torch's own update of each group is the solo
-  update; ``momentum`` only where the optimiser has it (SGD, RMSprop);
+* ``optimizer`` (the option name: adam, rmsprop, sgd), ``lr``, ``momentum``,
+  ``weight_decay``: one torch optimiser per class among the members, one parameter group per
+  member (its own parameters and its solo optimiser settings): torch's own update of each
+  group is the solo update. A member whose class differs from the run's ``optimizer`` takes
+  that class's schema defaults and the run's values of the keys both have (lr, weight_decay);
+  ``momentum`` only where its optimiser has it (null: its optimiser's own value);
 * ``gamma``: each group's rate is multiplied by its own gamma every step, as the solo run's
   ``ExponentialLR`` does (``MemberDecay``);
 * ``clip`` (``trainer.gradient_clip_val``; null = none): ``clip_grad_norm_`` on each member's
@@ -34,8 +40,10 @@ the run's own value (seeds ``seed + k``). Each is exact, not approximated:
 A member whose loss becomes non-finite is ``diverged`` and frozen; the others go on. Every
 ``trainer.val_check_interval`` steps each active member's task objective is computed and,
 when a tuner linked the run (``trial.*``), reported to its trial; members the pruner stops are
-``pruned`` and frozen. Metrics are computed from each member's final weights, so they are the
-solo run's.
+``pruned`` and frozen. ``model.halving`` runs successive halving over the members
+(``rnncap.core.halving``): the best 1/eta continue from their state, rung after rung. Metrics
+are computed from each member's final weights, so they are the solo run's; a task scored in
+bits adds the convergence record (``rnncap.core.convergence``).
 """
 
 from __future__ import annotations
@@ -236,7 +244,7 @@ class PopulationModule(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         """One step of the active members only (the others are frozen and not computed):
         each one's loss on its batch, backward, per-member clipping, the optimiser."""
-        x = batch[0]
+        device = self.alive.device
         flags = self.active().tolist()
         which = [k for k, on in enumerate(flags) if on]
         if not which:
@@ -247,10 +255,10 @@ class PopulationModule(pl.LightningModule):
         last = (
             self.last_losses
             if self.last_losses is not None
-            else x.new_full(self.alive.shape, math.nan)
+            else torch.full(self.alive.shape, math.nan, device=device)
         )
         self.last_losses = last.clone().index_copy_(
-            0, torch.tensor(which, device=x.device), losses.detach()
+            0, torch.tensor(which, device=device), losses.detach()
         )
         self.alive[which] &= finite
         flags = self.active().tolist()
@@ -268,7 +276,8 @@ class PopulationModule(pl.LightningModule):
             samples = self.data.step_samples
             self.record.step((k, samples(k)) for k, on in enumerate(flags) if on)
         if step % self.trainer.log_every_n_steps == 0:  # Lightning's log costs a step's work
-            self.log("train/loss_mean", losses[finite].mean(), prog_bar=True)
+            mean = losses[finite].mean()
+            self.log("train/loss_mean", mean, prog_bar=True, batch_size=len(which))
         if self.evaluate_every and step % self.evaluate_every == 0:
             values = self.evaluate(step, batch, flags)
             if self.record is not None and self.schedule is None:
@@ -343,7 +352,7 @@ class PopulationModule(pl.LightningModule):
         if finite:
             task = self.data.task
             best = max(finite) if task.objective_direction == "maximize" else min(finite)
-            self.log(f"val/{task.objective}_best", best)
+            self.log(f"val/{task.objective}_best", best, batch_size=len(which))
         if self.reporter is not None:
             for k, prune in enumerate(self.reporter.report(step, values)):
                 if prune:

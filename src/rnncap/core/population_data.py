@@ -3,10 +3,11 @@
 Two kinds, one interface (``loader``, ``losses``, ``objectives``):
 
 * ``MemberSets`` (the capacity task): each member its own training set, b_k samples drawn
-  from its own seed, padded to max b_k with a mask; full batch, or (``task.batch_size``)
-  minibatches drawn from each member's own b_k samples in its solo run's order (``StepBatches``
-  seeded by its own ``task.seed``); the objective (bits stored) is computed on the whole
-  training set, as the capacity task scores a solo run.
+  from its own seed; full batch, or (``task.batch_size``) minibatches drawn from each
+  member's own b_k samples in its solo run's order (``StepBatches`` seeded by its own
+  ``task.seed``), the training members' batches padded to the longest with a mask; the
+  objective (bits stored) is computed on the whole training set, as the capacity task scores
+  a solo run.
 * ``SharedSet`` (every other task): one data set and one batch order for every member,
   those of the population's ``task.seed``; member k's loss on a batch is the task's own loss
   of its readouts, its objective the task's on the evaluation set. Member k is therefore the
@@ -27,7 +28,6 @@ from torch.utils.data import DataLoader, Dataset
 from rnncap.core.metrics import stored_bits
 from rnncap.tasks.base import (
     Batch,
-    RepeatedFullBatch,
     StepBatches,
     TaskDataModule,
     TensorBatches,
@@ -79,8 +79,7 @@ def member_correct(outputs: Tensor, labels: Tensor, mask: Tensor) -> list[float]
 
 
 class StepNumbers:
-    """A batch sampler yielding ``[global step]`` endlessly from ``start_step()`` on: the
-    dataset (``MemberMinibatches``) turns a step into every member's batch of that step."""
+    """A batch sampler yielding ``[global step]`` endlessly from ``start_step()`` on."""
 
     def __init__(self, start_step: Callable[[], int]) -> None:
         self.start_step = start_step
@@ -89,44 +88,34 @@ class StepNumbers:
         return ([step] for step in itertools.count(self.start_step()))
 
 
-class MemberMinibatches(Dataset):
-    """Step s -> (inputs [K, B, T, I], labels [K, B], mask [K, B]): member k's batch of its
-    solo run's step s (``StepBatches`` over its own b_k samples in minibatches of its own
-    B_k, seeded by its own ``task.seed``; all b_k when B_k is None), padded to B = max B_k
-    with a zero mask."""
-
-    def __init__(
-        self,
-        data: TensorBatches,
-        samples: list[int],
-        seeds: list[int],
-        batches: list[int | None],
-    ) -> None:
-        self.data = data
-        self.samplers = [
-            StepBatches(size, batch, seed=seed)
-            for size, seed, batch in zip(samples, seeds, batches, strict=True)
-        ]
-        self.batch = max(sampler.batch_size for sampler in self.samplers)
+class Steps(Dataset):
+    """Step numbers as batches: ``[s]`` -> ``([s],)``, a plain list that stays on the host
+    (``MemberSets`` gathers each training member's samples of step s where the model is)."""
 
     def __len__(self) -> int:  # endless: the trainer's max_steps ends training
         return 2**62
 
-    def __getitems__(self, steps: list[int]) -> Batch:
-        (step,) = steps
-        rows = [sampler.batch(step) for sampler in self.samplers]
-        index = torch.zeros(len(rows), self.batch, dtype=torch.long)
-        mask = torch.zeros(len(rows), self.batch)
-        for k, row in enumerate(rows):
-            index[k, : len(row)], mask[k, : len(row)] = torch.as_tensor(row), 1.0
-        members = torch.arange(len(rows)).unsqueeze(1)
-        inputs, labels, _ = self.data.tensors
-        return inputs[members, index], labels[members, index], mask
+    def __getitems__(self, steps: list[int]) -> tuple[list[int]]:
+        return (list(steps),)
+
+
+def padded_rows(rows: list[list[int]]) -> tuple[Tensor, Tensor]:
+    """Index rows of different lengths -> (index [K', B], mask [K', B]), B the longest."""
+    width = max(len(row) for row in rows)
+    index = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width)
+    for j, row in enumerate(rows):
+        index[j, : len(row)], mask[j, : len(row)] = torch.as_tensor(row), 1.0
+    return index, mask
 
 
 class MemberSets:
     """The capacity task: member k trains on its own b_k samples, full batch or in minibatches
-    of its own ``task.batch_size`` from them."""
+    of its own ``task.batch_size`` from them (``StepBatches`` over its b_k samples, seeded by
+    its own ``task.seed``: the solo run's batch of each step). Each step gathers the batches of
+    the members that train only, padded to the longest of them with a zero mask, from the
+    members' sets held where the model is: members that left (pruned, diverged, done) cost
+    nothing, and the batch shrinks with them."""
 
     def __init__(self, tasks: list[TaskDataModule]) -> None:
         self.task = tasks[0]
@@ -134,35 +123,61 @@ class MemberSets:
         self.samples = [len(task.train_set) for task in tasks]
         self.seeds = [task.seed for task in tasks]
         self.batch_sizes = [task.batch_size for task in tasks]  # None: full batch
+        self.samplers = [
+            StepBatches(size, batch, seed=seed)
+            for size, seed, batch in zip(self.samples, self.seeds, self.batch_sizes, strict=True)
+        ]
+        self._placed: tuple[Tensor, ...] | None = None
 
     def step_samples(self, member: int) -> int:
         """Samples a member trains on per step (its b_k, or its minibatch): its compute."""
-        size, batch = self.samples[member], self.batch_sizes[member]
-        return size if batch is None else min(batch, size)
+        return self.samplers[member].batch_size
+
+    def tensors(self, device: torch.device) -> tuple[Tensor, ...]:
+        """(inputs [K, S, T, I], labels [K, S], mask [K, S]) on ``device``, moved once."""
+        if self._placed is None or self._placed[0].device != device:
+            self._placed = tuple(t.to(device) for t in self.data.tensors)
+        return self._placed
 
     def loader(self, start_step: Callable[[], int]) -> DataLoader:
-        if all(batch is None for batch in self.batch_sizes):
-            batches = RepeatedFullBatch(len(self.data))  # every step the same: no position
-            return DataLoader(self.data, batch_sampler=batches, collate_fn=whole_batch)
-        steps = MemberMinibatches(self.data, self.samples, self.seeds, self.batch_sizes)
-        return DataLoader(steps, batch_sampler=StepNumbers(start_step), collate_fn=whole_batch)
+        return DataLoader(Steps(), batch_sampler=StepNumbers(start_step), collate_fn=whole_batch)
+
+    def step_batch(self, step: int, which: list[int], device: torch.device) -> Batch:
+        """Members ``which``'s batches of ``step``: inputs [K', B, T, I], labels and mask."""
+        if all(self.batch_sizes[k] is None for k in which):  # full batch: no gather
+            placed = self.tensors(device)
+            return (
+                placed
+                if which == list(range(len(self.samples)))
+                else (tuple(t[which] for t in placed))
+            )
+        inputs, labels, _ = self.tensors(device)
+        index, mask = padded_rows([self.samplers[k].batch(step) for k in which])
+        members = torch.as_tensor(which).unsqueeze(1).to(device)
+        index = index.to(device)
+        return inputs[members, index], labels[members, index], mask.to(device)
 
     def losses(self, population: Population, batch: Batch, which: list[int]) -> Tensor:
-        x, labels, mask = batch
-        return member_losses(population(x[which], which), labels[which], mask[which])
+        ((step,),) = batch
+        x, labels, mask = self.step_batch(step, which, device_of(population))
+        return member_losses(population(x, which), labels, mask)
 
     @torch.no_grad()
     def objectives(
         self, population: Population, batch: Batch | None, which: list[int]
     ) -> list[float]:
-        """Bits stored by each member of ``which`` on its whole training set (``batch`` is not
-        used: with minibatches it is a part of it)."""
-        x, labels, mask = self.data.tensors
-        counted = member_correct(population(x[which], which), labels[which], mask[which])
+        """Bits stored by each member of ``which`` on its whole training set."""
+        x, labels, mask = (t[which] for t in self.tensors(device_of(population)))
+        counted = member_correct(population(x, which), labels, mask)
         return [
             stored_bits(self.samples[k], c / self.samples[k])
             for k, c in zip(which, counted, strict=True)
         ]
+
+
+def device_of(population: Population) -> torch.device:
+    """Where the population's parameters are."""
+    return next(population.parameters()).device  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------- other tasks: one set
@@ -200,7 +215,9 @@ class SharedSet:
         """The task objective of each member of ``which`` on the evaluation set, summed over
         its batches as ``TaskDataModule.evaluate`` sums them (``batch`` is not used)."""
         totals: list[dict[str, float]] = [{} for _ in which]
+        device = device_of(population)
         for eval_batch in self.task.eval_dataloader():
+            eval_batch = tuple(t.to(device) for t in eval_batch)
             outputs = self.readouts(population, eval_batch[0], which)
             for total, out in zip(totals, outputs, strict=True):
                 for key, value in self.task.metrics(out, eval_batch).items():

@@ -1,0 +1,144 @@
+"""The paper's capacity point on one GPU, in one command: the 463-parameter tanh RNN
+(model.budget=500, task.input_dim=16), many settings from sweep=capacity in full populations,
+successive halving into long training; then the population throughput rows of
+benchmarks/run.py. Prints bits/param, the convergence curve (best bits against compute and
+wall time, the point's jobs concatenated as analysis reads them) and whether the last doubling
+of compute still added bits.
+
+    python benchmarks/gpu_paper_point.py                      # one H100: 512 settings in 2
+                                                              # populations of 256, rungs 500,
+                                                              # 2000, 8000, 32000 steps (eta 4)
+    python benchmarks/gpu_paper_point.py --tiny --device cpu  # the same protocol in seconds
+
+Everything it writes goes to --out (default: a fresh temporary folder): the sweep's runs and
+study, and ``paper_point.json`` (the numbers printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SATURATION_GAIN = 0.05  # bits/param added by the last doubling of compute below which: saturated
+
+PAPER = {"budget": 500, "population": 256, "trials": 512, "eta": 4, "min_steps": 500,
+         "max_steps": 32000}
+TINY = {"budget": 60, "population": 8, "trials": 16, "eta": 2, "min_steps": 10, "max_steps": 40}
+
+
+def sweep_command(size: dict[str, int], device: str, out: Path) -> list[str]:
+    """train.py -m over sweep=capacity for the tanh RNN at ``size``, populations with halving."""
+    return [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "sweep=capacity",
+        "cell=rnn",
+        "cell.nonlinearity=tanh",
+        f"model.budget={size['budget']}",
+        f"hydra.sweeper.population={size['population']}",
+        f"hydra.sweeper.n_trials={size['trials']}",
+        "hydra.sweeper.sampler.seed=0",
+        f"model.halving.eta={size['eta']}",
+        f"model.halving.min_steps={size['min_steps']}",
+        f"trainer.max_steps={size['max_steps']}",
+        "trainer.checkpoint_every=null",  # a checkpoint at each rung end all the same
+        f"hardware={'gpu' if device == 'cuda' else 'cpu'}",
+        "save_weights=false",
+        f"hydra.sweep.dir={out / 'runs'}",
+        f"hydra.sweeper.storage=sqlite:///{out / 'studies.db'}",
+    ]
+
+
+def job_metrics(runs: Path) -> list[dict[str, Any]]:
+    """The sweep's jobs' metrics.json, in job order (Hydra's numbered job folders)."""
+    found = [p for p in runs.glob("*/metrics.json") if p.parent.name.isdigit()]
+    return [json.loads(p.read_text()) for p in sorted(found, key=lambda p: int(p.parent.name))]
+
+
+def point_curve(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The point's convergence rows: its jobs' rows in job order, compute and wall time offset
+    by the previous jobs' totals, best bits a running maximum."""
+    rows, compute, wall, best = [], 0.0, 0.0, -math.inf
+    for job in jobs:
+        last = {"compute": 0.0, "wall_s": 0.0}
+        for row in job.get("convergence", []):
+            if row["best_bits"] is not None:
+                best = max(best, row["best_bits"])
+            rows.append({**row, "compute": compute + row["compute"],
+                         "wall_s": round(wall + row["wall_s"], 3), "best_bits": best})
+            last = row
+        compute, wall = compute + last["compute"], wall + last["wall_s"]
+    return rows
+
+
+def last_doubling_gain(rows: list[dict[str, Any]], params: int) -> float | None:
+    """Best bits at the total compute minus best bits at half of it, per parameter."""
+    if not rows:
+        return None
+    half = rows[-1]["compute"] / 2
+    before = [r["best_bits"] for r in rows if r["compute"] <= half]
+    return (rows[-1]["best_bits"] - (before[-1] if before else 0.0)) / params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--tiny", action="store_true", help="a tiny size (CPU, seconds)")
+    parser.add_argument("--out", type=Path, help="output folder (default: a temporary one)")
+    parser.add_argument(
+        "--no-throughput", action="store_true", help="skip benchmarks/run.py's population rows"
+    )
+    args = parser.parse_args()
+    size = TINY if args.tiny else PAPER
+    out = (args.out or Path(tempfile.mkdtemp(prefix="rnncap-paper-point-"))).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    print("sweep:", " ".join(sweep_command(size, args.device, out)[2:]), flush=True)
+    subprocess.run(sweep_command(size, args.device, out), check=True, cwd=out, env=env)
+    jobs = job_metrics(out / "runs")
+    if not jobs:
+        sys.exit("error: the sweep wrote no metrics.json")
+    params = jobs[0]["params"]
+    curve = point_curve(jobs)
+    best = curve[-1]["best_bits"]
+    gain = last_doubling_gain(curve, params)
+    state = "saturated" if gain is not None and gain < SATURATION_GAIN else "rising"
+    result = {
+        "params": params,
+        "settings": sum(job["population"] for job in jobs),
+        "jobs": len(jobs),
+        "rungs": jobs[0].get("halving", {}).get("rungs"),
+        "bits": best,
+        "bits_per_param": best / params,
+        "last_doubling_gain_bits_per_param": gain,
+        "convergence": state,
+        "curve": curve,
+    }
+    print(f"\nparams {params}, {result['settings']} settings in {len(jobs)} populations, "
+          f"rungs {result['rungs']}")
+    print(f"{'rung':>4} {'steps':>6} {'members':>7} {'compute':>12} {'wall_s':>8} "
+          f"{'best_bits':>9} {'bits/param':>10}")
+    for r in curve:
+        print(f"{r['rung']:>4} {r['steps']:>6} {r['members']:>7} {r['compute']:>12.4g} "
+              f"{r['wall_s']:>8.1f} {r['best_bits']:>9.1f} {r['best_bits'] / params:>10.3f}")
+    print(f"bits/param {best / params:.3f}; last doubling of compute added "
+          f"{gain:.3f} bits/param: {state}")
+    (out / "paper_point.json").write_text(json.dumps(result, indent=2) + "\n")
+    if not args.no_throughput:
+        bench = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--parts", "population",
+                 "--device", args.device, "--json", str(out / "throughput.json")]
+        subprocess.run([*bench, *(["--quick"] if args.tiny else [])], check=True, env=env)
+    print("written:", out / "paper_point.json")
+
+
+if __name__ == "__main__":
+    main()
