@@ -29,8 +29,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SATURATION_GAIN = 0.05  # bits/param added by the last doubling of compute below which: saturated
 
-PAPER = {"budget": 500, "population": 256, "trials": 512, "eta": 4, "min_steps": 500,
-         "max_steps": 32000}
+PAPER = {
+    "budget": 500,
+    "population": 256,
+    "trials": 512,
+    "eta": 4,
+    "min_steps": 500,
+    "max_steps": 32000,
+}
 TINY = {"budget": 60, "population": 8, "trials": 16, "eta": 2, "min_steps": 10, "max_steps": 40}
 
 
@@ -73,8 +79,14 @@ def point_curve(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for row in job.get("convergence", []):
             if row["best_bits"] is not None:
                 best = max(best, row["best_bits"])
-            rows.append({**row, "compute": compute + row["compute"],
-                         "wall_s": round(wall + row["wall_s"], 3), "best_bits": best})
+            rows.append(
+                {
+                    **row,
+                    "compute": compute + row["compute"],
+                    "wall_s": round(wall + row["wall_s"], 3),
+                    "best_bits": best,
+                }
+            )
             last = row
         compute, wall = compute + last["compute"], wall + last["wall_s"]
     return rows
@@ -123,19 +135,35 @@ def main() -> None:
         "convergence": state,
         "curve": curve,
     }
-    print(f"\nparams {params}, {result['settings']} settings in {len(jobs)} populations, "
-          f"rungs {result['rungs']}")
-    print(f"{'rung':>4} {'steps':>6} {'members':>7} {'compute':>12} {'wall_s':>8} "
-          f"{'best_bits':>9} {'bits/param':>10}")
+    print(
+        f"\nparams {params}, {result['settings']} settings in {len(jobs)} populations, "
+        f"rungs {result['rungs']}"
+    )
+    print(
+        f"{'rung':>4} {'steps':>6} {'members':>7} {'compute':>12} {'wall_s':>8} "
+        f"{'best_bits':>9} {'bits/param':>10}"
+    )
     for r in curve:
-        print(f"{r['rung']:>4} {r['steps']:>6} {r['members']:>7} {r['compute']:>12.4g} "
-              f"{r['wall_s']:>8.1f} {r['best_bits']:>9.1f} {r['best_bits'] / params:>10.3f}")
-    print(f"bits/param {best / params:.3f}; last doubling of compute added "
-          f"{gain:.3f} bits/param: {state}")
+        print(
+            f"{r['rung']:>4} {r['steps']:>6} {r['members']:>7} {r['compute']:>12.4g} "
+            f"{r['wall_s']:>8.1f} {r['best_bits']:>9.1f} {r['best_bits'] / params:>10.3f}"
+        )
+    print(
+        f"bits/param {best / params:.3f}; last doubling of compute added "
+        f"{gain:.3f} bits/param: {state}"
+    )
     (out / "paper_point.json").write_text(json.dumps(result, indent=2) + "\n")
     if not args.no_throughput:
-        bench = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--parts", "population",
-                 "--device", args.device, "--json", str(out / "throughput.json")]
+        bench = [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--parts",
+            "population",
+            "--device",
+            args.device,
+            "--json",
+            str(out / "throughput.json"),
+        ]
         subprocess.run([*bench, *(["--quick"] if args.tiny else [])], check=True, env=env)
     print("written:", out / "paper_point.json")
 

@@ -1,0 +1,68 @@
+"""benchmarks/gpu_paper_point.py: the point's convergence curve from its jobs (a hand-made
+case), and the whole command at a tiny size on the CPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_point() -> ModuleType:
+    path = ROOT / "benchmarks" / "gpu_paper_point.py"
+    spec = importlib.util.spec_from_file_location("paper_point", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def row(rung: int, compute: float, wall: float, best: float | None) -> dict:
+    return {
+        "rung": rung,
+        "steps": 10 * (rung + 1),
+        "members": 1,
+        "compute": compute,
+        "wall_s": wall,
+        "best_bits": best,
+    }
+
+
+def test_jobs_concatenate_into_one_curve_and_the_last_doubling_is_measured():
+    point = load_point()
+    jobs = [
+        {"convergence": [row(0, 100.0, 1.0, 5.0), row(1, 300.0, 2.0, 20.0)]},
+        {"convergence": [row(0, 100.0, 1.5, None), row(1, 500.0, 4.0, 12.0)]},
+    ]
+    curve = point.point_curve(jobs)
+    assert [r["compute"] for r in curve] == [100.0, 300.0, 400.0, 800.0]
+    assert [r["wall_s"] for r in curve] == [1.0, 2.0, 3.5, 6.0]
+    assert [r["best_bits"] for r in curve] == [5.0, 20.0, 20.0, 20.0]  # a running maximum
+    # half of 800 is 400: best 20 there and at 800, so the last doubling added nothing
+    assert point.last_doubling_gain(curve, params=10) == 0.0
+    rising = [row(0, 100.0, 1.0, 5.0), row(1, 200.0, 2.0, 15.0)]
+    assert point.last_doubling_gain(rising, params=10) == pytest.approx(1.0)
+
+
+@pytest.mark.slow  # a 16-trial sweep in 2 populations with successive halving: 20-45 s
+def test_tiny_paper_point_runs_on_the_cpu(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_paper_point.py"), "--tiny"]
+    cmd += ["--device", "cpu", "--no-throughput", "--out", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "paper_point.json").read_text())
+    assert result["settings"] == 16 and result["jobs"] == 2 and result["rungs"] == [10, 20, 40]
+    jobs = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/metrics.json")]
+    best = max(m["bits"] for job in jobs for m in job["members"] if m["bits"] is not None)
+    assert result["bits"] == pytest.approx(best)
+    assert result["bits_per_param"] == pytest.approx(best / result["params"])
+    assert [r["members"] for r in result["curve"]] == [8, 4, 2, 8, 4, 2]
+    assert f"bits/param {best / result['params']:.3f}" in out.stdout
