@@ -56,12 +56,24 @@ def test_full_search_spaces_train_full_populations(sweep, cell, size):
     assert [len(g) for g in _impl.group_trials(chosen, size)] == [size, size]
 
 
+def refusal(*overrides: str, swept: str | None = None) -> str | None:
+    """search_refusal of the sweep point's space as the sweeper parses it (``swept``: a range
+    of the command line, which replaces the config's)."""
+    cfg = hydra_cfg("sweep=capacity", *overrides)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
+    space, _ = _impl.parse_search_space(params, [*overrides, *([swept] if swept else [])])
+    samples = space.get("task.samples")
+    return search_refusal(cfg, samples and samples.distribution)
+
+
 def test_b_range_beyond_the_distinct_inputs_is_refused():
-    big = hydra_cfg("sweep=capacity", "model.budget=8000")  # 12 x 8000 > 2^16
-    assert search_refusal(big) == (
+    assert refusal("model.budget=8000") == (  # 12 x 8000 > 2^16
         "hydra.sweeper.params.task.samples reaches 96000, beyond the 2^16=65536 distinct inputs "
         "of task.input_dim=16: raise task.input_dim or lower the range"
     )
-    wider = hydra_cfg("sweep=capacity", "model.budget=8000", "task.input_dim=17")
-    assert search_refusal(wider) is None
-    assert search_refusal(hydra_cfg("sweep=capacity", "model.budget=463")) is None
+    assert refusal("model.budget=8000", "task.input_dim=17") is None
+    assert refusal("model.budget=463") is None
+    # a range on the command line replaces the space's; a fixed b is no range
+    assert refusal("model.budget=8000", swept="task.samples=int(interval(12, 32))") is None
+    assert refusal("model.budget=8000", "task.samples=500") is None
+    assert "reaches 70000" in refusal(swept="task.samples=choice(100,70000)")

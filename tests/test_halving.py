@@ -232,3 +232,27 @@ def test_solo_capacity_run_records_each_validation_check(make_cfg):
     assert [r["compute"] for r in conv] == [80.0, 160.0, 200.0]
     assert conv[-1]["best_bits"] == pytest.approx(max(m["bits"], conv[1]["best_bits"]))
     assert all(r["wall_s"] >= 0 for r in conv)
+
+
+def test_a_lone_survivor_trains_as_its_solo_run(make_cfg, tmp_path):
+    """eta 4 over 4 members: one continues from step 5 to 20, on its own module (the solo
+    run's fused kernels, no vmap); it ends where its solo run of 20 steps ends."""
+    cfg = make_cfg(
+        "model.population=4",
+        f"model.members={{lr:{LRS[:4]},samples:{SAMPLES[:4]}}}".replace(" ", ""),
+        "model.halving.eta=4",
+        "model.halving.min_steps=5",
+        "model.hidden=6",
+    )
+    train(cfg)
+    rows = read_metrics(cfg)["members"]
+    (k,) = [k for k, r in enumerate(rows) if r["trained_steps"] == 20]
+    solo = make_cfg(
+        "model.hidden=6", f"seed={cfg.seed + k}", f"optimizer.lr={LRS[k]}",
+        f"task.samples={SAMPLES[k]}",
+    )  # fmt: skip
+    solo.output_dir = str(tmp_path / "solo")
+    train(solo)
+    expected = read_metrics(solo)
+    assert rows[k]["accuracy"] == expected["accuracy"]
+    assert rows[k]["loss"] == pytest.approx(expected["loss"], abs=1e-6)

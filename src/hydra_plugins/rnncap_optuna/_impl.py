@@ -687,7 +687,7 @@ class OptunaSweeperImpl:
         params = config.hydra.sweeper.get("params") if "hydra" in config else None
         params = OmegaConf.to_container(params, resolve=True) if params else self.params
         space, fixed = parse_search_space(params, [*arguments, *point.values()])
-        self.check_population(config)
+        self.check_population(config, space)
         label = "-".join(f"{k.rsplit('.', 1)[-1]}{v.split('=', 1)[1]}" for k, v in point.items())
         study = self.open_study(config, label if grid else None)
         if not shared(self.storage):  # one process owns the study: nothing else is running
@@ -773,10 +773,11 @@ class OptunaSweeperImpl:
                 job.append(f"hydra.sweep.subdir={point.subdir}/{numbers[0]}")
             yield job, [trials[i] for i in group]
 
-    def check_population(self, config: DictConfig) -> None:
+    def check_population(self, config: DictConfig, space: Mapping[str, ParamSpec]) -> None:
         """Population trials need a task that trains as a population, and the space's b a range
         the task can draw: say so before any trial."""
-        if (reason := search_refusal(config)) is not None:
+        samples = space.get("task.samples")
+        if (reason := search_refusal(config, samples and samples.distribution)) is not None:
             raise ConfigError(reason)
         if self.population > 1 and (reason := population_refusal(config)) is not None:
             raise ConfigError(f"hydra.sweeper.population={self.population} {reason}")

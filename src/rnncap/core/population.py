@@ -144,6 +144,8 @@ class PopulationStack(nn.Module):
         )
 
     def _run(self, kind: int, x: Tensor, which: list[int]) -> Tensor:
+        if len(which) == 1:  # one member: its own module, as its solo run (fused kernels)
+            return self.members[which[0]](x[0]).unsqueeze(0)
         template = self._templates[kind]
 
         def solo(params: dict[str, Tensor], buffers: dict[str, Tensor], xk: Tensor) -> Tensor:

@@ -179,16 +179,13 @@ def population_refusal(cfg: DictConfig) -> str | None:
     return None
 
 
-def search_refusal(cfg: DictConfig) -> str | None:
-    """Why a sweep's search space cannot run (None: it can): a range of b (``task.samples``)
-    beyond the 2^input_dim distinct inputs of the capacity task. ``cfg`` is a sweep point's
-    config, its space in ``hydra.sweeper.params``."""
-    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None)
-    spec = None if params is None or shares_data(cfg) else params.get("task.samples")
-    if spec is None or not isinstance(spec, DictConfig):
+def search_refusal(cfg: DictConfig, samples: Any) -> str | None:
+    """Why a sweep's search space cannot run (None: it can): a range of b (``samples``, the
+    space's distribution of ``task.samples``: an Optuna distribution, None when not searched)
+    beyond the 2^input_dim distinct inputs of the capacity task of ``cfg``."""
+    if samples is None or shares_data(cfg):
         return None
-    values = OmegaConf.to_container(spec, resolve=True)
-    largest = max(values.get("choices") or [values.get("high", 0)])
+    largest = max(samples.choices) if hasattr(samples, "choices") else samples.high
     width = cfg.task.input_dim
     if width < 63 and largest > 2**width:
         return (
