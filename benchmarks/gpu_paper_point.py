@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -26,8 +25,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rnncap.analysis.convergence import doubling_gain, point_curve, verdict
+
 ROOT = Path(__file__).resolve().parents[1]
-SATURATION_GAIN = 0.05  # bits/param added by the last doubling of compute below which: saturated
 
 PAPER = {
     "budget": 500,
@@ -70,35 +70,14 @@ def job_metrics(runs: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(found, key=lambda p: int(p.parent.name))]
 
 
-def point_curve(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The point's convergence rows: its jobs' rows in job order, compute and wall time offset
-    by the previous jobs' totals, best bits a running maximum."""
-    rows, compute, wall, best = [], 0.0, 0.0, -math.inf
-    for job in jobs:
-        last = {"compute": 0.0, "wall_s": 0.0}
-        for row in job.get("convergence", []):
-            if row["best_bits"] is not None:
-                best = max(best, row["best_bits"])
-            rows.append(
-                {
-                    **row,
-                    "compute": compute + row["compute"],
-                    "wall_s": round(wall + row["wall_s"], 3),
-                    "best_bits": best,
-                }
-            )
-            last = row
-        compute, wall = compute + last["compute"], wall + last["wall_s"]
-    return rows
-
-
-def last_doubling_gain(rows: list[dict[str, Any]], params: int) -> float | None:
-    """Best bits at the total compute minus best bits at half of it, per parameter."""
-    if not rows:
-        return None
-    half = rows[-1]["compute"] / 2
-    before = [r["best_bits"] for r in rows if r["compute"] <= half]
-    return (rows[-1]["best_bits"] - (before[-1] if before else 0.0)) / params
+def point_rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The point's convergence curve (``rnncap.analysis.convergence.point_curve``: the jobs'
+    rows in job order, compute and wall time offset, best bits a running maximum), each row
+    with its job's rung, steps and members."""
+    curve = point_curve(jobs) or []
+    own = [row for job in jobs for row in job.get("convergence", [])]
+    keys = ("rung", "steps", "members")
+    return [{**{k: r[k] for k in keys}, **c} for r, c in zip(own, curve, strict=True)]
 
 
 def main() -> None:
@@ -120,10 +99,12 @@ def main() -> None:
     if not jobs:
         sys.exit("error: the sweep wrote no metrics.json")
     params = jobs[0]["params"]
-    curve = point_curve(jobs)
-    best = curve[-1]["best_bits"]
-    gain = last_doubling_gain(curve, params)
-    state = "saturated" if gain is not None and gain < SATURATION_GAIN else "rising"
+    curve = point_rows(jobs)
+    best = curve[-1]["best_bits"] if curve else None
+    if best is None:
+        sys.exit("error: no member of the sweep stored any bits (all diverged?)")
+    gain = doubling_gain(curve, params)
+    state = verdict(gain)
     result = {
         "params": params,
         "settings": sum(job["population"] for job in jobs),

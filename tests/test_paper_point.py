@@ -25,30 +25,21 @@ def load_point() -> ModuleType:
 
 
 def row(rung: int, compute: float, wall: float, best: float | None) -> dict:
-    return {
-        "rung": rung,
-        "steps": 10 * (rung + 1),
-        "members": 1,
-        "compute": compute,
-        "wall_s": wall,
-        "best_bits": best,
-    }
+    return {"rung": rung, "steps": 10 * (rung + 1), "members": 1, "compute": compute,
+            "wall_s": wall, "best_bits": best}  # fmt: skip
 
 
-def test_jobs_concatenate_into_one_curve_and_the_last_doubling_is_measured():
+def test_jobs_concatenate_into_one_curve_with_their_rungs():
     point = load_point()
     jobs = [
-        {"convergence": [row(0, 100.0, 1.0, 5.0), row(1, 300.0, 2.0, 20.0)]},
-        {"convergence": [row(0, 100.0, 1.5, None), row(1, 500.0, 4.0, 12.0)]},
+        {"status": "ok", "convergence": [row(0, 100.0, 1.0, 5.0), row(1, 300.0, 2.0, 20.0)]},
+        {"status": "pruned", "convergence": [row(0, 100.0, 1.5, None), row(1, 500.0, 4.0, 12.0)]},
     ]
-    curve = point.point_curve(jobs)
+    curve = point.point_rows(jobs)
     assert [r["compute"] for r in curve] == [100.0, 300.0, 400.0, 800.0]
     assert [r["wall_s"] for r in curve] == [1.0, 2.0, 3.5, 6.0]
     assert [r["best_bits"] for r in curve] == [5.0, 20.0, 20.0, 20.0]  # a running maximum
-    # half of 800 is 400: best 20 there and at 800, so the last doubling added nothing
-    assert point.last_doubling_gain(curve, params=10) == 0.0
-    rising = [row(0, 100.0, 1.0, 5.0), row(1, 200.0, 2.0, 15.0)]
-    assert point.last_doubling_gain(rising, params=10) == pytest.approx(1.0)
+    assert [(r["rung"], r["steps"]) for r in curve] == [(0, 10), (1, 20), (0, 10), (1, 20)]
 
 
 @pytest.mark.slow  # a 16-trial sweep in 2 populations with successive halving: 20-45 s
