@@ -256,3 +256,16 @@ def test_a_lone_survivor_trains_as_its_solo_run(make_cfg, tmp_path):
     expected = read_metrics(solo)
     assert rows[k]["accuracy"] == expected["accuracy"]
     assert rows[k]["loss"] == pytest.approx(expected["loss"], abs=1e-6)
+
+
+def test_several_optimiser_classes_refuse_scaled_gradients(make_cfg):
+    """16-bit mixed precision scales the loss (a GPU run): only Lightning's wrapper of the first
+    optimiser unscales, so a population of several classes is refused there."""
+    from rnncap.core.population_members import check_population
+
+    cfg = make_cfg("model.population=2", "model.members={optimizer:[adam,sgd]}")
+    cfg.hardware.precision = "16-mixed"
+    with pytest.raises(ConfigError, match="several optimiser classes in one population need"):
+        check_population(cfg)
+    cfg.hardware.precision = "bf16-mixed"
+    assert len(check_population(cfg)) == 2

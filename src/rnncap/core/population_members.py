@@ -208,4 +208,11 @@ def check_population(cfg: DictConfig) -> list[DictConfig]:
                 f"and batch order; give one {MEMBER_KEYS[name]} (per-member values are for the "
                 "capacity task)"
             )
+    precision = str(OmegaConf.select(cfg, "hardware.precision", default=""))
+    if len({m.optimizer for m in members}) > 1 and precision.startswith("16"):
+        raise ConfigError(
+            f"model.members.optimizer: several optimiser classes in one population need "
+            f"unscaled gradients, and hardware.precision={precision} scales them; use "
+            "bf16-mixed or 32-true, or one optimizer"
+        )
     return [member_config(cfg, m, k) for k, m in enumerate(members)]
