@@ -8,8 +8,9 @@ until every study holds ``n_trials`` finished (complete or pruned) trials.
   whose config rnncap refuses (the +RNN at depth 1) is skipped with a note.
 - **Populations** (``hydra.sweeper.population=K``): trials are asked K at a time, grouped by the
   settings that change the computation (everything but the per-member keys of
-  ``rnncap.core.population.MEMBER_KEYS``: cell, depth, optimizer class, nonlinearity, recurrent
-  init, ...), and each group runs as one ``model.population`` job; every member's row of its
+  ``rnncap.core.population.MEMBER_KEYS``: cell, depth, precision, ...; the optimizer class,
+  nonlinearity, recurrent init and clipping are per-member), and each group runs as one
+  ``model.population`` job; every member's row of its
   ``metrics.json`` is told to its own trial. Each member keeps the sweep's seed, so member k is
   the trial as a solo job would run it.
 - **Pruning** (``hydra.sweeper.pruner``): every job gets its trials' numbers and the storage
