@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
+from rnncap.base.errors import ConfigError
 from rnncap.core.command_line import fail, one_line_errors
-from rnncap.core.errors import ConfigError
 from rnncap.core.quiet import quiet_libraries
 from rnncap.core.run import train
 

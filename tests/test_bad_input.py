@@ -11,7 +11,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 from test_train import run_cli
 
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 from rnncap.core.run import train
 from rnncap.core.validate import compose_error
 

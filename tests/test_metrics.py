@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rnncap.core.metrics import binary_entropy, stored_bits
+from rnncap.base.metrics import binary_entropy, stored_bits
 from rnncap.tasks.capacity import CapacityTask, distinct_binary_rows
 
 

@@ -25,8 +25,8 @@ from test_train import cli_env
 
 from rnncap.analysis.capacity import analyse
 from rnncap.analysis.plots import capacity_figure, plot_all
+from rnncap.base.errors import ConfigError
 from rnncap.cli import param_overrides
-from rnncap.core.errors import ConfigError
 from rnncap.core.run import train
 from rnncap.generate import generate, write_cell_configs
 from rnncap.tasks.capacity import CapacityTask

@@ -15,9 +15,9 @@ import scipy.linalg
 import torch
 from torch import nn
 
+from rnncap.base.errors import ConfigError
 from rnncap.cells.lstm import LSTMCell
 from rnncap.cells.rnn import RNNCell
-from rnncap.core.errors import ConfigError
 from rnncap.core.stack import RecurrentStack
 from rnncap.tasks.arithmetic import ArithmeticTask
 from rnncap.tasks.counting import CountingTask, SaturationCounter, step_loops

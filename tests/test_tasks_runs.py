@@ -13,7 +13,7 @@ from hydra.utils import get_class
 from test_tasks import tiny_text
 from test_train import run_cli
 
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 from rnncap.core.run import train
 
 TINY = {

@@ -179,7 +179,7 @@ def test_multirun_from_the_command_line(tmp_path):
 
 
 def test_rerun_with_another_config_in_the_same_run_dir_is_refused(make_cfg):
-    from rnncap.core.errors import ConfigError
+    from rnncap.base.errors import ConfigError
 
     train(make_cfg("model.hidden=4", "trainer.checkpoint_every=10"))
     with pytest.raises(

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import yaml
 
-from rnncap.core.io import write_atomic
+from rnncap.base.io import write_atomic
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]

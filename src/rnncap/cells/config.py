@@ -8,8 +8,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from rnncap.base.fields import bounded, choice
 from rnncap.cells.base import COMPILE_MODES
-from rnncap.core.fields import bounded, choice
 
 
 class RecurrentInit(str, Enum):

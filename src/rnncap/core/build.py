@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 from rnncap.core.hardware import trainer_hardware
 from rnncap.core.module import RNNCapModule
 from rnncap.core.sizing import hidden_for_budget

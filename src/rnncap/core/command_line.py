@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from hydra.errors import HydraException
 
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 from rnncap.core.validate import compose_error
 
 FULL_ERROR = "HYDRA_FULL_ERROR"  # set: Hydra raises its errors (with full tracebacks)

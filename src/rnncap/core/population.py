@@ -53,9 +53,9 @@ from torch.func import functional_call, vmap
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
+from rnncap.base.errors import ConfigError
 from rnncap.cells.base import RecurrentCell
 from rnncap.core.build import Job, build_model, build_task, final_metrics, plain, run_info
-from rnncap.core.errors import ConfigError
 from rnncap.core.population_data import MemberSets, PopulationData, SharedSet
 from rnncap.core.stack import RecurrentStack
 from rnncap.core.trial_report import TrialReporter, build_reporter

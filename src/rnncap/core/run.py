@@ -16,6 +16,8 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
+from rnncap.base.errors import ConfigError
+from rnncap.base.io import write_atomic, write_json_atomic
 from rnncap.core.build import (
     Job,
     build_model,
@@ -26,9 +28,7 @@ from rnncap.core.build import (
     plain,
     run_info,
 )
-from rnncap.core.errors import ConfigError
 from rnncap.core.hardware import is_rank_zero
-from rnncap.core.io import write_atomic, write_json_atomic
 from rnncap.core.loggers import build_logger, finish_loggers, log_final
 from rnncap.core.population import population_job
 from rnncap.core.trial_report import PruningCallback, build_reporter

@@ -1,5 +1,5 @@
 """The structured configs of a run, stored in Hydra's ConfigStore so that composing checks
-types and refuses unknown keys; ranges and choices are field metadata (``rnncap.core.fields``)
+types and refuses unknown keys; ranges and choices are field metadata (``rnncap.base.fields``)
 that ``rnncap.core.validate`` walks.
 
 Each config file names its schema in its defaults list: ``conf/train.yaml`` starts from
@@ -22,8 +22,8 @@ from omegaconf import MISSING
 
 import rnncap.cells
 import rnncap.tasks
+from rnncap.base.fields import bounded, choice
 from rnncap.cells.config import CellConfig
-from rnncap.core.fields import bounded, choice
 from rnncap.tasks.base import TaskConfig
 
 PRECISIONS = ("32-true", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true")

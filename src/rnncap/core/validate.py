@@ -4,7 +4,7 @@ Hydra refuses unknown keys and options and, through the structured configs
 (``rnncap.core.schema``), values of the wrong type while composing; ``compose_error`` turns
 those refusals into the same one line. ``validate`` then walks the composed config once,
 checking every field's range or choices from its schema's field metadata
-(``rnncap.core.fields``), and applies the rules that relate several keys.
+(``rnncap.base.fields``), and applies the rules that relate several keys.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from rnncap.core.errors import ConfigError
-from rnncap.core.fields import CHOICES, GE, GT
+from rnncap.base.errors import ConfigError
+from rnncap.base.fields import CHOICES, GE, GT
 
 CONVERSIONS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
 

@@ -27,8 +27,8 @@ from omegaconf import II, MISSING
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
-from rnncap.core.errors import ConfigError
-from rnncap.core.fields import bounded
+from rnncap.base.errors import ConfigError
+from rnncap.base.fields import bounded
 
 Batch = tuple[Tensor, ...]
 # constructor arguments that say how data is served or found, not which data it is

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnncap.core.errors import ConfigError
-from rnncap.core.fields import bounded
-from rnncap.core.metrics import stored_bits
+from rnncap.base.errors import ConfigError
+from rnncap.base.fields import bounded
+from rnncap.base.metrics import stored_bits
 from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 
 

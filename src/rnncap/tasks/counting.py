@@ -47,9 +47,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from rnncap.cells.base import RecurrentCell
-from rnncap.core.errors import ConfigError
-from rnncap.core.fields import bounded
+from rnncap.base.errors import ConfigError
+from rnncap.base.fields import bounded
 from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 from rnncap.tasks.parentheses import capped_depths
 
@@ -91,8 +90,9 @@ class SaturationCounter(TorchFunctionMode):
 
 @contextmanager
 def step_loops(model: nn.Module) -> Iterator[None]:
-    """Run every cell's step loop (not a fused kernel), so its activations are visible."""
-    cells = [m for m in model.modules() if isinstance(m, RecurrentCell)]
+    """Run every cell's step loop (not a fused kernel), so its activations are visible. A cell is
+    a module with a ``use_native`` switch (``RecurrentCell``'s: no task imports a cell module)."""
+    cells = [m for m in model.modules() if hasattr(m, "use_native")]
     before = [cell.use_native for cell in cells]
     for cell in cells:
         cell.use_native = False

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnncap.core.errors import ConfigError
-from rnncap.core.fields import bounded
-from rnncap.core.metrics import binary_entropy
+from rnncap.base.errors import ConfigError
+from rnncap.base.fields import bounded
+from rnncap.base.metrics import binary_entropy
 from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 
 UNSCORED = -100  # target of the first ``delay`` steps: cross_entropy's default ignore_index

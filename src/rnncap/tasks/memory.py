@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnncap.core.errors import ConfigError
-from rnncap.core.fields import bounded, choice
+from rnncap.base.errors import ConfigError
+from rnncap.base.fields import bounded, choice
 from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 
 DISTRIBUTIONS = ("normal", "uniform")

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnncap.core.fields import bounded, choice
+from rnncap.base.fields import bounded, choice
 from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 from rnncap.tasks.capacity import check_distinct_inputs, distinct_binary_rows
 
