@@ -16,10 +16,10 @@ import pytest
 import torch
 import yaml
 from conftest import CELL_NAMES, CONF, ROOT, TASK_NAMES, cell_class, compose_cfg
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from reference import REFERENCES
 
-from rnncap.core.build import build_model, build_task, constructor_kwargs
+from rnncap.core.build import build_model, build_task, instantiate_task
 from rnncap.core.schema import cell_configs, task_configs
 
 TINY_CAPACITY = ["task.samples=8", "task.input_dim=4", "task.steps=3", "model.hidden=4"]
@@ -112,7 +112,8 @@ def test_cell_yaml_holds_only_its_differences(name, tmp_path):
 @pytest.mark.parametrize("name", TASK_NAMES)
 def test_task_composes_and_instantiates(name, tmp_path):
     cfg = compose_cfg([f"task={name}"], tmp_path)
-    task = instantiate(constructor_kwargs(cfg.task))
+    task = instantiate_task(cfg.task)
+    assert isinstance(task.config, task_configs()[name])
     assert task.name == cfg.task.name == name, f"conf/task/{name}.yaml: name"
 
 
@@ -126,19 +127,3 @@ def test_task_config_class_sits_beside_its_module(name):
     assert raw_yaml("task", name)["defaults"][0] == f"/schema/task/{name}@_here_"
     target = get_class(configs[name]._target_)
     assert target.__module__ == f"rnncap.tasks.{name}", f"{configs[name].__name__}._target_"
-
-
-@pytest.mark.parametrize("name", TASK_NAMES)
-def test_task_constructor_defaults_equal_its_config_defaults(name):
-    """One source of truth: the config class's defaults are the constructor's."""
-    config = task_configs()[name]
-    target = get_class(config._target_)
-    signature = inspect.signature(target.__init__).parameters
-    for field in fields(config):
-        if field.name in ("_target_", "name", "seed") or field.default is MISSING:
-            continue
-        assert field.name in signature, f"{target.__name__} takes no {field.name}"
-        assert signature[field.name].default == field.default, (
-            f"{config.__name__}.{field.name} = {field.default!r} but {target.__name__}'s "
-            f"default is {signature[field.name].default!r}"
-        )

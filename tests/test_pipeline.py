@@ -40,8 +40,8 @@ def test_generated_file_holds_the_sets_the_task_generates(tmp_path):
     out = tmp_path / "d.pt"
     key = generate(out, ["task.samples=40", "task.input_dim=7", "task.steps=3", "seed=5"])
     assert key == {"task": "capacity", "samples": 40, "input_dim": 7, "steps": 3, "seed": 5}
-    loaded = CapacityTask(samples=40, input_dim=7, steps=3, seed=5, data_file=str(out))
-    fresh = CapacityTask(samples=40, input_dim=7, steps=3, seed=5)
+    loaded = CapacityTask.with_keys(samples=40, input_dim=7, steps=3, seed=5, data_file=str(out))
+    fresh = CapacityTask.with_keys(samples=40, input_dim=7, steps=3, seed=5)
     loaded.setup()
     fresh.setup()
     for a, b in zip(loaded.train_set.tensors, fresh.train_set.tensors, strict=True):
@@ -53,9 +53,9 @@ def test_a_data_file_from_other_settings_or_missing_is_refused(tmp_path):
     out = tmp_path / "d.pt"
     generate(out, ["task.samples=40", "task.input_dim=7", "seed=5"])
     with pytest.raises(ConfigError, match="task.data_file=.*seed': 6"):
-        CapacityTask(samples=40, input_dim=7, seed=6, data_file=str(out)).setup()
+        CapacityTask.with_keys(samples=40, input_dim=7, seed=6, data_file=str(out)).setup()
     with pytest.raises(ConfigError, match="task.data_file=.*does not exist"):
-        CapacityTask(data_file=str(tmp_path / "nope.pt")).setup()
+        CapacityTask.with_keys(data_file=str(tmp_path / "nope.pt")).setup()
 
 
 def test_generate_refuses_bad_config_with_exit_2(tmp_path):

@@ -8,13 +8,13 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
@@ -66,9 +66,16 @@ def compose_run_config(overrides: list[str], config_dir: Path, output_dir: str =
     return cfg
 
 
+def instantiate_task(node: DictConfig, **changes: Any) -> TaskDataModule:
+    """The task of a composed ``task`` node, its data not yet made: the class its ``_target_``
+    names, given the node's config dataclass (``OmegaConf.to_object``) with ``changes``."""
+    config = replace(OmegaConf.to_object(node), **changes)
+    return get_class(config._target_)(config)
+
+
 def build_task(cfg: DictConfig) -> TaskDataModule:
     """The task's data module with its data generated (or loaded) from ``task.seed``."""
-    task: TaskDataModule = instantiate(constructor_kwargs(cfg.task))
+    task = instantiate_task(cfg.task)
     task.setup("fit")
     return task
 
