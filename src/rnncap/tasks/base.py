@@ -155,6 +155,16 @@ class TaskDataModule(pl.LightningDataModule):
         return cls(config_type(**{"seed": 0, **keys}))
 
     @property
+    def seed(self) -> int:
+        """The data seed (``task.seed``): it draws the data and orders the batches."""
+        return self.config.seed
+
+    @property
+    def batch_size(self) -> int | None:
+        """Samples per training step (``task.batch_size``); None = full batch."""
+        return self.config.batch_size
+
+    @property
     def data_file(self) -> str | None:
         """The file of saved sets to load (tasks whose config has ``data_file``), else None."""
         return getattr(self.config, "data_file", None)
