@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,44 @@ CONF = ROOT / "conf"
 # the options are discovered from conf/: a new cell or task is tested without editing tests
 CELL_NAMES = sorted(p.stem for p in (CONF / "cell").glob("*.yaml"))
 TASK_NAMES = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
+
+
+# a tiny problem of every task in conf/task, for the smoke and determinism tests that run each
+TINY_TASK = {
+    "capacity": ["task.samples=32", "task.input_dim=6", "task.steps=3"],
+    "memory": ["task.input_dim=6", "task.delay=2", "task.samples=64", "task.eval_samples=32"]
+    + ["task.mc_samples=200", "task.mc_delays=3"],
+    "rcf": ["task.samples=32", "task.input_dim=6", "task.steps=3"],
+    "text8": ["task.size=null", "task.sha256=null", "task.seq_len=10", "task.eval_chars=500"],
+    "parentheses": ["task.streams=2", "task.noise_symbols=1", "task.max_count=3"]
+    + ["task.steps=8", "task.samples=64", "task.eval_samples=32"],
+    "arithmetic": ["task.max_digits=2", "task.samples=64", "task.eval_samples=32"],
+    "distance": ["task.symbols=3", "task.length=8", "task.delay=3", "task.samples=64"]
+    + ["task.eval_samples=32"],
+    "counting": ["task.train_length=8", "task.test_lengths=[16,40]", "task.samples=64"]
+    + ["task.eval_samples=32", "task.test_samples=8"],
+}
+
+
+def tiny_text(chars: int = 20_000, seed: int = 0) -> bytes:
+    """A text8-like text (a-z and space) of about ``chars`` characters."""
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far", "zebra"]
+    rng = random.Random(seed)
+    return " ".join(rng.choice(words) for _ in range(chars // 2)).encode()[:chars]
+
+
+def tiny_task(name: str, folder: Path) -> list[str]:
+    """The overrides of a tiny ``task=<name>`` (its data file, if any, written into folder)."""
+    assert name in TINY_TASK, (
+        f"task={name}: add the overrides of a problem that trains in a second to TINY_TASK in "
+        "tests/conftest.py (the smoke and determinism tests run every task in conf/task)"
+    )
+    overrides = [f"task={name}", *TINY_TASK[name]]
+    if name == "text8":  # a local text instead of the 100 MB download
+        text = folder / "tiny8"
+        text.write_bytes(tiny_text(3000))
+        overrides.append(f"task.path={text}")
+    return overrides
 
 
 def compose_cfg(overrides: list[str], output_dir: Path) -> DictConfig:
