@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CELL_NAMES, cell_class
 from hydra.errors import ConfigCompositionException
 from test_train import run_cli
 
@@ -62,7 +63,8 @@ CATALOGUE = [
     (
         "chain init without recurrent weights",
         ["cell=mingru", "cell.recurrent_init=chain"],
-        "cell.recurrent_init=chain is not allowed for cell=mingru",
+        "cell.recurrent_init='chain' is not allowed for cell=mingru (it has no N x N recurrent "
+        "blocks); choose one of orthogonal, identity, xavier",
     ),
     (
         "chain init on a recurrent vector",
@@ -77,7 +79,7 @@ CATALOGUE = [
     (
         "orthogonal on a cell without it",
         ["cell=lstm", "cell.orthogonal=exp"],
-        "cell.orthogonal=exp is not allowed for cell=lstm",
+        "cell.orthogonal='exp' is not allowed for cell=lstm",
     ),
     ("unknown orthogonal map", ["cell.orthogonal=householder"], "cell.orthogonal='householder'"),
     (
@@ -160,3 +162,23 @@ def test_command_line_refuses_bad_input(tmp_path, args, message, code):
     if code == 2:  # rnncap's own errors: exactly one line
         assert proc.stderr.strip().count("\n") == 0
         assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("name", CELL_NAMES)
+def test_a_cell_option_rule_is_stated_once_and_its_message_lists_what_the_cell_takes(name):
+    """The values a refusal offers are exactly the ones the cell's constructor takes, for the
+    config check and the constructor alike (one statement: ``RecurrentCell.check_options``)."""
+    cls = cell_class(name)
+    for key, accepts in [("nonlinearity", cls.allowed_nonlinearities), ("recurrent_init", None)]:
+        with pytest.raises(ConfigError) as err:
+            cls.check_options(name, **{key: "nonesuch"})
+        message = str(err.value)
+        assert message.startswith(f"cell.{key}='nonesuch' is not allowed for cell={name}")
+        offered = message.split("choose one of ")[1].split(", ")
+        assert accepts is None or offered == list(accepts)
+        for value in offered:  # each offered value builds the cell
+            cls(4, 4, **{key: value})
+        with pytest.raises(ConfigError, match=f"for cell={cls.__name__}"):
+            cls(4, 4, **{key: "nonesuch"})
+    chain = "chain" in cls.recurrent_inits()
+    assert chain == (cls.square_recurrent and "chain" in cls.allowed_recurrent_inits)

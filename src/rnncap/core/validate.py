@@ -74,21 +74,13 @@ def check_model_size(cfg: DictConfig) -> None:
 
 
 def check_cell_options(cfg: DictConfig) -> None:
-    """The cell class decides which nonlinearities and recurrent inits it takes, whether it
-    needs depth >= 2, and how its own keys relate (``RecurrentCell.check_config``)."""
+    """The cell class states which nonlinearities, recurrent inits and orthogonal maps it takes
+    (``RecurrentCell.check_options``), whether it needs depth >= 2, and how its own keys relate
+    (``RecurrentCell.check_config``)."""
     cell = cfg.cell
     cls = get_class(cell._target_)
-    if "nonlinearity" in cell and cell.nonlinearity not in cls.allowed_nonlinearities:
-        raise ConfigError(
-            f"cell.nonlinearity={cell.nonlinearity!r} is not allowed for cell={cell.name}; "
-            f"choose one of {list(cls.allowed_nonlinearities)}"
-        )
     init = getattr(cell.get("recurrent_init"), "value", cell.get("recurrent_init"))
-    if init is not None and init not in cls.allowed_recurrent_inits:
-        raise ConfigError(
-            f"cell.recurrent_init={init!r} is not allowed for cell={cell.name}; "
-            f"choose one of {list(cls.allowed_recurrent_inits)}"
-        )
+    cls.check_options(cell.name, cell.get("nonlinearity"), init, cell.get("orthogonal"))
     cls.check_config(cell)
     if cls.needs_square_input and cfg.depth < 2:
         raise ConfigError(
@@ -97,31 +89,14 @@ def check_cell_options(cfg: DictConfig) -> None:
         )
 
 
-def check_recurrent_init(cfg: DictConfig) -> None:
-    """recurrent_init=chain (Orhan & Pitkow 2020) shifts activity along N x N recurrent blocks;
-    a cell without them (``square_recurrent = False``) refuses it."""
-    cell = cfg.cell
-    cls = get_class(cell._target_)
-    if cell.get("recurrent_init") == "chain" and not cls.square_recurrent:
-        raise ConfigError(
-            f"cell.recurrent_init=chain is not allowed for cell={cell.name}: it has no N x N "
-            "recurrent matrix; choose one of orthogonal, identity, xavier"
-        )
-
-
 def check_orthogonal(cfg: DictConfig) -> None:
-    """``cell.orthogonal`` needs a cell of dense N x N recurrent blocks (``allows_orthogonal``),
-    and a solo run: the blocks' fixed initial factors B_k are buffers, which a population
+    """``cell.orthogonal`` (which cells take it: ``check_cell_options``) needs a solo run: the
+    blocks' fixed initial factors B_k are buffers, which a population
     (``rnncap.core.population``) stacks for training but does not hand back per member."""
     cell = cfg.cell
     kind = cell.get("orthogonal")
     if kind is None:
         return
-    if not get_class(cell._target_).allows_orthogonal:
-        raise ConfigError(
-            f"cell.orthogonal={kind} is not allowed for cell={cell.name}: it applies to cells "
-            "of dense N x N recurrent blocks (rnn, irnn, gru); set cell.orthogonal=null"
-        )
     if cfg.model.population > 1:
         raise ConfigError(
             f"cell.orthogonal={kind} with model.population={cfg.model.population}: a member's "
@@ -205,7 +180,6 @@ def check_devices_visible(cfg: DictConfig) -> None:
 RULES = (
     check_model_size,
     check_cell_options,
-    check_recurrent_init,
     check_orthogonal,
     check_dropout,
     check_task_options,
