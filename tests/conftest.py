@@ -75,6 +75,17 @@ def cell_class(name: str) -> type:
 CELL_CLASSES = list(dict.fromkeys(cell_class(name) for name in CELL_NAMES))
 
 
+@pytest.fixture(scope="session")
+def cell_configs(tmp_path_factory) -> Path:
+    """Every cell's composed config, as ``rnncap generate cells`` writes them (the figures'
+    labels, colours and order come from their ``display``)."""
+    from rnncap.generate import write_cell_configs
+
+    out = tmp_path_factory.mktemp("configs") / "cell"
+    write_cell_configs(out, CONF)
+    return out
+
+
 @pytest.fixture
 def make_cfg(tmp_path):
     """compose(overrides) shrunk to a tiny problem, writing into tmp_path."""

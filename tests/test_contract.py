@@ -68,19 +68,24 @@ def test_cell_has_a_sweep_space_of_its_own_keys(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", CELL_NAMES)
-def test_cell_has_a_display_label(name):
-    cls = cell_class(name)
-    assert name in cls.display, (
-        f"cell={name} has no display label: add '{name}': (label, colour) to "
-        f"{cls.__name__}.display in {module_file(cls)}"
+def test_cell_has_a_display_label(name, cell_configs):
+    """Figures show a cell by the ``display`` of its YAML (label, colour, rank), read from the
+    composed config that ``rnncap generate cells`` writes."""
+    display = yaml.safe_load((cell_configs / f"{name}.yaml").read_text()).get("display") or {}
+    assert display.get("label") and str(display.get("color")).startswith("#"), (
+        f"cell={name} has no display: add display: {{label: ..., color: '#rrggbb', rank: N}} "
+        f"to conf/cell/{name}.yaml"
     )
-    label, colour = cls.display[name]
-    assert label and colour.startswith("#"), f"{cls.__name__}.display[{name!r}]"
+    assert isinstance(display.get("rank"), int | float), f"conf/cell/{name}.yaml: display.rank"
 
 
-def test_cells_have_distinct_colours():
+def test_cells_have_distinct_colours(cell_configs):
     """Figures tell cells apart by colour: no two options share one."""
-    colours = {name: cell_class(name).display[name][1].lower() for name in CELL_NAMES}
+    colours = {
+        name: yaml.safe_load((cell_configs / f"{name}.yaml").read_text())["display"]["color"]
+        for name in CELL_NAMES
+    }
+    colours = {name: colour.lower() for name, colour in colours.items()}
     shared = {c: [n for n in colours if colours[n] == c] for c in set(colours.values())}
     assert not {c: names for c, names in shared.items() if len(names) > 1}
 
@@ -92,7 +97,10 @@ def parent_values(name: str, raw: dict, tmp_path: Path) -> dict:
     if parents and not parents[0].startswith("/"):
         return dict(compose_cfg([f"cell={parents[0]}"], tmp_path).cell)
     schema = cell_configs()[parents[0].removeprefix("/schema/cell/").removesuffix("@_here_")]
-    return {f.name: f.default for f in fields(schema) if f.default is not MISSING}
+    factories = {
+        f.name: f.default_factory() for f in fields(schema) if f.default_factory is not MISSING
+    }
+    return {f.name: f.default for f in fields(schema) if f.default is not MISSING} | factories
 
 
 @pytest.mark.parametrize("name", CELL_NAMES)

@@ -382,13 +382,13 @@ def test_plot_stage_writes_png_figures(tmp_path, memory):
         assert width > 500 and height > 400
 
 
-def test_capacity_figure_has_a_panel_per_depth_and_a_line_per_cell():
+def test_capacity_figure_has_a_panel_per_depth_and_a_line_per_cell(cell_configs):
     rows = [
         {**capacity_run(c, d, p, 4.0 * p), "capacity": 4.0 * p}
         for c, d in [("rnn", 1), ("gru", 1), ("rnn", 2), ("gru", 2), ("intersection", 2)]
         for p in (100, 1000)
     ]
-    fig = capacity_figure(rows)
+    fig = capacity_figure(rows, cell_configs)
     axes = fig.get_axes()
     assert [ax.get_title() for ax in axes] == ["1 layer", "2 layers"]
     assert [ax.get_xscale() for ax in axes] == ["log", "log"]

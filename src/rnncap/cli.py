@@ -34,7 +34,6 @@ from typing import Any
 from rnncap.base.errors import ConfigError
 
 WANDB_MODES = ["offline", "online", "disabled"]
-DISPLAY_CONF = "the Hydra config dir; its cell/<name>.yaml names the class that shows a cell"
 
 
 class UsageError(ValueError):
@@ -104,10 +103,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
     _folder(args.runs, "--runs")
     _positive("--boot", args.boot)
     studies = [_storage(url, "--studies") for url in args.studies]
-    result = analyse(args.runs, args.out, args.metrics, args.boot, studies, args.config_dir)
+    result = analyse(args.runs, args.out, args.metrics, args.boot, studies, args.cell_configs)
     print(f"read {result['runs']} runs; wrote {args.out}/*.csv and {args.metrics}")
     for fit in (f for f in result["fits"] if f["depth"] == ALL_DEPTHS):
-        label = cell_label(fit["cell"], args.config_dir)
+        label = cell_label(fit["cell"], args.cell_configs)
         print(
             f"  {label:>6}: {fit['slope']:.2f} bits/param "
             f"[{fit['slope_lo']:.2f}, {fit['slope_hi']:.2f}], exponent {fit['exponent']:.2f}"
@@ -127,7 +126,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
     for name in names:
         if not (args.tables / f"{name}.csv").is_file():
             raise UsageError(f"--tables {args.tables} has no {name}.csv (rnncap fit writes it)")
-    paths = plot_all(args.tables, args.out, args.config_dir)
+    paths = plot_all(args.tables, args.out, args.cell_configs)
     print("wrote " + ", ".join(map(str, paths)))
     if args.wandb != "disabled":
         from rnncap.analysis.tracking import log_figures
@@ -151,12 +150,12 @@ def cmd_distance(args: argparse.Namespace) -> None:
     _folder(args.runs, "--runs")
     threshold = _threshold(args.threshold)
     try:
-        result = analyse(args.runs, args.out, threshold, args.config_dir)
+        result = analyse(args.runs, args.out, threshold, args.cell_configs)
     except NoRuns as err:
         raise UsageError(str(err)) from None
     print(f"read {result['runs']} runs; wrote {args.out}/max_distance.csv, .png, summary.json")
     for row in result["table"]:
-        label = cell_label(row["cell"], args.config_dir)
+        label = cell_label(row["cell"], args.cell_configs)
         more = "+" if row["censored"] else ""
         print(
             f"  {label:>6} depth {row['depth']} x {row['hidden']:>3} units: max distance "
@@ -171,12 +170,12 @@ def cmd_counting(args: argparse.Namespace) -> None:
 
     _folder(args.runs, "--runs")
     try:
-        result = analyse(args.runs, args.out, args.config_dir)
+        result = analyse(args.runs, args.out, args.cell_configs)
     except NoRuns as err:
         raise UsageError(str(err)) from None
     print(f"read {result['runs']} runs; wrote {args.out}/long_accuracy.csv, .png, summary.json")
     for row in result["table"]:
-        label = cell_label(row["cell"], args.config_dir)
+        label = cell_label(row["cell"], args.cell_configs)
         saturation = "n/a" if row["saturation"] is None else f"{row['saturation']:.3f}"
         accuracy = "n/a" if row["long_accuracy"] is None else f"{row['long_accuracy']:.3f}"
         print(
@@ -241,7 +240,7 @@ def cmd_trainability(args: argparse.Namespace) -> None:
         args.curve_sampler,
         args.table_sampler,
         args.depths,
-        args.config_dir,
+        args.cell_configs,
         studies,
         args.diverged,
     )
@@ -264,7 +263,7 @@ def cmd_precision(args: argparse.Namespace) -> None:
         allowed = list(PRECISIONS)
         raise UsageError(f"--precisions {' '.join(unknown)}: unknown; choose from {allowed}")
     try:
-        result = rescore(args.runs, args.out, args.precisions, args.config_dir)
+        result = rescore(args.runs, args.out, args.precisions, args.cell_configs)
     except NotACapacityRun as err:
         what = "precision re-scores finished capacity runs"
         raise UsageError(f"--runs: {_one_line(err)}; {what}") from err
@@ -344,6 +343,16 @@ def _config_dir(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--config-dir", type=Path, default=Path("conf"), metavar="DIR", help=what)
 
 
+def _cell_configs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cell-configs",
+        type=Path,
+        default=Path("results/configs/cell"),
+        metavar="DIR",
+        help="the composed cell configs (`rnncap generate cells DIR`): how figures show a cell",
+    )
+
+
 def _tracking(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", default="default", help="W&B group")
     parser.add_argument(
@@ -375,7 +384,8 @@ log-log exponent; per-unit memory next to the theory max(0, (d - N) / d).
 PLOT = """the capacity and memory figures (PNG)
 
 Reads the tables of `rnncap fit` and writes capacity_vs_params.png, bits_per_param.png and
-memory_per_unit.png. Cells are drawn in their class's display order, label and colour.
+memory_per_unit.png. Cells are drawn in the display order, label and colour of their
+composed configs (--cell-configs).
 """
 TRAIN_GRID = """a training grid of params.yaml as one `python train.py -m` run
 
@@ -529,13 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Optuna storages (sqlite:///...) whose trials join the runs",
     )
     _tracking(fit)
-    _config_dir(fit, DISPLAY_CONF)
+    _cell_configs(fit)
 
     plot = _command(sub, "plot", cmd_plot, PLOT)
     _path(plot, "--tables", "results/capacity", "the tables of rnncap fit")
     _path(plot, "--out", "results/figures", "where the figures go")
     _tracking(plot)
-    _config_dir(plot, DISPLAY_CONF)
+    _cell_configs(plot)
 
     train = _command(sub, "train-grid", cmd_train_grid, TRAIN_GRID)
     what = "which grid of --params: capacity, memory, precision, distance, counting, or a "
@@ -550,12 +560,12 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument(
         "--threshold", type=float, default=0.9, metavar="T", help="accuracy a delay must reach"
     )
-    _config_dir(dist, DISPLAY_CONF)
+    _cell_configs(dist)
 
     count = _command(sub, "counting", cmd_counting, COUNTING)
     _path(count, "--runs", "results/runs/counting", "the task=counting runs, recursively")
     _path(count, "--out", "results/counting", "where the tables, figure and summary go")
-    _config_dir(count, DISPLAY_CONF)
+    _cell_configs(count)
 
     tune = _command(sub, "tune-grid", cmd_tune_grid, TUNE_GRID)
     _path(tune, "--params", "params.yaml", "the params file that holds the grid", "FILE")
@@ -607,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the depths of the percent-infeasible table",
     )
     _tracking(report)
-    _config_dir(report, DISPLAY_CONF)
+    _cell_configs(report)
 
     rescore = _command(sub, "precision", cmd_precision, PRECISION)
     rescore.add_argument(
@@ -626,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="the formats to score (default: all)",
     )
-    _config_dir(rescore, DISPLAY_CONF)
+    _cell_configs(rescore)
 
     dash = _command(sub, "dashboard", cmd_dashboard, DASHBOARD)
     dash.add_argument("--project", metavar="NAME", help="the W&B project of the runs (required)")

@@ -49,7 +49,6 @@ N wide, ``layer_output_size``.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -74,13 +73,6 @@ def modrelu(z: Tensor, b: Tensor) -> Tensor:
 
 class RecurrentCell(nn.Module):
     """Base class: subclasses set ``num_gates``, ``forget_gates`` and implement ``step``."""
-
-    # How figures and tables show a cell: config name -> (label, colour hex), and the config's
-    # place in the paper's order. Keyed by config name, since one class can serve several configs
-    # (IRNN is the rnn class); rnncap.analysis.tables shows a name missing here in upper case, in
-    # a colour of matplotlib's cycle, after the ranked ones.
-    display: ClassVar[dict[str, tuple[str, str]]] = {}
-    display_rank: ClassVar[dict[str, int]] = {}
 
     num_gates: int = 1
     forget_gates: tuple[int, ...] = ()  # gate blocks that receive the gate bias b_fg

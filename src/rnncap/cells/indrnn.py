@@ -43,8 +43,6 @@ class IndRNNCell(RecurrentCell):
     num_gates = 1
     square_recurrent = False
     allowed_recurrent_inits = U_INITS  # of the recurrent vector u
-    display = {"indrnn": ("IndRNN", "#e377c2")}
-    display_rank = {"indrnn": 11}
 
     def __init__(
         self,

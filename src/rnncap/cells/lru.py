@@ -91,8 +91,6 @@ class LRUCell(RecurrentCell):
     square_recurrent = False  # a diagonal complex recurrence
     use_native = False  # no fused kernel; the scan below is its fast path
     use_scan = True  # forward: parallel scan over time; False: the step loop
-    display = {"lru": ("LRU", "#e6ab02")}
-    display_rank = {"lru": 21}
 
     def __init__(
         self,

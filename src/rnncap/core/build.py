@@ -51,9 +51,11 @@ def plain(node: Any) -> Any:
 
 
 def constructor_kwargs(node: DictConfig) -> dict[str, Any]:
-    """A group node as constructor kwargs: ``name`` identifies the option, it is no argument."""
+    """A group node as constructor kwargs: ``name`` identifies the option and ``display`` says
+    how figures show it; neither is an argument."""
     kwargs = plain(node)
     kwargs.pop("name", None)
+    kwargs.pop("display", None)
     return kwargs
 
 
@@ -68,9 +70,12 @@ def compose_run_config(overrides: list[str], config_dir: Path, output_dir: str =
 
 def instantiate_task(node: DictConfig, **changes: Any) -> TaskDataModule:
     """The task of a composed ``task`` node, its data not yet made: the class its ``_target_``
-    names, given the node's config dataclass (``OmegaConf.to_object``) with ``changes``."""
-    config = replace(OmegaConf.to_object(node), **changes)
-    return get_class(config._target_)(config)
+    names, given the node's config dataclass (``OmegaConf.to_object``; a saved run's plain
+    node is merged onto the class's schema first) with ``changes``."""
+    cls = get_class(node._target_)
+    if OmegaConf.get_type(node) is not cls.config_type():
+        node = OmegaConf.merge(OmegaConf.structured(cls.config_type()), plain(node))
+    return cls(replace(OmegaConf.to_object(node), **changes))
 
 
 def build_task(cfg: DictConfig) -> TaskDataModule:

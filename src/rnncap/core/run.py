@@ -130,6 +130,8 @@ def check_resumable(cfg: DictConfig, last: Path) -> None:
     if not saved:
         return
     current = plain(cfg)
+    for config in (saved, current):  # how figures show the cell defines no run
+        (config.get("cell") or {}).pop("display", None)
     diffs = [
         d
         for key in RUN_DEFINING_KEYS

@@ -133,7 +133,10 @@ class StepBatches(Sampler[list[int]]):
 
 
 class TaskDataModule(pl.LightningDataModule):
-    """Base class of every task. Subclasses implement ``generate``, ``loss`` and ``metrics``."""
+    """Base class of every task. Subclasses implement ``generate``, ``loss`` and ``metrics``,
+    and annotate ``config`` with their config class."""
+
+    config: TaskConfig
 
     name: str = "task"
     objective: str = "loss"  # the metric a sweep optimises
@@ -148,11 +151,15 @@ class TaskDataModule(pl.LightningDataModule):
         self.eval_set: TensorBatches | None = None
 
     @classmethod
+    def config_type(cls) -> type[TaskConfig]:
+        """The task's config dataclass: the type of its ``config`` attribute."""
+        return inspect.get_annotations(cls, eval_str=True)["config"]
+
+    @classmethod
     def with_keys(cls, **keys: Any) -> TaskDataModule:
         """The task with ``keys`` over its config class's defaults, ``seed`` 0 unless given
         (outside a composed config, where ``${seed}`` has nothing to resolve against)."""
-        config_type = inspect.get_annotations(cls, eval_str=True)["config"]
-        return cls(config_type(**{"seed": 0, **keys}))
+        return cls(cls.config_type()(**{"seed": 0, **keys}))
 
     @property
     def seed(self) -> int:
