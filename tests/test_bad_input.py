@@ -122,6 +122,9 @@ CATALOGUE = [
     ("nccl on CPU", ["hardware=ddp_cpu", "hardware.backend=nccl"], "hardware.backend=nccl needs"),
     ("unknown determinism", ["hardware.deterministic=maybe"], "hardware.deterministic='maybe'"),
     ("zero threads", ["hardware.threads=0"], "hardware.threads=0 is out of range"),
+    ("appended typo", ["+model.bugdet=200"], "model.bugdet is not a key of model: did you mean"),
+    ("appended task typo", ["+task.sampels=9"], "did you mean task.samples?"),
+    ("appended unknown key", ["+depht=2"], "depht is not a key of the run config: did you mean"),
 ]
 
 
@@ -159,9 +162,9 @@ def test_command_line_refuses_bad_input(tmp_path, args, message, code):
     proc = run_cli(*args, "hydra.run.dir=run", cwd=tmp_path)
     assert proc.returncode == code
     assert message in proc.stderr
-    if code == 2:  # rnncap's own errors: exactly one line
+    if code == 2:  # rnncap's own errors: exactly one line, and no run folder left behind
         assert proc.stderr.strip().count("\n") == 0
-        assert not (tmp_path / "run" / "metrics.json").exists()
+        assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("name", CELL_NAMES)

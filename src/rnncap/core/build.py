@@ -16,6 +16,8 @@ import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import RichProgressBar
+from pytorch_lightning.utilities.imports import _RICH_AVAILABLE
 from torch import nn
 
 from rnncap.base.errors import ConfigError
@@ -121,6 +123,18 @@ def run_info(cfg: DictConfig, model: RecurrentStack, task: TaskDataModule) -> di
     }
 
 
+class StepProgressBar(RichProgressBar):
+    """Lightning's progress bar, counting optimiser steps up to ``max_steps``: training is one
+    endless epoch, so the epoch bar read ``Epoch 0/-2`` (``max_epochs`` is -1)."""
+
+    @property
+    def total_train_batches(self) -> int:
+        return self.trainer.max_steps
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return f"{'steps':{len(self.validation_description)}}"
+
+
 def build_trainer(
     cfg: DictConfig,
     run_dir: Path,
@@ -138,6 +152,8 @@ def build_trainer(
     if args["enable_progress_bar"] is None:
         args["enable_progress_bar"] = sys.stderr.isatty()
     callbacks = list(callbacks or [])
+    if args["enable_progress_bar"] and _RICH_AVAILABLE:
+        callbacks.append(StepProgressBar())
     if every is not None:
         callbacks.append(
             pl.callbacks.ModelCheckpoint(

@@ -68,6 +68,7 @@ def train(cfg: DictConfig) -> float | None:
         write_json_atomic(run_dir / METRICS_FILE, results)
         log_final(logger, results)
         log.info("results: %s", {k: v for k, v in results.items() if k != "members"})
+        log.info("wrote %s", (run_dir / METRICS_FILE).resolve())
     finally:
         finish_loggers(logger)
     value = results.get(job.objective)

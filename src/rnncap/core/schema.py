@@ -134,7 +134,7 @@ class RunConfig:
     depth: int = bounded(1, ge=1)
     seed: int = bounded(0, ge=0)
     experiment_name: str = "default"
-    output_dir: str = MISSING
+    output_dir: str | None = MISSING  # the run dir; null where no run is made (--cfg job)
     save_weights: bool = True  # the trained weights in <run dir>/weights.pt (rnncap precision)
     model: ModelConfig = field(default_factory=ModelConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

@@ -10,6 +10,8 @@ checking every field's range or choices from its schema's field metadata
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
 from typing import Any
 
 from hydra.utils import get_class
@@ -43,12 +45,53 @@ def check_field(key: str, value: Any, rules: dict[str, Any]) -> None:
         raise ConfigError(f"{key}={shown(value)} is out of range: must be > {rules[GT]:g}")
 
 
+def target_parameters(node: DictConfig) -> set[str]:
+    """The keyword arguments that a library ``_target_`` of ``node`` names (a torch optimiser's
+    ``eps``), following ``**kwargs`` up its base classes; none for rnncap's own classes, whose
+    schema states every key, or without a target."""
+    target = node.get("_target_") if "_target_" in node else None
+    if not target or str(target).startswith("rnncap."):
+        return set()
+    try:
+        obj = get_class(target) if target else None
+    except Exception:  # noqa: BLE001  (an unknown target fails later, with its own message)
+        return set()
+    names: set[str] = set()
+    for init in [c.__init__ for c in obj.__mro__] if obj is not None else []:
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        names |= {p.name for p in params if p.kind not in kinds and p.name != "self"}
+        if not any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def check_known_keys(node: DictConfig, schema: type, prefix: str) -> None:
+    """A key appended with ``+`` (``+model.bugdet=200``, which Hydra's hint suggests for a typo)
+    to a structured node must be a field of its schema or an argument of its ``_target_``."""
+    known = {f.name for f in dataclasses.fields(schema)} | target_parameters(node)
+    for key in node:
+        if key in known or (not prefix and key == "hydra"):
+            continue
+        near = difflib.get_close_matches(str(key), sorted(known), n=1)
+        hint = f"did you mean {prefix}{near[0]}?" if near else "none is close"
+        group = prefix.rstrip(".") or "the run config"
+        raise ConfigError(
+            f"{prefix}{key} is not a key of {group}: {hint} (its keys: {', '.join(sorted(known))})"
+        )
+
+
 def walk(node: DictConfig, prefix: str = "") -> None:
     """Check every field of ``node`` and of the structured nodes inside it against the field
-    metadata of its schema (``OmegaConf.get_type`` names the dataclass of a typed node)."""
+    metadata of its schema (``OmegaConf.get_type`` names the dataclass of a typed node), and
+    refuse keys its schema does not have."""
     schema = OmegaConf.get_type(node)
     rules = {}
     if dataclasses.is_dataclass(schema):
+        check_known_keys(node, schema, prefix)
         rules = {f.name: f.metadata for f in dataclasses.fields(schema) if f.metadata}
     for key in node:
         if key not in rules and OmegaConf.is_interpolation(node, key):
