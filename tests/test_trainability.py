@@ -281,7 +281,7 @@ def test_constant_prediction_loss_of_parentheses_matches_its_sampled_targets():
     from rnncap.tasks.parentheses import ParenthesesTask
 
     settings = {"streams": 3, "noise_symbols": 4, "max_count": 2, "steps": 30}
-    task = ParenthesesTask(**settings)
+    task = ParenthesesTask.with_keys(**settings)
     _, targets = task.sequences(40000, torch.Generator().manual_seed(0)).tensors
     shares = torch.bincount(targets.flatten(), minlength=3).double() / targets.numel()
     entropy = float(-(shares * shares.log()).sum())
