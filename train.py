@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from rnncap.core.command_line import fail, one_line_errors
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
+from rnncap.core.command_line import one_line_errors, refuse
 from rnncap.core.quiet import quiet_libraries
 from rnncap.core.resolvers import register_resolvers
 from rnncap.core.run import train
@@ -19,8 +19,9 @@ def main(cfg: DictConfig) -> float | None:
     quiet_libraries()
     try:
         return train(cfg)
-    except ConfigError as err:  # exit here: a refused run also ends a sweep
-        fail(str(err))
+    except ConfigError as err:  # exit 2, or skip the point of a plain -m grid
+        refuse(str(err))
+        return None
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,44 @@ register_resolvers()  # the tests compose configs as train.py does
 register_configs()
 
 
+# a tiny problem of every task in conf/task, for the smoke and determinism tests that run each
+TINY_TASK = {
+    "capacity": ["task.samples=32", "task.input_dim=6", "task.steps=3"],
+    "memory": ["task.input_dim=6", "task.delay=2", "task.samples=64", "task.eval_samples=32"]
+    + ["task.mc_samples=200", "task.mc_delays=3"],
+    "rcf": ["task.samples=32", "task.input_dim=6", "task.steps=3"],
+    "text8": ["task.size=null", "task.sha256=null", "task.seq_len=10", "task.eval_chars=500"],
+    "parentheses": ["task.streams=2", "task.noise_symbols=1", "task.max_count=3"]
+    + ["task.steps=8", "task.samples=64", "task.eval_samples=32"],
+    "arithmetic": ["task.max_digits=2", "task.samples=64", "task.eval_samples=32"],
+    "distance": ["task.symbols=3", "task.length=8", "task.delay=3", "task.samples=64"]
+    + ["task.eval_samples=32"],
+    "counting": ["task.train_length=8", "task.test_lengths=[16,40]", "task.samples=64"]
+    + ["task.eval_samples=32", "task.test_samples=8"],
+}
+
+
+def tiny_text(chars: int = 20_000, seed: int = 0) -> bytes:
+    """A text8-like text (a-z and space) of about ``chars`` characters."""
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far", "zebra"]
+    rng = random.Random(seed)
+    return " ".join(rng.choice(words) for _ in range(chars // 2)).encode()[:chars]
+
+
+def tiny_task(name: str, folder: Path) -> list[str]:
+    """The overrides of a tiny ``task=<name>`` (its data file, if any, written into folder)."""
+    assert name in TINY_TASK, (
+        f"task={name}: add the overrides of a problem that trains in a second to TINY_TASK in "
+        "tests/conftest.py (the smoke and determinism tests run every task in conf/task)"
+    )
+    overrides = [f"task={name}", *TINY_TASK[name]]
+    if name == "text8":  # a local text instead of the 100 MB download
+        text = folder / "tiny8"
+        text.write_bytes(tiny_text(3000))
+        overrides.append(f"task.path={text}")
+    return overrides
+
+
 def compose_cfg(overrides: list[str], output_dir: Path) -> DictConfig:
     """The training config as ``python train.py <overrides>`` composes it, run in output_dir."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -37,6 +76,24 @@ def cell_class(name: str) -> type:
 
 # every cell class once, in the order of the options that name it
 CELL_CLASSES = list(dict.fromkeys(cell_class(name) for name in CELL_NAMES))
+
+
+@pytest.fixture(scope="session")
+def cell_configs(tmp_path_factory) -> Path:
+    """Every cell's composed config, as ``rnncap generate cells`` writes them (the figures'
+    labels, colours and order come from their ``display``)."""
+    from rnncap.generate import write_cell_configs
+
+    out = tmp_path_factory.mktemp("configs") / "cell"
+    write_cell_configs(out, CONF)
+    return out
+
+
+def without_wall(metrics: dict) -> dict:
+    """metrics.json less the wall seconds of its convergence rows (the one timed value), for
+    comparing two runs of the same computation."""
+    rows = [{k: v for k, v in r.items() if k != "wall_s"} for r in metrics.get("convergence", [])]
+    return {**metrics, "convergence": rows}
 
 
 @pytest.fixture

@@ -26,12 +26,10 @@ from rnncap.analysis.tables import (
     ALL_DEPTHS,
     cell_display,
     cell_sort_key,
-    cell_target,
     read_csv,
     read_runs,
     write_csv,
 )
-from rnncap.cells import RNNCell
 from rnncap.cli import main, param_overrides
 
 
@@ -185,7 +183,7 @@ def test_theory_line():
     assert theory_mse(16, 64) == 0.75 and theory_mse(64, 64) == 0.0 and theory_mse(96, 64) == 0.0
 
 
-def test_memory_curve_takes_the_best_run_per_width_and_compares_with_theory():
+def test_memory_curve_takes_the_best_run_per_width_and_compares_with_theory(cell_configs):
     runs = [
         memory_run("gru", 16, 0.80),
         memory_run("gru", 16, 0.78, seed=1),
@@ -194,7 +192,7 @@ def test_memory_curve_takes_the_best_run_per_width_and_compares_with_theory():
         memory_run("rnn", 32, 0.52),
         capacity_run("rnn", 1, 100, 50.0),  # not a memory run
     ]
-    table = memory_table(runs)
+    table = memory_table(runs, cell_configs)
     assert [(r["cell"], r["hidden"]) for r in table] == [("rnn", 32), ("gru", 16), ("gru", 64)]
     gru16 = table[1]
     assert gru16["mse"] == 0.78 and gru16["r2"] == pytest.approx(0.22)
@@ -241,52 +239,44 @@ PAPER_LOOK = {  # the labels and colours of the paper's figures as rnncap has dr
 }
 
 
-def test_every_cell_config_is_shown_by_its_class_in_the_paper_order():
-    shown = sorted(CELL_NAMES, key=lambda c: cell_sort_key(c, CONF))
+def test_every_cell_config_is_shown_by_its_display_in_the_paper_order(cell_configs):
+    shown = sorted(CELL_NAMES, key=lambda c: cell_sort_key(c, cell_configs))
     assert shown[: len(PAPER_ORDER)] == PAPER_ORDER  # the paper's six first, then any others
     for name, (label, color) in PAPER_LOOK.items():
-        look = cell_display(name, CONF)
+        look = cell_display(name, cell_configs)
         assert (look.label, look.color) == (label, color)
-    assert cell_target("irnn", CONF) == "rnncap.cells.rnn.RNNCell"  # through its `defaults`
 
 
-class MinimalCell(RNNCell):
-    """A new cell as a test module defines it: its own class with its own display entry."""
-
-    display = {"minimal": ("minRNN", "#123456")}
-    display_rank = {"minimal": 2.5}  # between the UGRNN and the GRU
-
-
-def write_cell_conf(conf: Path, name: str, body: str) -> None:
-    (conf / "cell").mkdir(parents=True, exist_ok=True)
-    (conf / "cell" / f"{name}.yaml").write_text(body)
+def write_cell_config(cells: Path, name: str, body: str) -> None:
+    cells.mkdir(parents=True, exist_ok=True)
+    (cells / f"{name}.yaml").write_text(body)
 
 
 def test_a_new_cell_appears_with_its_own_display_or_a_fallback(tmp_path):
     from rnncap.analysis.plots import capacity_figure
 
-    conf = tmp_path / "conf"
-    write_cell_conf(conf, "rnn", "_target_: rnncap.cells.rnn.RNNCell\n")
-    write_cell_conf(conf, "minimal", f"_target_: {__name__}.MinimalCell\n")
-    write_cell_conf(conf, "relu_rnn", "defaults:\n  - rnn\n  - _self_\nnonlinearity: relu\n")
-    schema = "defaults:\n  - /schema/cell/base@_here_\n  - /cell/rnn@_here_\n  - _self_\n"
-    write_cell_conf(conf, "irnn", f"{schema}name: irnn\n")  # absolute entries, packages
-    assert cell_target("irnn", conf) == "rnncap.cells.rnn.RNNCell"
-    assert cell_display("irnn", conf).label == "IRNN"
-    write_cell_conf(conf, "broken", "_target_: nowhere.Cell\n")
-    assert cell_display("minimal", conf).label == "minRNN"
-    unknown = [cell_display(c, conf) for c in ("relu_rnn", "broken", "no_config")]
-    assert [d.label for d in unknown] == ["RELU_RNN", "BROKEN", "NO_CONFIG"]
+    cells = tmp_path / "configs" / "cell"
+    shown = "_target_: rnncap.cells.rnn.RNNCell\nname: {}\ndisplay:\n  label: {}\n"
+    write_cell_config(cells, "rnn", shown.format("rnn", "RNN") + "  color: '#1f77b4'\n  rank: 0\n")
+    write_cell_config(cells, "minimal", shown.format("minimal", "minRNN") + "  color: '#123456'\n")
+    (cells / "minimal.yaml").write_text((cells / "minimal.yaml").read_text() + "  rank: 1.5\n")
+    write_cell_config(cells, "gru", "name: gru\ndisplay: {label: GRU, color: '#d62728', rank: 2}\n")
+    write_cell_config(cells, "relu_rnn", "name: relu_rnn\nnonlinearity: relu\n")  # no display
+    write_cell_config(cells, "nolabel", "name: nolabel\ndisplay:\n  label: null\n")
+    write_cell_config(cells, "broken", "just text\n")
+    assert cell_display("minimal", cells).label == "minRNN"
+    unknown = [cell_display(c, cells) for c in ("relu_rnn", "nolabel", "broken", "no_config")]
+    assert [d.label for d in unknown] == ["RELU_RNN", "NOLABEL", "BROKEN", "NO_CONFIG"]
     assert all(d.rank == math.inf for d in unknown)
-    builtin = {color for _, color in PAPER_LOOK.values()}
-    assert not builtin & {d.color for d in unknown}  # a colour no paper cell uses
-    assert cell_display("broken", conf) == cell_display("broken", conf)  # stable per name
+    configured = {"#1f77b4", "#123456", "#d62728"}
+    assert not configured & {d.color for d in unknown}  # a colour no configured cell uses
+    assert cell_display("broken", cells) == cell_display("broken", cells)  # stable per name
     rows = [
         {"cell": c, "depth": 1, "params": p, "capacity": 3.0 * p}
         for c in ("relu_rnn", "gru", "minimal", "rnn")
         for p in (100, 1000)
     ]
-    (ax,) = capacity_figure(rows, conf).get_axes()
+    (ax,) = capacity_figure(rows, cells).get_axes()
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["RNN", "minRNN", "GRU", "RELU_RNN"]  # ranked first, unknown after
     colors = {line.get_label(): line.get_color() for line in ax.get_lines()}
@@ -294,9 +284,10 @@ def test_a_new_cell_appears_with_its_own_display_or_a_fallback(tmp_path):
 
 
 # ---- the command line ----------------------------------------------------------------------
-def test_fit_prints_the_slopes_and_plot_writes_the_figures(tmp_path, capsys):
+def test_fit_prints_the_slopes_and_plot_writes_the_figures(tmp_path, capsys, cell_configs):
     write_runs(tmp_path / "runs", synthetic_grid({"gru": 4.0}, np.random.default_rng(0)))
-    tables, common = tmp_path / "tables", ["--wandb", "disabled", "--config-dir", str(CONF)]
+    tables = tmp_path / "tables"
+    common = ["--wandb", "disabled", "--cell-configs", str(cell_configs)]
     fit = ["fit", "--runs", str(tmp_path / "runs"), "--out", str(tables)]
     main([*fit, "--metrics", str(tmp_path / "m.json"), "--boot", "50", *common])
     printed = capsys.readouterr().out

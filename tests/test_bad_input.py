@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CELL_NAMES, cell_class
 from hydra.errors import ConfigCompositionException
 from test_train import run_cli
 
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 from rnncap.core.run import train
 from rnncap.core.validate import compose_error
 
@@ -62,7 +63,8 @@ CATALOGUE = [
     (
         "chain init without recurrent weights",
         ["cell=mingru", "cell.recurrent_init=chain"],
-        "cell.recurrent_init=chain is not allowed for cell=mingru",
+        "cell.recurrent_init='chain' is not allowed for cell=mingru (it has no N x N recurrent "
+        "blocks); choose one of orthogonal, identity, xavier",
     ),
     (
         "chain init on a recurrent vector",
@@ -77,7 +79,7 @@ CATALOGUE = [
     (
         "orthogonal on a cell without it",
         ["cell=lstm", "cell.orthogonal=exp"],
-        "cell.orthogonal=exp is not allowed for cell=lstm",
+        "cell.orthogonal='exp' is not allowed for cell=lstm",
     ),
     ("unknown orthogonal map", ["cell.orthogonal=householder"], "cell.orthogonal='householder'"),
     (
@@ -120,6 +122,9 @@ CATALOGUE = [
     ("nccl on CPU", ["hardware=ddp_cpu", "hardware.backend=nccl"], "hardware.backend=nccl needs"),
     ("unknown determinism", ["hardware.deterministic=maybe"], "hardware.deterministic='maybe'"),
     ("zero threads", ["hardware.threads=0"], "hardware.threads=0 is out of range"),
+    ("appended typo", ["+model.bugdet=200"], "model.bugdet is not a key of model: did you mean"),
+    ("appended task typo", ["+task.sampels=9"], "did you mean task.samples?"),
+    ("appended unknown key", ["+depht=2"], "depht is not a key of the run config: did you mean"),
 ]
 
 
@@ -157,6 +162,26 @@ def test_command_line_refuses_bad_input(tmp_path, args, message, code):
     proc = run_cli(*args, "hydra.run.dir=run", cwd=tmp_path)
     assert proc.returncode == code
     assert message in proc.stderr
-    if code == 2:  # rnncap's own errors: exactly one line
+    if code == 2:  # rnncap's own errors: exactly one line, and no run folder left behind
         assert proc.stderr.strip().count("\n") == 0
-        assert not (tmp_path / "run" / "metrics.json").exists()
+        assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", CELL_NAMES)
+def test_a_cell_option_rule_is_stated_once_and_its_message_lists_what_the_cell_takes(name):
+    """The values a refusal offers are exactly the ones the cell's constructor takes, for the
+    config check and the constructor alike (one statement: ``RecurrentCell.check_options``)."""
+    cls = cell_class(name)
+    for key, accepts in [("nonlinearity", cls.allowed_nonlinearities), ("recurrent_init", None)]:
+        with pytest.raises(ConfigError) as err:
+            cls.check_options(name, **{key: "nonesuch"})
+        message = str(err.value)
+        assert message.startswith(f"cell.{key}='nonesuch' is not allowed for cell={name}")
+        offered = message.split("choose one of ")[1].split(", ")
+        assert accepts is None or offered == list(accepts)
+        for value in offered:  # each offered value builds the cell
+            cls(4, 4, **{key: value})
+        with pytest.raises(ConfigError, match=f"for cell={cls.__name__}"):
+            cls(4, 4, **{key: "nonesuch"})
+    chain = "chain" in cls.recurrent_inits()
+    assert chain == (cls.square_recurrent and "chain" in cls.allowed_recurrent_inits)

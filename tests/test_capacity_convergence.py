@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import matplotlib.colors
 import pytest
-from conftest import CONF
 from matplotlib.container import BarContainer
 from matplotlib.patches import Rectangle
 
@@ -112,17 +112,17 @@ def test_points_group_a_study_folders_jobs_in_natural_order():
     ]
 
 
-def test_a_size_is_rising_when_any_of_its_points_is_and_its_compute_is_their_sum():
+def test_a_size_is_rising_when_any_of_its_points_is_and_its_compute_is_their_sum(cell_configs):
     saturated = rows([1, 2, 4, 8], [100, 200, 250, 254])  # gain 0.04
     rising = rows([1, 2, 4, 8], [100, 150, 200, 250])  # gain 0.5
     runs = [job(saturated, run="a/0"), job(rising, seed=1, run="b/0")]
-    (row,) = capacity_table(runs, CONF)
+    (row,) = capacity_table(runs, cell_configs)
     assert (row["points"], row["compute"], row["wall_s"]) == (2, 16, 8)
     assert row["convergence"] == "rising" and row["doubling_gain"] == pytest.approx(0.5)
-    (row,) = capacity_table([job(saturated, run="a/0"), job(None, seed=1, run="b/0")], CONF)
+    (row,) = capacity_table([job(saturated, run="a/0"), job(None, seed=1, run="b/0")], cell_configs)
     assert row["convergence"] == "unknown" and row["compute"] is None
     assert row["doubling_gain"] == pytest.approx(0.04)
-    (row,) = capacity_table([job(saturated, run="a/0")], CONF)
+    (row,) = capacity_table([job(saturated, run="a/0")], cell_configs)
     assert row["convergence"] == "saturated"
 
 
@@ -144,14 +144,14 @@ def test_one_size_has_no_interval_for_the_slope_either():
     assert fit["slope"] == 2.5 and math.isnan(fit["slope_lo"]) and math.isnan(fit["slope_hi"])
 
 
-def test_fits_per_depth_carry_mean_slope_and_how_many_sizes_are_rising():
+def test_fits_per_depth_carry_mean_slope_and_how_many_sizes_are_rising(cell_configs):
     saturated = [1, 2, 4, 8], [100, 200, 250, 254]
     runs = [
         job(rows(*saturated), params=100, run="a/0"),  # 2.54 bits/param, saturated
         job(rows([1, 2], [100, 300]), params=200, run="b/0"),  # 1.5 bits/param, rising
         job(rows(*saturated), params=100, depth=2, run="c/0"),
     ]
-    fits = {(f["cell"], f["depth"]): f for f in capacity_fits(capacity_table(runs, CONF))}
+    fits = {(f["cell"], f["depth"]): f for f in capacity_fits(capacity_table(runs, cell_configs))}
     depth1 = fits[("rnn", 1)]
     assert depth1["mean_bits_per_param"] == pytest.approx((2.54 + 1.5) / 2)
     assert depth1["slope"] == pytest.approx((100 * 254 + 200 * 300) / (100**2 + 200**2))
@@ -165,7 +165,9 @@ def write_jobs(root: Path, runs: list[dict]) -> None:
         (root / run["run"] / "metrics.json").write_text(json.dumps(run))
 
 
-def test_analyse_writes_points_curves_and_the_headline_per_depth(tmp_path, capsys, monkeypatch):
+def test_analyse_writes_points_curves_and_the_headline_per_depth(
+    cell_configs, tmp_path, capsys, monkeypatch
+):
     runs = [
         job(rows([1, 2, 4, 8], [100, 200, 250, 254]), params=100, run="rnn-100/0"),
         job(rows([1, 2, 4, 8], [100, 200, 250, 300]), params=200, run="rnn-200/0"),  # 0.25
@@ -174,7 +176,7 @@ def test_analyse_writes_points_curves_and_the_headline_per_depth(tmp_path, capsy
     ]
     write_jobs(tmp_path / "runs", runs)
     metrics = tmp_path / "capacity.json"
-    result = analyse(tmp_path / "runs", tmp_path / "out", metrics, boot=200, conf_dir=CONF,
+    result = analyse(tmp_path / "runs", tmp_path / "out", metrics, boot=200, conf_dir=cell_configs,
                      saturation_gain=0.1)  # fmt: skip
     doc = json.loads(metrics.read_text())
     assert doc["saturation_gain"] == 0.1
@@ -191,20 +193,21 @@ def test_analyse_writes_points_curves_and_the_headline_per_depth(tmp_path, capsy
     assert curves[0] == "point,cell,depth,params,seed,compute,wall_s,best_bits,bits_per_param"
     assert len(curves) == 1 + 4 + 4 + 2  # the unknown point has no curve
     assert len(result["points"]) == 4
-    table = headline_table(doc, CONF)
+    table = headline_table(doc, cell_configs)
     assert "  RNN         1   2.02 [1.50, 2.54]" in table
     lines = {line.split()[0]: line.split() for line in table.splitlines()[-2:]}
     assert lines["GRU"][-3:] == ["2", "1", "1"]  # sizes, rising, unknown
-    monkeypatch.chdir(CONF.parent)  # where make run calls it: conf/ in the working directory
+    shutil.copytree(cell_configs, tmp_path / "results" / "configs" / "cell")
+    monkeypatch.chdir(tmp_path)  # where make run calls it: results/configs/cell below it
     main([str(metrics)])  # python -m rnncap.analysis.capacity results/capacity.json
     assert capsys.readouterr().out == table + "\n"
 
 
-def test_headline_table_prints_a_dash_for_an_interval_of_one_size():
+def test_headline_table_prints_a_dash_for_an_interval_of_one_size(cell_configs):
     doc = {"capacity": {"rnn": {"depth2": {"mean_bits_per_param": 2.5, "mean_lo": None,
            "mean_hi": None, "slope": 2.4, "slope_lo": None, "slope_hi": None, "sizes": 1,
            "rising": 0, "unknown": 0, "points": {}}}}}  # fmt: skip
-    line = headline_table(doc, CONF).splitlines()[-1]
+    line = headline_table(doc, cell_configs).splitlines()[-1]
     assert line.split() == ["RNN", "2", "2.50", "-", "2.40", "-", "1", "0", "0"]
 
 
@@ -214,9 +217,9 @@ def size_row(params, status, cell="rnn", depth=1):
             "convergence": status}  # fmt: skip
 
 
-def test_capacity_figure_marks_rising_sizes_hollow_saturated_filled_unknown_crossed():
+def test_capacity_figure_marks_rising_sizes_hollow_saturated_filled_unknown_crossed(cell_configs):
     table = [size_row(100, "saturated"), size_row(300, "rising"), size_row(1000, None)]
-    fig = capacity_figure(table, CONF)
+    fig = capacity_figure(table, cell_configs)
     (ax,) = fig.get_axes()
     marked = {}
     for line in ax.get_lines():
@@ -238,14 +241,16 @@ def fit_row(cell, depth, mean, lo, hi, rising=0):
             **interval, "rising": rising}  # fmt: skip
 
 
-def test_bits_per_param_figure_draws_no_interval_for_one_size_and_cell_coloured_swatches():
+def test_bits_per_param_figure_draws_no_interval_for_one_size_and_cell_coloured_swatches(
+    cell_configs,
+):
     fits = [
         fit_row("rnn", 1, 2.5, 2.0, 3.0, rising=1),
         fit_row("rnn", 2, 2.2, math.nan, math.nan),  # one size
         fit_row("gru", 1, 2.0, 1.8, 2.1),
         fit_row("gru", "all", 9.0, 8.0, 10.0),  # pooled: not drawn
     ]
-    fig = bits_per_param_figure(fits, CONF)
+    fig = bits_per_param_figure(fits, cell_configs)
     mean_ax, slope_ax = fig.get_axes()
     for ax in (mean_ax, slope_ax):
         containers = [c for c in ax.containers if isinstance(c, BarContainer)]
@@ -264,22 +269,22 @@ def test_bits_per_param_figure_draws_no_interval_for_one_size_and_cell_coloured_
     assert swatches[:4] == ["#1f77b4", "#d62728", *dark]  # RNN, GRU at depth 1, then depth 2
 
 
-def test_memory_figure_labels_the_line_where_units_equal_inputs():
+def test_memory_figure_labels_the_line_where_units_equal_inputs(cell_configs):
     memory = [{"cell": "rnn", "depth": 1, "input_dim": 16, "input_scale": 1.0, "delay": 4,
                "hidden": n, "mse": 0.5} for n in (4, 8)]  # fmt: skip
-    (ax,) = memory_figure(memory, CONF).get_axes()
+    (ax,) = memory_figure(memory, cell_configs).get_axes()
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "N = 16: as many units as inputs" in labels
 
 
-def test_convergence_figure_draws_each_points_curve_on_log_compute():
+def test_convergence_figure_draws_each_points_curve_on_log_compute(cell_configs):
     runs = [
         job(rows([1, 2, 4, 8], [100, 200, 250, 254]), run="a/0"),
         job(rows([1, 2], [100, 300]), params=200, run="b/0"),
         job(rows([1, 2], [100, 300]), params=200, depth=2, cell="gru", run="c/0"),
     ]
     points, curves = capacity_points(runs)
-    fig = convergence_figure(curves, points, CONF)
+    fig = convergence_figure(curves, points, cell_configs)
     depth1, depth2 = fig.get_axes()[:2]
     assert depth1.get_xscale() == "log" and depth1.get_title() == "1 layer"
     steps = [line for line in depth1.get_lines() if line.get_drawstyle() == "steps-post"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import yaml
-from conftest import CONF, ROOT
+from conftest import ROOT
 
 from rnncap.analysis import counting, distance
 from rnncap.analysis.tables import read_csv
@@ -104,7 +104,7 @@ def test_max_distance_is_the_largest_delay_before_the_first_failure(
     assert distance.max_distance(accuracies, threshold) == expected
 
 
-def test_distance_tables_figure_and_summary_from_hand_made_runs(tmp_path, capsys):
+def test_distance_tables_figure_and_summary_from_hand_made_runs(tmp_path, capsys, cell_configs):
     runs = tmp_path / "runs"
     cases = [  # rnn 4 units: delay 3 fails in seed 0 but passes in seed 1 (best of seeds)
         distance_run("rnn", 1, 4, 60, 1, 1.0),
@@ -125,7 +125,7 @@ def test_distance_tables_figure_and_summary_from_hand_made_runs(tmp_path, capsys
         write_run(runs, f"r{i}", run)
     write_run(runs, "other", counting_run("gru", 1, 8, 300, {20: 1, 40: 1, 200: 1}, 0.1))
     out = tmp_path / "out"
-    main(["distance", "--runs", str(runs), "--out", str(out), "--config-dir", str(CONF)])
+    main(["distance", "--runs", str(runs), "--out", str(out), "--cell-configs", str(cell_configs)])
     assert "read 11 runs" in capsys.readouterr().out
     rows = {r["cell"]: r for r in read_csv(out / "max_distance.csv")}
     assert [r["cell"] for r in read_csv(out / "max_distance.csv")] == ["rnn", "gru", "intersection"]
@@ -163,13 +163,13 @@ def test_distance_tables_figure_and_summary_from_hand_made_runs(tmp_path, capsys
 
 
 # ---- counting ----------------------------------------------------------------------------------
-def test_runs_of_another_task_setting_are_another_row(tmp_path):
+def test_runs_of_another_task_setting_are_another_row(tmp_path, cell_configs):
     runs = tmp_path / "runs"
     for length, accuracies in [(16, (1.0, 0.95)), (30, (1.0, 0.5))]:
         for delay, accuracy in enumerate(accuracies, start=1):
             write_run(runs, f"T{length}-{delay}", distance_run("gru", 1, 4, 132, delay, accuracy,
                                                                length=length))  # fmt: skip
-    result = distance.analyse(runs, tmp_path / "out", 0.9, CONF)
+    result = distance.analyse(runs, tmp_path / "out", 0.9, cell_configs)
     assert [(r["length"], r["max_distance"]) for r in result["table"]] == [(16, 2), (30, 1)]
     assert result["summary"]["cells"]["gru"] == {
         "max_distance": 2,
@@ -178,7 +178,7 @@ def test_runs_of_another_task_setting_are_another_row(tmp_path):
     }
 
 
-def test_counting_tables_figure_and_summary_from_hand_made_runs(tmp_path):
+def test_counting_tables_figure_and_summary_from_hand_made_runs(tmp_path, cell_configs):
     runs = tmp_path / "runs"
     write_run(runs, "lstm-s0", counting_run("lstm", 1, 8, 422, {20: 1.0, 40: 0.9, 200: 0.5}, 0.2))
     write_run(runs, "lstm-s1", counting_run("lstm", 1, 8, 422, {20: 0.96, 40: 0.7, 200: 0.4},
@@ -187,7 +187,7 @@ def test_counting_tables_figure_and_summary_from_hand_made_runs(tmp_path):
     write_run(runs, "irnn", counting_run("irnn", 1, 8, 150, {20: 0.8, 40: 0.6, 200: 0.3}, None))
     write_run(runs, "dist", distance_run("lstm", 1, 8, 468, 2, 1.0))  # another task: ignored
     out = tmp_path / "out"
-    main(["counting", "--runs", str(runs), "--out", str(out), "--config-dir", str(CONF)])
+    main(["counting", "--runs", str(runs), "--out", str(out), "--cell-configs", str(cell_configs)])
     curve = read_csv(out / "long_accuracy.csv")
     lstm = [(r["length"], r["accuracy"], r["accuracy_min"], r["accuracy_max"], r["runs"])
             for r in curve if r["cell"] == "lstm"]  # fmt: skip

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, without_wall
 
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 from rnncap.core.halving import Schedule, halving_schedule, ranked
 from rnncap.core.population import PopulationModule, PopulationStack
 from rnncap.core.run import train
@@ -34,11 +34,6 @@ HALVING = [
 
 def read_metrics(cfg) -> dict:
     return json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
-
-
-def without_wall(metrics: dict) -> dict:
-    rows = [{k: v for k, v in r.items() if k != "wall_s"} for r in metrics["convergence"]]
-    return {**metrics, "convergence": rows}
 
 
 def test_schedule_rungs_and_survivors(make_cfg):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rnncap.core.metrics import binary_entropy, stored_bits
+from rnncap.base.metrics import binary_entropy, stored_bits
 from rnncap.tasks.capacity import CapacityTask, distinct_binary_rows
 
 
@@ -27,17 +27,17 @@ def test_binary_entropy_by_hand():
 
 
 def test_capacity_data_is_seeded_distinct_and_shaped():
-    task = CapacityTask(samples=200, input_dim=8, steps=4, seed=3)
+    task = CapacityTask.with_keys(samples=200, input_dim=8, steps=4, seed=3)
     task.setup()
     x, y = task.train_set.tensors
     assert x.shape == (200, 4, 8) and y.shape == (200,)
     assert set(x.unique().tolist()) <= {0.0, 1.0} and x[:, 1:].abs().sum() == 0
     assert len(torch.unique(x[:, 0], dim=0)) == 200
     assert 60 < y.sum() < 140
-    again = CapacityTask(samples=200, input_dim=8, steps=4, seed=3)
+    again = CapacityTask.with_keys(samples=200, input_dim=8, steps=4, seed=3)
     again.setup()
     assert torch.equal(again.train_set.tensors[0], x) and torch.equal(again.train_set.tensors[1], y)
-    other = CapacityTask(samples=200, input_dim=8, steps=4, seed=4)
+    other = CapacityTask.with_keys(samples=200, input_dim=8, steps=4, seed=4)
     other.setup()
     assert not torch.equal(other.train_set.tensors[1], y)
     assert task.eval_set is task.train_set  # capacity measures memorisation
@@ -51,7 +51,7 @@ def test_distinct_rows_can_fill_the_whole_cube():
 
 
 def test_capacity_summary_from_counts():
-    task = CapacityTask(samples=10)
+    task = CapacityTask.with_keys(samples=10)
     out = task.summarise({"accuracy": 9.0, "loss": 1.0, "count": 10.0}, params=2)
     assert out["accuracy"] == 0.9
     assert out["bits"] == pytest.approx(10 * (1 - binary_entropy(0.9)))

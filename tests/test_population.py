@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import compose_cfg
 
+from rnncap.base.errors import ConfigError
 from rnncap.core import population as population_module
-from rnncap.core.errors import ConfigError
 from rnncap.core.module import RNNCapModule
 from rnncap.core.population import MEMBER_KEYS, OPTIONAL_MEMBER_KEYS, PopulationModule
 from rnncap.core.population_data import member_losses

@@ -30,11 +30,13 @@ def finished_run(make_cfg, folder: Path, *overrides: str) -> Path:
     return folder
 
 
-def test_rescore_reproduces_every_members_bits_and_scores_each_format(make_cfg, tmp_path):
+def test_rescore_reproduces_every_members_bits_and_scores_each_format(
+    make_cfg, tmp_path, cell_configs
+):
     run = finished_run(make_cfg, tmp_path / "runs" / "p", "model.population=3")
     metrics = json.loads((run / "metrics.json").read_text())
     recorded = metrics["members"]
-    result = rescore([tmp_path / "runs"], tmp_path / "out", list(PRECISIONS))
+    result = rescore([tmp_path / "runs"], tmp_path / "out", list(PRECISIONS), cell_configs)
     assert result["runs"] == 1 and result["members"] == 3
     assert result["fp32_mismatches"] == 0
     rows = list(csv_rows(tmp_path / "out" / "scores.csv"))
@@ -76,13 +78,17 @@ def csv_rows(path: Path):
         yield from csv.DictReader(f)
 
 
-def test_weights_already_on_a_formats_grid_lose_nothing_at_that_format(make_cfg, tmp_path):
+def test_weights_already_on_a_formats_grid_lose_nothing_at_that_format(
+    make_cfg, tmp_path, cell_configs
+):
     run = finished_run(make_cfg, tmp_path / "runs" / "solo")
     saved = torch.load(run / WEIGHTS_FILE, weights_only=True)
     model = saved["members"][0]
     snapped = {k: round_weights(v, "int4") for k, v in model.items()}
     torch.save({"members": [snapped]}, run / WEIGHTS_FILE)
-    result = rescore([tmp_path / "runs"], tmp_path / "out", ["fp32", "int4", "ternary"])
+    result = rescore(
+        [tmp_path / "runs"], tmp_path / "out", ["fp32", "int4", "ternary"], cell_configs
+    )
     scores = {r["precision"]: float(r["bits"]) for r in csv_rows(tmp_path / "out" / "scores.csv")}
     assert scores["int4"] == scores["fp32"]  # rounding is idempotent on its own grid
     assert result["fp32_mismatches"] == 1  # the snapped weights are not the trained ones

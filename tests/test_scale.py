@@ -18,7 +18,7 @@ from conftest import CONF, ROOT, compose_cfg
 from hydra import compose, initialize_config_dir
 from test_train import cli_env, run_cli
 
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 from rnncap.core.run import train
 from rnncap.core.validate import check_launch
 from rnncap.tasks.base import StepBatches

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from test_sweeper import TINY
 
 from hydra_plugins.rnncap_optuna.storage import open_storage, shared
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 
 STUDY = "capacity-rnn-d1-n4-random"  # the default name of sweep=random cell=rnn on TINY
 pytestmark = [

@@ -31,7 +31,7 @@ from optuna.trial import FixedTrial, TrialState
 
 from hydra_plugins.rnncap_optuna import _impl
 from hydra_plugins.rnncap_optuna.sweeper import RnncapOptunaSweeper
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 
 
 def test_plugin_is_discovered_in_the_namespace_package():

@@ -183,7 +183,7 @@ def test_multirun_from_the_command_line(tmp_path):
 
 
 def test_rerun_with_another_config_in_the_same_run_dir_is_refused(make_cfg):
-    from rnncap.core.errors import ConfigError
+    from rnncap.base.errors import ConfigError
 
     train(make_cfg("model.hidden=4", "trainer.checkpoint_every=10"))
     with pytest.raises(
@@ -193,3 +193,112 @@ def test_rerun_with_another_config_in_the_same_run_dir_is_refused(make_cfg):
     longer = make_cfg("model.hidden=4", "trainer.checkpoint_every=10", "trainer.max_steps=30")
     train(longer)  # more steps (or other hardware) resume the same run
     assert read_metrics(longer)["status"] == "ok"
+
+
+# ---- what a new user met (issue 24, item 7) --------------------------------------------------
+TINY_CLI = ["task.samples=8", "task.input_dim=4", "task.steps=2", "model.hidden=4"]
+TINY_CLI += ["trainer.max_steps=2", "trainer.val_check_interval=1", "trainer.checkpoint_every=null"]
+
+
+def test_a_plain_grid_skips_its_refused_points_and_says_so_at_the_end(tmp_path):
+    """`-m cell=intersection,rnn depth=1,2`: the +RNN at depth 1 is refused; the grid goes on,
+    notes the skip in one line, leaves no folder for it and lists what it skipped at the end."""
+    sweep = tmp_path / "sweep"
+    grid = ["-m", "cell=intersection,rnn", "depth=1,2", *TINY_CLI, f"hydra.sweep.dir={sweep}"]
+    proc = run_cli(*grid, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = sorted(
+        (m["cell"], m["depth"])
+        for m in map(json.loads, map(Path.read_text, sweep.glob("*/metrics.json")))
+    )
+    assert found == [("intersection", 2), ("rnn", 1), ("rnn", 2)]
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("skip job")]
+    assert len(notes) == 1 and notes[0].startswith("skip job 0 (cell=intersection depth=1 ")
+    assert notes[0].endswith(
+        "): cell=intersection needs depth >= 2 (got depth=1): the +RNN's "
+        "depth gate only acts between layers, and the paper excludes depth 1"
+    )
+    summary = proc.stderr[proc.stderr.index("skipped 1 of 4 points") :].splitlines()
+    assert (
+        summary[1].startswith("  cell=intersection depth=1 ") and "needs depth >= 2" in summary[1]
+    )
+    assert not (sweep / "0").exists()  # no debris of the refused point
+    assert (sweep / "skipped.txt").read_text().count("\n") == 1
+    # every point refused: nothing ran, exit 2
+    proc = run_cli("-m", "cell=intersection", "depth=1", *TINY_CLI, f"hydra.sweep.dir={sweep}2",
+                   cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: every point of the grid was refused: nothing ran"
+    )
+
+
+def test_an_appended_typo_is_refused_naming_the_nearest_key_and_leaves_no_folder(tmp_path):
+    """`+model.bugdet=200` (Hydra's hint for `model.bugdet=200`) trained at the default budget;
+    now it is one line, exit 2, and the refused run leaves no outputs/<date>/<time> behind."""
+    proc = run_cli("+model.bugdet=200", *TINY_CLI[:3], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: model.bugdet is not a key of model: did you mean model.budget? "
+        "(its keys: budget, hidden, members, population)"
+    )
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_run_says_where_its_metrics_went_and_wandb_prints_no_anonymous_line(tmp_path):
+    """A real offline W&B run from the command line, W&B's own output on."""
+    env = {k: v for k, v in cli_env().items() if k != "WANDB_SILENT"}
+    env.pop("WANDB_API_KEY", None)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "logger=wandb", *TINY_CLI, "hydra.run.dir=run"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    output = proc.stdout + proc.stderr
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))  # W&B did run
+    assert "anonymous" not in output
+    assert f"wrote {(tmp_path / 'run' / 'metrics.json').resolve()}" in output
+
+
+def test_help_says_what_train_py_does_and_lists_only_the_groups_users_choose(tmp_path):
+    proc = run_cli("--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("python train.py [key=value ...]: train one recurrent network")
+    assert "\ncell: gru, indrnn, intersection, irnn," in proc.stdout
+    assert "\nhydra/launcher: slurm\n" in proc.stdout
+    assert "schema/" not in proc.stdout and "space/" not in proc.stdout
+
+
+def test_cfg_job_resolve_prints_the_config(tmp_path):
+    proc = run_cli("--cfg", "job", "--resolve", "model.hidden=4", cwd=tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "\nmodel:\n  hidden: 4\n  budget: null\n" in proc.stdout
+    assert "output_dir: null" in proc.stdout  # no run is made
+
+
+def test_the_progress_bar_counts_steps_not_epochs(make_cfg, tmp_path):
+    """The bar read `Epoch 0/-2` (one endless epoch, max_epochs -1)."""
+    from rnncap.core.build import StepProgressBar, build_trainer
+
+    cfg = make_cfg("trainer.enable_progress_bar=true", "trainer.max_steps=70")
+    trainer = build_trainer(cfg, tmp_path, None, None)
+    bar = trainer.progress_bar_callback
+    assert isinstance(bar, StepProgressBar)
+    bar.setup(trainer, None, stage="fit")  # what fit does first
+    assert bar.total_train_batches == 70
+    assert bar._get_train_description(trainer.current_epoch).strip() == "steps"
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_written_files_get_the_mode_of_the_umask(tmp_path, mask):
+    """The atomic writer's temporary file is 0600; the result gets what `open` would give."""
+    from rnncap.base.io import write_atomic, write_json_atomic
+
+    before = os.umask(mask)
+    try:
+        write_json_atomic(tmp_path / "metrics.json", {"bits": 1.0})
+        write_atomic(tmp_path / "w.pt", lambda f: f.write(b"x"), binary=True)
+    finally:
+        os.umask(before)
+    for name in ("metrics.json", "w.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name

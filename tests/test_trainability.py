@@ -95,9 +95,9 @@ def storage(tmp_path):
     return url
 
 
-def test_infeasible_table_pools_by_cell_and_depth(storage):
+def test_infeasible_table_pools_by_cell_and_depth(storage, cell_configs):
     studies = [s for s in tr.load_studies(storage) if s.sampler == "RandomSampler"]
-    rows = tr.infeasible_table([s for s in studies if s.depth in (1, 8)], CONF)
+    rows = tr.infeasible_table([s for s in studies if s.depth in (1, 8)], cell_configs)
     counts = [{k: r[k] for k in ("cell", "depth", "trials", "diverged", "pruned")} for r in rows]
     assert counts == [  # cells in the paper's order
         {"cell": "rnn", "depth": 1, "trials": 4, "diverged": 2, "pruned": 0},
@@ -139,9 +139,9 @@ def test_wilson_interval_by_hand():
     assert all(math.isnan(v) for v in tr.wilson_interval(0, 0))
 
 
-def test_report_writes_figure_tables_and_summary(storage, tmp_path):
+def test_report_writes_figure_tables_and_summary(storage, tmp_path, cell_configs):
     out = tmp_path / "report"
-    summary = tr.report(storage, out, curve_sampler="GPSampler", conf_dir=CONF)
+    summary = tr.report(storage, out, curve_sampler="GPSampler", conf_dir=cell_configs)
     # the pruned trial is on the curves at its last value (0.5): median of [2, 6, 4, 0.5]
     assert summary["best"] == {"gp-gru-d1": 6.0} and summary["median"] == {"gp-gru-d1": 3.0}
     assert summary["percent_infeasible"] == {
@@ -281,7 +281,7 @@ def test_constant_prediction_loss_of_parentheses_matches_its_sampled_targets():
     from rnncap.tasks.parentheses import ParenthesesTask
 
     settings = {"streams": 3, "noise_symbols": 4, "max_count": 2, "steps": 30}
-    task = ParenthesesTask(**settings)
+    task = ParenthesesTask.with_keys(**settings)
     _, targets = task.sequences(40000, torch.Generator().manual_seed(0)).tensors
     shares = torch.bincount(targets.flatten(), minlength=3).double() / targets.numel()
     entropy = float(-(shares * shares.log()).sum())

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 from rnncap.experiments import Experiment, Grid, discover, load_grid
 from rnncap.experiments.options import (
     WANDB_MODES,
@@ -282,7 +282,7 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
         for view in views.values():
             print(save_view(view))
         return
-    from rnncap.core.io import write_atomic
+    from rnncap.base.io import write_atomic
 
     specs = {args.out / f"{kind}.json": dashboard.to_spec(view) for kind, view in views.items()}
     for spec, text in specs.items():  # both built before either is written

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rnncap.core.build import compose_run_config, constructor_kwargs
+from rnncap.core.build import compose_run_config, instantiate_task
 from rnncap.core.resolvers import register_resolvers
 from rnncap.core.schema import register_configs
 from rnncap.core.validate import validate
@@ -32,10 +31,7 @@ register_configs()
 
 def task_without_data_file(cfg: DictConfig) -> TaskDataModule:
     """The configured task, without a data file (this is where its data comes from)."""
-    kwargs = constructor_kwargs(cfg.task)
-    if "data_file" in kwargs:
-        kwargs["data_file"] = None
-    return instantiate(kwargs)
+    return instantiate_task(cfg.task, **({"data_file": None} if "data_file" in cfg.task else {}))
 
 
 def generate(out: Path, overrides: list[str], config_dir: Path = Path("conf")) -> dict:

@@ -85,7 +85,7 @@ from hydra_plugins.rnncap_optuna.storage import (  # noqa: F401
     shared,
     storage_url,
 )
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 from rnncap.core.population import (
     MEMBER_KEYS,
     OPTIONAL_MEMBER_KEYS,

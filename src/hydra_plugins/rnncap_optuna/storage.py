@@ -23,7 +23,7 @@ import optuna
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 
 SQLITE, JOURNAL = "sqlite:///", "journal:///"
 RETRIES = 3  # a killed trial's settings are asked again at most this many times

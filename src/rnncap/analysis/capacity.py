@@ -73,7 +73,7 @@ from rnncap.analysis.tables import (
     read_runs,
     write_csv,
 )
-from rnncap.core.io import write_atomic
+from rnncap.base.io import write_atomic
 
 MEASURED = ("ok", "pruned")  # a pruned trial stores what it had learned when it was stopped
 

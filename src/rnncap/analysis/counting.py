@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 from rnncap.analysis.output import write_png_atomic  # noqa: E402
 from rnncap.analysis.tables import CONF_DIR, Row, cell_display, cell_sort_key, write_csv  # noqa: E402
 from rnncap.analysis.task_runs import task_runs  # noqa: E402
-from rnncap.core.io import write_json_atomic  # noqa: E402
+from rnncap.base.io import write_json_atomic  # noqa: E402
 
 TASK = "counting"
 SIZE = ("cell", "depth", "hidden", "train_length", "max_count")  # a size in one setting

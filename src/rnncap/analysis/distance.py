@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 from rnncap.analysis.output import write_png_atomic  # noqa: E402
 from rnncap.analysis.tables import CONF_DIR, Row, cell_display, cell_sort_key, write_csv  # noqa: E402
 from rnncap.analysis.task_runs import task_runs  # noqa: E402
-from rnncap.core.io import write_json_atomic  # noqa: E402
+from rnncap.base.io import write_json_atomic  # noqa: E402
 
 TASK = "distance"
 THRESHOLD = 0.9  # default accuracy a delay must reach to count as recalled

@@ -1,12 +1,12 @@
 """Analysis figures written atomically: a PNG appears whole or not at all
-(``rnncap.core.io.write_atomic``; CSV tables: ``rnncap.analysis.tables.write_csv``)."""
+(``rnncap.base.io.write_atomic``; CSV tables: ``rnncap.analysis.tables.write_csv``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from rnncap.core.io import write_atomic
+from rnncap.base.io import write_atomic
 
 
 def write_png_atomic(figure: Any, path: Path, dpi: int = 130) -> None:

@@ -48,8 +48,8 @@ from rnncap.analysis.precision import (
 )
 from rnncap.analysis.precision_figure import write_precision_figure
 from rnncap.analysis.tables import ALL_DEPTHS, CONF_DIR, FIT_COLUMNS, Row, write_csv
+from rnncap.base.io import write_json_atomic
 from rnncap.core.build import build_model, build_task, final_metrics
-from rnncap.core.io import write_json_atomic
 from rnncap.core.population import check_population
 from rnncap.core.run import METRICS_FILE, WEIGHTS_FILE
 from rnncap.core.stack import count_parameters

@@ -1,16 +1,15 @@
 """What every analysis shares: run rows, CSV tables and their columns, and how a cell is shown.
 
-A cell is shown by its config name's entry in its class's ``display`` (label, colour) and
-``display_rank`` (place in the paper's order), see ``rnncap.cells.base.RecurrentCell``. The class
-is the ``_target_`` of ``<conf>/cell/<name>.yaml``, or of a config named in its ``defaults`` (IRNN's
-config names ``rnn``). A name without an entry is shown in upper case, in a colour of matplotlib's
-cycle, after the ranked cells: a new cell appears in the figures without a change in analysis/.
+A cell is shown as the ``display`` node (label, colour, rank: its place in the paper's order) of
+its YAML, ``conf/cell/<name>.yaml``, says, read from the composed config that ``rnncap generate
+cells`` writes (``results/configs/cell/<name>.yaml``: Hydra has resolved its defaults). A cell
+without one is shown in upper case, in a colour of matplotlib's cycle, after the ranked cells: a
+new cell appears in the figures without a change in analysis/.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import logging
 import math
@@ -23,11 +22,13 @@ from typing import IO, Any
 
 import yaml
 
-from rnncap.core.io import write_atomic
+from rnncap.base.io import write_atomic
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
-CONF_DIR = Path("conf")  # the Hydra config dir holding cell/<name>.yaml, relative to the cwd
+# every cell's composed config, <name>.yaml (`rnncap generate cells`), relative to the cwd
+CELL_CONFIGS = Path("results/configs/cell")
+CONF_DIR = CELL_CONFIGS  # the name the analyses' ``conf_dir`` arguments default to
 ALL_DEPTHS = "all"  # the depth column of a fit pooled over depths
 MEMORY_SETTINGS = ("input_dim", "input_scale", "delay")
 
@@ -137,88 +138,62 @@ class CellDisplay:
     rank: float  # place in the display order; math.inf for a cell without one
 
 
-def _option(entry: Any) -> str | None:
-    """The cell option a ``defaults`` entry names (``rnn``, ``/cell/rnn``, ``{cell: rnn}``);
-    None for another group's entry (``/schema/cell/base@_here_``)."""
-    if isinstance(entry, dict):
-        entry = next((v for v in entry.values() if isinstance(v, str)), None)
-    if not isinstance(entry, str):
-        return None
-    entry = entry.split("@")[0]
-    if entry.startswith("/"):
-        return entry.removeprefix("/cell/") if entry.startswith("/cell/") else None
-    return entry
-
-
-def cell_target(name: str, conf_dir: Path = CONF_DIR, seen: tuple[str, ...] = ()) -> str | None:
-    """The ``_target_`` of ``<conf_dir>/cell/<name>.yaml``: its own, or that of the configs its
-    ``defaults`` name, in Hydra's order (``_self_`` last unless placed); None if there is none."""
-    path = conf_dir / "cell" / f"{name}.yaml"
-    if name in seen or not path.is_file():
-        return None
-    node = yaml.safe_load(path.read_text())
+def _display_node(name: str, cells: Path) -> dict[str, Any]:
+    """The ``display`` node of ``<cells>/<name>.yaml``, the cell's composed config; {} (and a
+    warning) for a cell without one."""
+    path = cells / f"{name}.yaml"
+    node = yaml.safe_load(path.read_text()) if path.is_file() else None
     if not isinstance(node, dict):
-        return None
-    defaults = list(node.get("defaults") or [])
-    if "_self_" not in defaults:
-        defaults.append("_self_")
-    target = None
-    for entry in defaults:
-        if entry == "_self_":
-            target = node.get("_target_") or target
-        elif (option := _option(entry)) is not None:
-            target = cell_target(option, conf_dir, (*seen, name)) or target
-    return target
+        log.warning(
+            "no composed cell config %s (`rnncap generate cells %s`): cell %s is shown by its name",
+            path,
+            cells,
+            name,
+        )
+        return {}
+    return node.get("display") or {}
 
 
-def _cell_class(target: str) -> type | None:
-    module, _, attr = target.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError, ValueError) as err:
-        log.warning("cell class %s not found (%s): shown by its config name", target, err)
-        return None
-
-
-def _fallback_color(name: str) -> str:
-    """A colour of matplotlib's cycle that no built-in cell uses, the same for a name always."""
+def _fallback_color(name: str, cells: Path) -> str:
+    """A colour of matplotlib's cycle that no configured cell uses, the same for a name always."""
     import matplotlib
 
-    from rnncap.cells import RecurrentCell
-
     cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    used = {c for cls in RecurrentCell.__subclasses__() for _, c in cls.display.values()}
+    used = {_display_node(p.stem, cells).get("color") for p in cells.glob("*.yaml")}
     free = [c for c in cycle if c not in used] or cycle
     return free[zlib.crc32(name.encode()) % len(free)]
 
 
 @cache
-def _display(name: str, conf_dir: Path) -> CellDisplay:
-    target = cell_target(name, conf_dir)
-    cls = _cell_class(target) if target else None
-    label, color = getattr(cls, "display", {}).get(name, (name.upper(), None))
-    rank = getattr(cls, "display_rank", {}).get(name, math.inf)
-    return CellDisplay(label, color or _fallback_color(name), rank)
+def _display(name: str, cells: Path) -> CellDisplay:
+    node = _display_node(name, cells)
+    rank = node.get("rank")
+    return CellDisplay(
+        node.get("label") or name.upper(),
+        node.get("color") or _fallback_color(name, cells),
+        math.inf if rank is None else rank,
+    )
 
 
-def cell_display(name: str, conf_dir: Path = CONF_DIR) -> CellDisplay:
-    """How the cell config ``name`` is shown (label, colour, rank), read from its class."""
-    return _display(str(name), Path(conf_dir).resolve())
+def cell_display(name: str, cells: Path = CELL_CONFIGS) -> CellDisplay:
+    """How the cell config ``name`` is shown (label, colour, rank): the ``display`` of its
+    composed config ``<cells>/<name>.yaml`` (``rnncap generate cells`` writes them)."""
+    return _display(str(name), Path(cells).resolve())
 
 
-def cell_sort_key(name: str, conf_dir: Path = CONF_DIR) -> tuple[float, str]:
+def cell_sort_key(name: str, cells: Path = CELL_CONFIGS) -> tuple[float, str]:
     """Paper order (rnn, ugrnn, gru, lstm, +RNN, irnn), then unranked cells by name."""
-    return (cell_display(name, conf_dir).rank, str(name))
+    return (cell_display(name, cells).rank, str(name))
 
 
-def cell_label(name: str, conf_dir: Path = CONF_DIR) -> str:
-    return cell_display(name, conf_dir).label
+def cell_label(name: str, cells: Path = CELL_CONFIGS) -> str:
+    return cell_display(name, cells).label
 
 
-def cell_color(name: str, conf_dir: Path = CONF_DIR) -> str:
-    return cell_display(name, conf_dir).color
+def cell_color(name: str, cells: Path = CELL_CONFIGS) -> str:
+    return cell_display(name, cells).color
 
 
-def ordered_cells(rows: Iterable[Row], conf_dir: Path = CONF_DIR) -> list[str]:
+def ordered_cells(rows: Iterable[Row], cells: Path = CELL_CONFIGS) -> list[str]:
     """The distinct ``cell`` values of ``rows`` in display order."""
-    return sorted({r["cell"] for r in rows}, key=lambda c: cell_sort_key(c, conf_dir))
+    return sorted({r["cell"] for r in rows}, key=lambda c: cell_sort_key(c, cells))

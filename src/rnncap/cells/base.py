@@ -49,12 +49,12 @@ N wide, ``layer_output_size``.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from rnncap.base.errors import ConfigError
 from rnncap.cells.compiled import COMPILE_MODES, CompiledLoop
 from rnncap.cells.orthogonal import BlockOrthogonal
 
@@ -73,13 +73,6 @@ def modrelu(z: Tensor, b: Tensor) -> Tensor:
 
 class RecurrentCell(nn.Module):
     """Base class: subclasses set ``num_gates``, ``forget_gates`` and implement ``step``."""
-
-    # How figures and tables show a cell: config name -> (label, colour hex), and the config's
-    # place in the paper's order. Keyed by config name, since one class can serve several configs
-    # (IRNN is the rnn class); rnncap.analysis.tables shows a name missing here in upper case, in
-    # a colour of matplotlib's cycle, after the ranked ones.
-    display: ClassVar[dict[str, tuple[str, str]]] = {}
-    display_rank: ClassVar[dict[str, int]] = {}
 
     num_gates: int = 1
     forget_gates: tuple[int, ...] = ()  # gate blocks that receive the gate bias b_fg
@@ -105,26 +98,8 @@ class RecurrentCell(nn.Module):
         orthogonal: str | None = None,
     ) -> None:
         super().__init__()
-        name = type(self).__name__
         nonlinearity = nonlinearity or self.allowed_nonlinearities[0]
-        if nonlinearity not in self.allowed_nonlinearities:
-            raise ValueError(
-                f"cell.nonlinearity={nonlinearity!r} is not allowed for {name}; "
-                f"choose one of {list(self.allowed_nonlinearities)}"
-            )
-        if recurrent_init not in self.allowed_recurrent_inits:
-            raise ValueError(
-                f"cell.recurrent_init={recurrent_init!r} is not allowed for {name}; "
-                f"choose one of {list(self.allowed_recurrent_inits)}"
-            )
-        if recurrent_init == "chain" and not self.square_recurrent:
-            others = [name for name in RECURRENT_INITS if name != "chain"]
-            raise ValueError(
-                f"cell.recurrent_init='chain' needs N x N recurrent blocks and "
-                f"{type(self).__name__} has none; choose one of {others}"
-            )
-        if orthogonal is not None and not self.allows_orthogonal:
-            raise ValueError(f"cell.orthogonal={orthogonal!r} is not allowed for {name}; use null")
+        self.check_options(type(self).__name__, nonlinearity, recurrent_init, orthogonal)
         if self.needs_square_input and input_size != hidden_size:
             raise ValueError(
                 f"{type(self).__name__} needs input size == hidden size for its depth path "
@@ -205,6 +180,42 @@ class RecurrentCell(nn.Module):
     @property
     def output_size(self) -> int:
         return self.layer_output_size(self.input_size, self.hidden_size)
+
+    @classmethod
+    def recurrent_inits(cls) -> tuple[str, ...]:
+        """The ``cell.recurrent_init`` values the class takes: its ``allowed_recurrent_inits``,
+        ``chain`` only where it has N x N recurrent blocks (``square_recurrent``)."""
+        return tuple(i for i in cls.allowed_recurrent_inits if i != "chain" or cls.square_recurrent)
+
+    @classmethod
+    def check_options(
+        cls,
+        cell: str,
+        nonlinearity: str | None = None,
+        recurrent_init: str | None = None,
+        orthogonal: str | None = None,
+    ) -> None:
+        """The one statement of which shared option values the class takes, with the message
+        that names them: ``rnncap.core.validate`` calls it on the composed config (``cell`` is
+        the option's name), the constructor on its arguments (the class's name)."""
+        if nonlinearity is not None and nonlinearity not in cls.allowed_nonlinearities:
+            raise ConfigError(
+                f"cell.nonlinearity={nonlinearity!r} is not allowed for cell={cell}; "
+                f"choose one of {', '.join(cls.allowed_nonlinearities)}"
+            )
+        inits = cls.recurrent_inits()
+        if recurrent_init is not None and recurrent_init not in inits:
+            square = recurrent_init == "chain" and "chain" in cls.allowed_recurrent_inits
+            why = " (it has no N x N recurrent blocks)" if square else ""
+            raise ConfigError(
+                f"cell.recurrent_init={recurrent_init!r} is not allowed for cell={cell}{why}; "
+                f"choose one of {', '.join(inits)}"
+            )
+        if orthogonal is not None and not cls.allows_orthogonal:
+            raise ConfigError(
+                f"cell.orthogonal={orthogonal!r} is not allowed for cell={cell}: it has no dense "
+                "N x N recurrent blocks to keep orthogonal; set cell.orthogonal=null"
+            )
 
     @classmethod
     def check_config(cls, node: object) -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from omegaconf import MISSING
 
+from rnncap.base.fields import bounded, choice
 from rnncap.cells.base import COMPILE_MODES
-from rnncap.core.fields import bounded, choice
 
 
 class RecurrentInit(str, Enum):
@@ -17,6 +17,17 @@ class RecurrentInit(str, Enum):
     identity = "identity"
     xavier = "xavier"
     chain = "chain"  # Orhan & Pitkow 2020: recurrent_scale on the superdiagonal (N x N blocks)
+
+
+@dataclass
+class DisplayConfig:
+    """How figures and tables show a cell option (``rnncap.analysis.tables``); not passed to
+    the cell. A cell without a label is shown by its name in upper case, without a colour in
+    one of matplotlib's cycle, without a rank after the ranked cells."""
+
+    label: str | None = None
+    color: str | None = None  # hex, e.g. "#1f77b4"; no two cells share one
+    rank: float | None = None  # its place in the display order (the paper's order first)
 
 
 @dataclass
@@ -39,3 +50,4 @@ class CellConfig:
     # block starts at recurrent_init (orthogonalised, so recurrent_scale drops out); params
     # counts N(N-1)/2 per block. rnn, irnn and gru take it (rnncap.cells.orthogonal)
     orthogonal: str | None = choice(None, None, "exp", "cayley")
+    display: DisplayConfig = field(default_factory=DisplayConfig)

@@ -25,8 +25,6 @@ from rnncap.cells.base import MODRELU, NONLINEARITIES, RecurrentCell, State
 class GRUCell(RecurrentCell):
     """Paper-convention GRU: two recurrent matmuls per step ([r, u] together, then c)."""
 
-    display = {"gru": ("GRU", "#d62728")}
-    display_rank = {"gru": 2}
     num_gates = 3
     forget_gates = (1,)
     allowed_nonlinearities = (*NONLINEARITIES, MODRELU)

@@ -25,10 +25,9 @@ from torch import Tensor, nn
 from rnncap.cells.base import RecurrentCell, State
 from rnncap.cells.config import CellConfig
 
-
-class IndRNNInit(str, Enum):
-    uniform = "uniform"  # u_i ~ U(0, 1)
-    identity = "identity"  # u_i = 1
+U_INITS = ("uniform", "identity")  # u_i ~ U(0, 1); u_i = 1
+# the config's type, for Hydra to refuse another value at compose time
+IndRNNInit = Enum("IndRNNInit", {name: name for name in U_INITS}, type=str)
 
 
 @dataclass
@@ -43,9 +42,7 @@ class IndRNNCell(RecurrentCell):
 
     num_gates = 1
     square_recurrent = False
-    allowed_recurrent_inits = ("uniform", "identity")  # of the recurrent vector u
-    display = {"indrnn": ("IndRNN", "#e377c2")}
-    display_rank = {"indrnn": 11}
+    allowed_recurrent_inits = U_INITS  # of the recurrent vector u
 
     def __init__(
         self,
@@ -55,13 +52,9 @@ class IndRNNCell(RecurrentCell):
         recurrent_init: str = "uniform",
         **kwargs,
     ) -> None:
-        inits = [init.value for init in IndRNNInit]
-        if recurrent_init not in inits:
-            raise ValueError(
-                f"cell.recurrent_init={recurrent_init!r} is not allowed for IndRNNCell; "
-                f"choose one of {inits}"
-            )
-        # the base class checks the shared keys and makes an N x N block, replaced by u
+        self.check_options(type(self).__name__, recurrent_init=recurrent_init)
+        # the base class checks the other options and makes an N x N block (identity: it draws
+        # no random numbers), replaced by u
         super().__init__(input_size, hidden_size, nonlinearity, recurrent_init="identity", **kwargs)
         self.recurrent_init = recurrent_init
         self.weight_hh = nn.Parameter(torch.empty(hidden_size))

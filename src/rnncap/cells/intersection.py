@@ -25,8 +25,6 @@ from rnncap.cells.base import RecurrentCell, State
 class IntersectionCell(RecurrentCell):
     """+RNN: one recurrent matmul per step for all four blocks; ``step`` returns y_t."""
 
-    display = {"intersection": ("+RNN", "#9467bd")}
-    display_rank = {"intersection": 4}
     num_gates = 4
     forget_gates = (2, 3)
     allowed_nonlinearities = ("tanh",)  # fixed by the paper: ReLU on y_in, tanh on h_in

@@ -59,10 +59,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnncap.base.errors import ConfigError
+from rnncap.base.fields import bounded, choice
 from rnncap.cells.base import RecurrentCell, State
 from rnncap.cells.config import CellConfig
-from rnncap.core.errors import ConfigError
-from rnncap.core.fields import bounded, choice
 
 BLOCKS = ("glu", "none")  # cell.block: the paper's block around the layer, or the bare layer
 LAYER_NORM_EPS = 1e-6  # flax.linen.LayerNorm's epsilon, the published code's normalisation
@@ -91,8 +91,6 @@ class LRUCell(RecurrentCell):
     square_recurrent = False  # a diagonal complex recurrence
     use_native = False  # no fused kernel; the scan below is its fast path
     use_scan = True  # forward: parallel scan over time; False: the step loop
-    display = {"lru": ("LRU", "#e6ab02")}
-    display_rank = {"lru": 21}
 
     def __init__(
         self,

@@ -24,8 +24,6 @@ from rnncap.cells.base import RecurrentCell, State
 class LSTMCell(RecurrentCell):
     """One recurrent matmul per step for all four blocks."""
 
-    display = {"lstm": ("LSTM", "#ff7f0e")}
-    display_rank = {"lstm": 3}
     num_gates = 4
     forget_gates = (1,)
     state_tensors = 2

@@ -34,8 +34,6 @@ class MinGRUCell(RecurrentCell):
     forget_gates = (0,)  # b_fg on z, with the sign that keeps the state (``input_bias``)
     allowed_nonlinearities = ("tanh",)  # unused: the candidate is linear, as published
     square_recurrent = False
-    display = {"mingru": ("minGRU", "#17becf")}
-    display_rank = {"mingru": 12}
 
     def __init__(self, input_size: int, hidden_size: int, **kwargs) -> None:
         super().__init__(input_size, hidden_size, **kwargs)

@@ -29,8 +29,6 @@ class MinimalRNNCell(RecurrentCell):
 
     num_gates = 2
     forget_gates = (1,)
-    display = {"minimalrnn": ("MinimalRNN", "#7f7f7f")}
-    display_rank = {"minimalrnn": 10}
 
     def __init__(self, input_size: int, hidden_size: int, **kwargs) -> None:
         super().__init__(input_size, hidden_size, **kwargs)

@@ -31,8 +31,6 @@ class MinLSTMCell(MinGRUCell):
 
     num_gates = 3
     forget_gates = (0,)
-    display = {"minlstm": ("minLSTM", "#bcbd22")}
-    display_rank = {"minlstm": 13}
 
     input_bias = RecurrentCell.input_bias  # b_fg added on f (minGRU subtracts it on z)
 

@@ -23,8 +23,6 @@ from rnncap.cells.base import MODRELU, NONLINEARITIES, RecurrentCell, State
 class RNNCell(RecurrentCell):
     """h_t = s(W_h h_{t-1} + W_x x_t + b). One gate block; state (h,); output h_t."""
 
-    display = {"rnn": ("RNN", "#1f77b4"), "irnn": ("IRNN", "#8c564b")}
-    display_rank = {"rnn": 0, "irnn": 5}
     num_gates = 1
     allowed_nonlinearities = (*NONLINEARITIES, MODRELU)
     allows_orthogonal = True

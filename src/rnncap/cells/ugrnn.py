@@ -18,8 +18,6 @@ from rnncap.cells.base import RecurrentCell, State
 class UGRNNCell(RecurrentCell):
     """One recurrent matmul per step for both blocks."""
 
-    display = {"ugrnn": ("UGRNN", "#2ca02c")}
-    display_rank = {"ugrnn": 1}
     num_gates = 2
     forget_gates = (1,)
 

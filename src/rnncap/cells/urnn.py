@@ -52,8 +52,6 @@ class URNNCell(RecurrentCell):
     allowed_recurrent_inits = ("orthogonal",)  # a random unitary W, not a chosen matrix
     square_recurrent = False  # W is a structured unitary product, not free N x N blocks
     use_native = False  # no fused kernel computes it
-    display = {"urnn": ("uRNN", "#393b79")}
-    display_rank = {"urnn": 20}
 
     def make_parameters(self) -> None:
         n = self.hidden_size

@@ -8,17 +8,19 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import RichProgressBar
+from pytorch_lightning.utilities.imports import _RICH_AVAILABLE
 from torch import nn
 
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 from rnncap.core.hardware import trainer_hardware
 from rnncap.core.module import RNNCapModule
 from rnncap.core.sizing import hidden_for_budget
@@ -51,9 +53,11 @@ def plain(node: Any) -> Any:
 
 
 def constructor_kwargs(node: DictConfig) -> dict[str, Any]:
-    """A group node as constructor kwargs: ``name`` identifies the option, it is no argument."""
+    """A group node as constructor kwargs: ``name`` identifies the option and ``display`` says
+    how figures show it; neither is an argument."""
     kwargs = plain(node)
     kwargs.pop("name", None)
+    kwargs.pop("display", None)
     return kwargs
 
 
@@ -66,9 +70,19 @@ def compose_run_config(overrides: list[str], config_dir: Path, output_dir: str =
     return cfg
 
 
+def instantiate_task(node: DictConfig, **changes: Any) -> TaskDataModule:
+    """The task of a composed ``task`` node, its data not yet made: the class its ``_target_``
+    names, given the node's config dataclass (``OmegaConf.to_object``; a saved run's plain
+    node is merged onto the class's schema first) with ``changes``."""
+    cls = get_class(node._target_)
+    if OmegaConf.get_type(node) is not cls.config_type():
+        node = OmegaConf.merge(OmegaConf.structured(cls.config_type()), plain(node))
+    return cls(replace(OmegaConf.to_object(node), **changes))
+
+
 def build_task(cfg: DictConfig) -> TaskDataModule:
     """The task's data module with its data generated (or loaded) from ``task.seed``."""
-    task: TaskDataModule = instantiate(constructor_kwargs(cfg.task))
+    task = instantiate_task(cfg.task)
     task.setup("fit")
     return task
 
@@ -109,6 +123,18 @@ def run_info(cfg: DictConfig, model: RecurrentStack, task: TaskDataModule) -> di
     }
 
 
+class StepProgressBar(RichProgressBar):
+    """Lightning's progress bar, counting optimiser steps up to ``max_steps``: training is one
+    endless epoch, so the epoch bar read ``Epoch 0/-2`` (``max_epochs`` is -1)."""
+
+    @property
+    def total_train_batches(self) -> int:
+        return self.trainer.max_steps
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return f"{'steps':{len(self.validation_description)}}"
+
+
 def build_trainer(
     cfg: DictConfig,
     run_dir: Path,
@@ -126,6 +152,8 @@ def build_trainer(
     if args["enable_progress_bar"] is None:
         args["enable_progress_bar"] = sys.stderr.isatty()
     callbacks = list(callbacks or [])
+    if args["enable_progress_bar"] and _RICH_AVAILABLE:
+        callbacks.append(StepProgressBar())
     if every is not None:
         callbacks.append(
             pl.callbacks.ModelCheckpoint(

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from lightning_fabric.utilities.rank_zero import rank_zero_only
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.strategies import DDPStrategy, Strategy
 
-from rnncap.core.io import write_atomic
+from rnncap.base.io import write_atomic
 
 # strategy name -> how DDPStrategy starts the other processes
 START_METHODS = {"ddp": "popen", "ddp_spawn": "spawn"}

@@ -47,6 +47,10 @@ def build_logger(cfg: DictConfig, run_dir: Path) -> Logger | None:
         id=run_id,
         resume="allow",
     )
+    # Lightning always passes wandb.init an ``anonymous`` setting (None here), which W&B
+    # >= 0.19 answers with "The anonymous setting has no effect" on every run; unset, W&B's
+    # own default applies, which is what None meant
+    logger._wandb_init.pop("anonymous", None)
     id_file.write_text(logger.experiment.id)
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     hydra = HydraConfig.get() if HydraConfig.initialized() else None

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from rnncap.core.metrics import stored_bits
+from rnncap.base.metrics import stored_bits
 from rnncap.tasks.base import (
     Batch,
     StepBatches,

@@ -14,7 +14,7 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 from rnncap.core.schema import OPTIMIZERS
 from rnncap.core.validate import validate
 from rnncap.tasks.capacity import CapacityTask

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -18,7 +19,26 @@ def scaled(value: Any, factor: float, fallback: float) -> int:
     return round((fallback if value is None else value) * factor)
 
 
+def config_groups(sources: Any) -> str:
+    """``${config_groups:${hydra.runtime.config_sources}}``: the option groups of the config
+    dir and their options, one line each, for ``train.py --help``; the internal groups (schemas,
+    the tuner's per-cell spaces, Hydra's own) are left out."""
+    folders = [
+        Path(s["path"]) for s in sources if s["schema"] == "file" and s["provider"] == "main"
+    ]
+    lines = []
+    for folder in folders:
+        groups = [p for p in folder.iterdir() if p.is_dir() and p.name != "hydra"]
+        groups += [p for p in (folder / "hydra").glob("*") if p.is_dir()]  # hydra/launcher
+        for group in sorted(groups):
+            options = sorted(p.stem for p in group.glob("*.yaml"))
+            if options:
+                lines.append(f"{group.relative_to(folder)}: {', '.join(options)}")
+    return "\n".join(lines)
+
+
 def register_resolvers() -> None:
-    for name, resolver in {"if_null": if_null, "scaled": scaled}.items():
+    resolvers = {"if_null": if_null, "scaled": scaled, "config_groups": config_groups}
+    for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)

@@ -16,6 +16,8 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
+from rnncap.base.errors import ConfigError
+from rnncap.base.io import write_atomic, write_json_atomic
 from rnncap.core.build import (
     Job,
     build_model,
@@ -26,9 +28,7 @@ from rnncap.core.build import (
     plain,
     run_info,
 )
-from rnncap.core.errors import ConfigError
 from rnncap.core.hardware import is_rank_zero
-from rnncap.core.io import write_atomic, write_json_atomic
 from rnncap.core.loggers import build_logger, finish_loggers, log_final
 from rnncap.core.population import population_job
 from rnncap.core.trial_report import PruningCallback, build_reporter
@@ -68,6 +68,7 @@ def train(cfg: DictConfig) -> float | None:
         write_json_atomic(run_dir / METRICS_FILE, results)
         log_final(logger, results)
         log.info("results: %s", {k: v for k, v in results.items() if k != "members"})
+        log.info("wrote %s", (run_dir / METRICS_FILE).resolve())
     finally:
         finish_loggers(logger)
     value = results.get(job.objective)
@@ -132,6 +133,8 @@ def check_resumable(cfg: DictConfig, last: Path) -> None:
     if not saved:
         return
     current = plain(cfg)
+    for config in (saved, current):  # how figures show the cell defines no run
+        (config.get("cell") or {}).pop("display", None)
     diffs = [
         d
         for key in RUN_DEFINING_KEYS

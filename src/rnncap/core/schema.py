@@ -1,5 +1,5 @@
 """The structured configs of a run, stored in Hydra's ConfigStore so that composing checks
-types and refuses unknown keys; ranges and choices are field metadata (``rnncap.core.fields``)
+types and refuses unknown keys; ranges and choices are field metadata (``rnncap.base.fields``)
 that ``rnncap.core.validate`` walks.
 
 Each config file names its schema in its defaults list: ``conf/train.yaml`` starts from
@@ -22,8 +22,8 @@ from omegaconf import MISSING
 
 import rnncap.cells
 import rnncap.tasks
+from rnncap.base.fields import bounded, choice
 from rnncap.cells.config import CellConfig
-from rnncap.core.fields import bounded, choice
 from rnncap.tasks.base import TaskConfig
 
 PRECISIONS = ("32-true", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true")
@@ -146,7 +146,7 @@ class RunConfig:
     depth: int = bounded(1, ge=1)
     seed: int = bounded(0, ge=0)
     experiment_name: str = "default"
-    output_dir: str = MISSING
+    output_dir: str | None = MISSING  # the run dir; null where no run is made (--cfg job)
     save_weights: bool = True  # the trained weights in <run dir>/weights.pt (rnncap precision)
     model: ModelConfig = field(default_factory=ModelConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

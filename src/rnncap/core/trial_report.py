@@ -23,7 +23,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from hydra_plugins.rnncap_optuna.storage import open_storage
-from rnncap.core.errors import ConfigError
+from rnncap.base.errors import ConfigError
 from rnncap.tasks.base import TaskDataModule
 
 log = logging.getLogger(__name__)

@@ -4,19 +4,21 @@ Hydra refuses unknown keys and options and, through the structured configs
 (``rnncap.core.schema``), values of the wrong type while composing; ``compose_error`` turns
 those refusals into the same one line. ``validate`` then walks the composed config once,
 checking every field's range or choices from its schema's field metadata
-(``rnncap.core.fields``), and applies the rules that relate several keys.
+(``rnncap.base.fields``), and applies the rules that relate several keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
 from typing import Any
 
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from rnncap.core.errors import ConfigError
-from rnncap.core.fields import CHOICES, GE, GT
+from rnncap.base.errors import ConfigError
+from rnncap.base.fields import CHOICES, GE, GT
 
 CONVERSIONS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
 
@@ -43,12 +45,53 @@ def check_field(key: str, value: Any, rules: dict[str, Any]) -> None:
         raise ConfigError(f"{key}={shown(value)} is out of range: must be > {rules[GT]:g}")
 
 
+def target_parameters(node: DictConfig) -> set[str]:
+    """The keyword arguments that a library ``_target_`` of ``node`` names (a torch optimiser's
+    ``eps``), following ``**kwargs`` up its base classes; none for rnncap's own classes, whose
+    schema states every key, or without a target."""
+    target = node.get("_target_") if "_target_" in node else None
+    if not target or str(target).startswith("rnncap."):
+        return set()
+    try:
+        obj = get_class(target) if target else None
+    except Exception:  # noqa: BLE001  (an unknown target fails later, with its own message)
+        return set()
+    names: set[str] = set()
+    for init in [c.__init__ for c in obj.__mro__] if obj is not None else []:
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        names |= {p.name for p in params if p.kind not in kinds and p.name != "self"}
+        if not any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def check_known_keys(node: DictConfig, schema: type, prefix: str) -> None:
+    """A key appended with ``+`` (``+model.bugdet=200``, which Hydra's hint suggests for a typo)
+    to a structured node must be a field of its schema or an argument of its ``_target_``."""
+    known = {f.name for f in dataclasses.fields(schema)} | target_parameters(node)
+    for key in node:
+        if key in known or (not prefix and key == "hydra"):
+            continue
+        near = difflib.get_close_matches(str(key), sorted(known), n=1)
+        hint = f"did you mean {prefix}{near[0]}?" if near else "none is close"
+        group = prefix.rstrip(".") or "the run config"
+        raise ConfigError(
+            f"{prefix}{key} is not a key of {group}: {hint} (its keys: {', '.join(sorted(known))})"
+        )
+
+
 def walk(node: DictConfig, prefix: str = "") -> None:
     """Check every field of ``node`` and of the structured nodes inside it against the field
-    metadata of its schema (``OmegaConf.get_type`` names the dataclass of a typed node)."""
+    metadata of its schema (``OmegaConf.get_type`` names the dataclass of a typed node), and
+    refuse keys its schema does not have."""
     schema = OmegaConf.get_type(node)
     rules = {}
     if dataclasses.is_dataclass(schema):
+        check_known_keys(node, schema, prefix)
         rules = {f.name: f.metadata for f in dataclasses.fields(schema) if f.metadata}
     for key in node:
         if key not in rules and OmegaConf.is_interpolation(node, key):
@@ -74,21 +117,13 @@ def check_model_size(cfg: DictConfig) -> None:
 
 
 def check_cell_options(cfg: DictConfig) -> None:
-    """The cell class decides which nonlinearities and recurrent inits it takes, whether it
-    needs depth >= 2, and how its own keys relate (``RecurrentCell.check_config``)."""
+    """The cell class states which nonlinearities, recurrent inits and orthogonal maps it takes
+    (``RecurrentCell.check_options``), whether it needs depth >= 2, and how its own keys relate
+    (``RecurrentCell.check_config``)."""
     cell = cfg.cell
     cls = get_class(cell._target_)
-    if "nonlinearity" in cell and cell.nonlinearity not in cls.allowed_nonlinearities:
-        raise ConfigError(
-            f"cell.nonlinearity={cell.nonlinearity!r} is not allowed for cell={cell.name}; "
-            f"choose one of {list(cls.allowed_nonlinearities)}"
-        )
     init = getattr(cell.get("recurrent_init"), "value", cell.get("recurrent_init"))
-    if init is not None and init not in cls.allowed_recurrent_inits:
-        raise ConfigError(
-            f"cell.recurrent_init={init!r} is not allowed for cell={cell.name}; "
-            f"choose one of {list(cls.allowed_recurrent_inits)}"
-        )
+    cls.check_options(cell.name, cell.get("nonlinearity"), init, cell.get("orthogonal"))
     cls.check_config(cell)
     if cls.needs_square_input and cfg.depth < 2:
         raise ConfigError(
@@ -97,31 +132,14 @@ def check_cell_options(cfg: DictConfig) -> None:
         )
 
 
-def check_recurrent_init(cfg: DictConfig) -> None:
-    """recurrent_init=chain (Orhan & Pitkow 2020) shifts activity along N x N recurrent blocks;
-    a cell without them (``square_recurrent = False``) refuses it."""
-    cell = cfg.cell
-    cls = get_class(cell._target_)
-    if cell.get("recurrent_init") == "chain" and not cls.square_recurrent:
-        raise ConfigError(
-            f"cell.recurrent_init=chain is not allowed for cell={cell.name}: it has no N x N "
-            "recurrent matrix; choose one of orthogonal, identity, xavier"
-        )
-
-
 def check_orthogonal(cfg: DictConfig) -> None:
-    """``cell.orthogonal`` needs a cell of dense N x N recurrent blocks (``allows_orthogonal``),
-    and a solo run: the blocks' fixed initial factors B_k are buffers, which a population
+    """``cell.orthogonal`` (which cells take it: ``check_cell_options``) needs a solo run: the
+    blocks' fixed initial factors B_k are buffers, which a population
     (``rnncap.core.population``) stacks for training but does not hand back per member."""
     cell = cfg.cell
     kind = cell.get("orthogonal")
     if kind is None:
         return
-    if not get_class(cell._target_).allows_orthogonal:
-        raise ConfigError(
-            f"cell.orthogonal={kind} is not allowed for cell={cell.name}: it applies to cells "
-            "of dense N x N recurrent blocks (rnn, irnn, gru); set cell.orthogonal=null"
-        )
     if cfg.model.population > 1:
         raise ConfigError(
             f"cell.orthogonal={kind} with model.population={cfg.model.population}: a member's "
@@ -205,7 +223,6 @@ def check_devices_visible(cfg: DictConfig) -> None:
 RULES = (
     check_model_size,
     check_cell_options,
-    check_recurrent_init,
     check_orthogonal,
     check_dropout,
     check_task_options,

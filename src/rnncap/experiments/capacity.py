@@ -21,7 +21,7 @@ from typing import Any
 from rnncap.experiments import Command, Experiment, Grid
 from rnncap.experiments.options import (
     UsageError,
-    config_dir,
+    cell_configs,
     folder,
     path,
     positive,
@@ -178,26 +178,26 @@ def fit_options(parser: argparse.ArgumentParser) -> None:
         help="Optuna storages (sqlite:///...) whose trials join the runs",
     )
     tracking(parser)
-    config_dir(parser)
+    cell_configs(parser)
 
 
 def run_fit(args: argparse.Namespace) -> None:
     from rnncap.analysis.capacity import analyse as fit
     from rnncap.analysis.tables import ALL_DEPTHS, cell_label, read_runs
-    from rnncap.core.io import write_json_atomic
+    from rnncap.base.io import write_json_atomic
 
     folder(args.runs, "--runs")
     positive("--boot", args.boot)
     studies = [storage(url, "--studies") for url in args.studies]
     if not studies and not read_runs(args.runs):  # header-only tables would look finished
         raise UsageError(f"--runs {args.runs}: no finished run (no metrics.json under it)")
-    result = fit(args.runs, args.out, args.metrics, args.boot, studies, args.config_dir)
+    result = fit(args.runs, args.out, args.metrics, args.boot, studies, args.cell_configs)
     fits = [f for f in result["fits"] if f["depth"] == ALL_DEPTHS]
     summary_json = json.loads(Path(args.metrics).read_text())
     write_json_atomic(Path(args.metrics).with_name("metrics.json"), metrics(summary_json))
     print(f"read {result['runs']} runs; wrote {args.out}/*.csv and {args.metrics}")
     for row in fits:
-        label = cell_label(row["cell"], args.config_dir)
+        label = cell_label(row["cell"], args.cell_configs)
         print(
             f"  {label:>6}: {row['slope']:.2f} bits/param "
             f"[{row['slope_lo']:.2f}, {row['slope_hi']:.2f}], exponent {row['exponent']:.2f}"
@@ -212,7 +212,7 @@ def plot_options(parser: argparse.ArgumentParser) -> None:
     path(parser, "--tables", "results/capacity/report", "the tables of rnncap fit")
     path(parser, "--out", "results/capacity/report", "where the figures go")
     tracking(parser)
-    config_dir(parser)
+    cell_configs(parser)
 
 
 def run_plot(args: argparse.Namespace) -> None:
@@ -223,7 +223,7 @@ def run_plot(args: argparse.Namespace) -> None:
     for name in TABLES:
         if not (args.tables / f"{name}.csv").is_file():
             raise UsageError(f"--tables {args.tables} has no {name}.csv (rnncap fit writes it)")
-    paths = plot_all(args.tables, args.out, args.config_dir)
+    paths = plot_all(args.tables, args.out, args.cell_configs)
     print("wrote " + ", ".join(map(str, paths)))
     if args.wandb != "disabled":
         from rnncap.analysis.tracking import log_figures

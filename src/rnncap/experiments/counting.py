@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> None:
     result = analyse_runs(args, counting)
     print(f"read {result['runs']} runs; wrote {args.out}/long_accuracy.csv, .png, summary.json")
     for row in result["table"]:
-        label = cell_label(row["cell"], args.config_dir)
+        label = cell_label(row["cell"], args.cell_configs)
         saturation = "n/a" if row["saturation"] is None else f"{row['saturation']:.3f}"
         accuracy = "n/a" if row["long_accuracy"] is None else f"{row['long_accuracy']:.3f}"
         print(

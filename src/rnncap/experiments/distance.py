@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> None:
     result = analyse_runs(args, distance, args.threshold)
     print(f"read {result['runs']} runs; wrote {args.out}/max_distance.csv, .png, summary.json")
     for row in result["table"]:
-        label = cell_label(row["cell"], args.config_dir)
+        label = cell_label(row["cell"], args.cell_configs)
         more = "+" if row["censored"] else ""
         print(
             f"  {label:>6} depth {row['depth']} x {row['hidden']:>3} units: max distance "

@@ -7,7 +7,6 @@ import argparse
 from pathlib import Path
 
 WANDB_MODES = ["offline", "online", "disabled"]
-DISPLAY_CONF = "the Hydra config dir; its cell/<name>.yaml says how a cell is shown"
 
 
 class UsageError(ValueError):
@@ -53,8 +52,14 @@ def path(parser: argparse.ArgumentParser, flag: str, default: str, what: str, me
     parser.add_argument(flag, type=Path, default=default, metavar=metavar, help=what)
 
 
-def config_dir(parser: argparse.ArgumentParser, what: str = DISPLAY_CONF) -> None:
-    path(parser, "--config-dir", "conf", what)
+def cell_configs(parser: argparse.ArgumentParser) -> None:
+    """--cell-configs: the composed cell configs whose ``display`` says how a cell is shown."""
+    path(
+        parser,
+        "--cell-configs",
+        "results/configs/cell",
+        "the composed cell configs (`rnncap generate cells DIR`): how figures show a cell",
+    )
 
 
 def tracking(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rnncap.experiments import Command, Experiment, Grid
 from rnncap.experiments.capacity import search_command
-from rnncap.experiments.options import UsageError, config_dir, folder, one_line, path
+from rnncap.experiments.options import UsageError, cell_configs, folder, one_line, path
 
 FORMATS = ["fp32", "bf16", "fp16", "int8", "int8_row", "int4", "int4_row", "ternary"]
 
@@ -54,7 +54,7 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precisions", nargs="+", default=FORMATS, metavar="NAME", help="the formats to score"
     )
-    config_dir(parser)
+    cell_configs(parser)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError(f"--precisions {' '.join(unknown)}: unknown; choose from {allowed}")
     register_resolvers()  # the runs' configs are read back and resolved
     try:
-        result = rescore(roots, args.out, args.precisions, args.config_dir)
+        result = rescore(roots, args.out, args.precisions, args.cell_configs)
     except NotACapacityRun as err:
         what = "precision re-scores finished capacity runs"
         raise UsageError(f"--runs: {one_line(err)}; {what}") from err

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from rnncap.experiments import Grid
-from rnncap.experiments.options import UsageError, config_dir, folder, path
+from rnncap.experiments.options import UsageError, cell_configs, folder, path
 from rnncap.train_grid import (
     RUN,
     cell_groups,
@@ -50,15 +50,15 @@ def task_commands(grid: Grid, task: str, axis: tuple[str, str] | None = None) ->
 def runs_options(parser: argparse.ArgumentParser, grid: str) -> None:
     path(parser, "--runs", f"results/{grid}/runs", f"the task={grid} runs, recursively")
     path(parser, "--out", f"results/{grid}/report", "where the tables, figure and summary go")
-    config_dir(parser)
+    cell_configs(parser)
 
 
 def analyse_runs(args: argparse.Namespace, analyse, *extra):
-    """``analyse(runs, out, *extra, config_dir)``; no finished run of the task is one line."""
+    """``analyse(runs, out, *extra, cell_configs)``; no finished run of the task is one line."""
     from rnncap.analysis.task_runs import NoRuns
 
     folder(args.runs, "--runs")
     try:
-        return analyse(args.runs, args.out, *extra, args.config_dir)
+        return analyse(args.runs, args.out, *extra, args.cell_configs)
     except NoRuns as err:
         raise UsageError(str(err)) from None

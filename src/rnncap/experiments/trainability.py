@@ -13,7 +13,7 @@ import argparse
 import json
 
 from rnncap.experiments import Command, Experiment, Grid
-from rnncap.experiments.options import UsageError, config_dir, path, positive, storage, tracking
+from rnncap.experiments.options import UsageError, cell_configs, path, positive, storage, tracking
 from rnncap.tune_grid import study_commands
 
 
@@ -90,7 +90,7 @@ def options(parser: argparse.ArgumentParser) -> None:
     arg("--depths", type=int, nargs="+", default=[1, 8], metavar="D",
         help="the depths of the percent-infeasible table")  # fmt: skip
     tracking(parser)
-    config_dir(parser)
+    cell_configs(parser)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> None:
         args.curve_sampler,
         args.table_sampler,
         args.depths,
-        args.config_dir,
+        args.cell_configs,
         studies,
         args.diverged,
     )

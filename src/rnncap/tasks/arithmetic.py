@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnncap.core.errors import ConfigError
-from rnncap.core.fields import bounded
+from rnncap.base.errors import ConfigError
+from rnncap.base.fields import bounded
 from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 
 PLUS, EQUALS, BLANK = 10, 11, 12  # input symbols after the digits
@@ -94,17 +94,7 @@ class ArithmeticTask(TaskDataModule):
     name = "arithmetic"
     objective = "loss"
     objective_direction = "minimize"
-
-    def __init__(
-        self,
-        max_digits: int = 3,
-        samples: int = 10000,
-        eval_samples: int = 1000,
-        seed: int = 0,
-        batch_size: int | None = 64,
-    ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size)
-        self.max_digits, self.samples, self.eval_samples = max_digits, samples, eval_samples
+    config: ArithmeticConfig
 
     @classmethod
     def check_config(cls, node: Any) -> None:
@@ -121,20 +111,22 @@ class ArithmeticTask(TaskDataModule):
 
     @property
     def answer_steps(self) -> int:
-        return self.max_digits + 2
+        return self.config.max_digits + 2
 
     def problems(self, count: int, generator: torch.Generator) -> TensorBatches:
         """(one-hot inputs [N, T, 13], answer targets [N, D + 2])."""
-        a = draw_operands(count, self.max_digits, generator)
-        b = draw_operands(count, self.max_digits, generator)
-        symbols, answer = encode_problems(a, b, self.max_digits)
+        a = draw_operands(count, self.config.max_digits, generator)
+        b = draw_operands(count, self.config.max_digits, generator)
+        symbols, answer = encode_problems(a, b, self.config.max_digits)
         return TensorBatches(F.one_hot(symbols, self.input_size).float(), answer)
 
     def generate(self, generator: torch.Generator) -> tuple[TensorBatches, TensorBatches]:
-        return self.problems(self.samples, generator), self.problems(self.eval_samples, generator)
+        return self.problems(self.config.samples, generator), self.problems(
+            self.config.eval_samples, generator
+        )
 
     def settings(self) -> dict[str, Any]:
-        return {"max_digits": self.max_digits, "samples": self.samples}
+        return {"max_digits": self.config.max_digits, "samples": self.config.samples}
 
     def _per_problem(self, outputs: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
         """Mean cross-entropy per answer character [B] and whole-answer correctness [B]."""

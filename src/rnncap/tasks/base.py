@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,12 @@ from omegaconf import II, MISSING
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
-from rnncap.core.errors import ConfigError
-from rnncap.core.fields import bounded
+from rnncap.base.errors import ConfigError
+from rnncap.base.fields import bounded
 
 Batch = tuple[Tensor, ...]
-# constructor arguments that say how data is served or found, not which data it is
-NOT_DATA = {"self", "batch_size", "data_file"}
+# config keys that name the option or say how data is served or found, not which data it is
+NOT_DATA = {"_target_", "name", "batch_size", "data_file"}
 
 
 @dataclass
@@ -133,23 +133,48 @@ class StepBatches(Sampler[list[int]]):
 
 
 class TaskDataModule(pl.LightningDataModule):
-    """Base class of every task. Subclasses implement ``generate``, ``loss`` and ``metrics``."""
+    """Base class of every task. Subclasses implement ``generate``, ``loss`` and ``metrics``,
+    and annotate ``config`` with their config class."""
+
+    config: TaskConfig
 
     name: str = "task"
     objective: str = "loss"  # the metric a sweep optimises
     objective_direction: str = "minimize"
 
-    def __init__(
-        self,
-        seed: int = 0,
-        batch_size: int | None = None,
-        data_file: str | None = None,
-    ):
+    def __init__(self, config: TaskConfig) -> None:
+        """``config`` is the task's config dataclass (``OmegaConf.to_object`` of the composed
+        ``task`` node): the task reads its settings from it, so each key is written once."""
         super().__init__()
-        self.seed, self.batch_size = seed, batch_size
-        self.data_file = data_file
+        self.config = config
         self.train_set: TensorBatches | None = None
         self.eval_set: TensorBatches | None = None
+
+    @classmethod
+    def config_type(cls) -> type[TaskConfig]:
+        """The task's config dataclass: the type of its ``config`` attribute."""
+        return inspect.get_annotations(cls, eval_str=True)["config"]
+
+    @classmethod
+    def with_keys(cls, **keys: Any) -> TaskDataModule:
+        """The task with ``keys`` over its config class's defaults, ``seed`` 0 unless given
+        (outside a composed config, where ``${seed}`` has nothing to resolve against)."""
+        return cls(cls.config_type()(**{"seed": 0, **keys}))
+
+    @property
+    def seed(self) -> int:
+        """The data seed (``task.seed``): it draws the data and orders the batches."""
+        return self.config.seed
+
+    @property
+    def batch_size(self) -> int | None:
+        """Samples per training step (``task.batch_size``); None = full batch."""
+        return self.config.batch_size
+
+    @property
+    def data_file(self) -> str | None:
+        """The file of saved sets to load (tasks whose config has ``data_file``), else None."""
+        return getattr(self.config, "data_file", None)
 
     @classmethod
     def check_config(cls, node: Any) -> None:
@@ -174,17 +199,18 @@ class TaskDataModule(pl.LightningDataModule):
         if self.train_set is None and self.data_file:
             self.train_set, self.eval_set = self.load_data(self.data_file)
         elif self.train_set is None:
-            self.train_set, self.eval_set = self.generate(torch.Generator().manual_seed(self.seed))
+            self.train_set, self.eval_set = self.generate(
+                torch.Generator().manual_seed(self.config.seed)
+            )
 
     def data_key(self) -> dict[str, Any]:
-        """The task name and the constructor arguments that determine its data (seed included)."""
-        names = inspect.signature(type(self).__init__).parameters
-        args = {n: getattr(self, n) for n in names if n not in NOT_DATA and hasattr(self, n)}
-        return {"task": self.name, **args}
+        """The task name and the config keys that determine its data (seed included)."""
+        keys = {f.name: getattr(self.config, f.name) for f in fields(self.config)}
+        return {"task": self.name, **{k: v for k, v in keys.items() if k not in NOT_DATA}}
 
     def save_data(self, path: str | Path) -> None:
         """Generate the sets from ``seed`` and save them, keyed by ``data_key``, to ``path``."""
-        train, evaluate = self.generate(torch.Generator().manual_seed(self.seed))
+        train, evaluate = self.generate(torch.Generator().manual_seed(self.config.seed))
         data = {"key": self.data_key(), "train": train.tensors, "eval": evaluate.tensors}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         torch.save(data, path)
@@ -205,7 +231,7 @@ class TaskDataModule(pl.LightningDataModule):
     def step_batch_size(self) -> int:
         """Samples per optimiser step over all processes."""
         size = len(self.train_set)
-        return size if self.batch_size is None else min(self.batch_size, size)
+        return size if self.config.batch_size is None else min(self.config.batch_size, size)
 
     def _global_step(self) -> int:
         return self.trainer.global_step if self.trainer is not None else 0
@@ -215,8 +241,8 @@ class TaskDataModule(pl.LightningDataModule):
         rank, world = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
         batches = StepBatches(
             len(self.train_set),
-            self.batch_size,
-            seed=self.seed,
+            self.config.batch_size,
+            seed=self.config.seed,
             rank=rank,
             world=world,
             start_step=self._global_step,
@@ -230,7 +256,7 @@ class TaskDataModule(pl.LightningDataModule):
         """Batches over ``dataset`` (default: the evaluation set) in order, once."""
         dataset = self.eval_set if dataset is None else dataset
         size = len(dataset)
-        batches = BatchSampler(range(size), self.batch_size or size, drop_last=False)
+        batches = BatchSampler(range(size), self.config.batch_size or size, drop_last=False)
         return DataLoader(dataset, batch_sampler=batches, collate_fn=whole_batch)
 
     def settings(self) -> dict[str, Any]:

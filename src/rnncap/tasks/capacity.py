@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnncap.core.errors import ConfigError
-from rnncap.core.fields import bounded
-from rnncap.core.metrics import stored_bits
+from rnncap.base.errors import ConfigError
+from rnncap.base.fields import bounded
+from rnncap.base.metrics import stored_bits
 from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 
 
@@ -64,18 +64,7 @@ class CapacityTask(TaskDataModule):
     name = "capacity"
     objective = "bits"
     objective_direction = "maximize"
-
-    def __init__(
-        self,
-        samples: int = 1000,
-        input_dim: int = 16,
-        steps: int = 5,
-        seed: int = 0,
-        batch_size: int | None = None,
-        data_file: str | None = None,
-    ) -> None:
-        super().__init__(seed, batch_size, data_file)
-        self.samples, self.input_dim, self.steps = samples, input_dim, steps
+    config: CapacityConfig
 
     @classmethod
     def check_config(cls, node: Any) -> None:
@@ -88,22 +77,22 @@ class CapacityTask(TaskDataModule):
 
     @property
     def input_size(self) -> int:
-        return self.input_dim
+        return self.config.input_dim
 
     @property
     def output_size(self) -> int:
         return 1
 
     def generate(self, generator: torch.Generator) -> tuple[TensorBatches, TensorBatches]:
-        bits = distinct_binary_rows(self.samples, self.input_dim, generator)
-        labels = torch.randint(0, 2, (self.samples,), generator=generator).float()
-        inputs = torch.zeros(self.samples, self.steps, self.input_dim)
+        bits = distinct_binary_rows(self.config.samples, self.config.input_dim, generator)
+        labels = torch.randint(0, 2, (self.config.samples,), generator=generator).float()
+        inputs = torch.zeros(self.config.samples, self.config.steps, self.config.input_dim)
         inputs[:, 0] = bits.float()
         data = TensorBatches(inputs, labels)
         return data, data
 
     def settings(self) -> dict[str, Any]:
-        return {"samples": self.samples, "steps": self.steps}
+        return {"samples": self.config.samples, "steps": self.config.steps}
 
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
         return F.binary_cross_entropy_with_logits(outputs[:, -1, 0], batch[1])
@@ -116,7 +105,7 @@ class CapacityTask(TaskDataModule):
 
     def summarise(self, totals: dict[str, float], params: int) -> dict[str, Any]:
         means = super().summarise(totals, params)
-        bits = stored_bits(self.samples, means["accuracy"])
+        bits = stored_bits(self.config.samples, means["accuracy"])
         return {
             "accuracy": means["accuracy"],
             "loss": means["loss"],

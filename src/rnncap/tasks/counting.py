@@ -37,7 +37,7 @@ them too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,9 +47,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from rnncap.cells.base import RecurrentCell
-from rnncap.core.errors import ConfigError
-from rnncap.core.fields import bounded
+from rnncap.base.errors import ConfigError
+from rnncap.base.fields import bounded
 from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 from rnncap.tasks.parentheses import capped_depths
 
@@ -91,8 +90,9 @@ class SaturationCounter(TorchFunctionMode):
 
 @contextmanager
 def step_loops(model: nn.Module) -> Iterator[None]:
-    """Run every cell's step loop (not a fused kernel), so its activations are visible."""
-    cells = [m for m in model.modules() if isinstance(m, RecurrentCell)]
+    """Run every cell's step loop (not a fused kernel), so its activations are visible. A cell is
+    a module with a ``use_native`` switch (``RecurrentCell``'s: no task imports a cell module)."""
+    cells = [m for m in model.modules() if hasattr(m, "use_native")]
     before = [cell.use_native for cell in cells]
     for cell in cells:
         cell.use_native = False
@@ -126,22 +126,10 @@ class CountingTask(TaskDataModule):
     name = "counting"
     objective = "loss"
     objective_direction = "minimize"
+    config: CountingConfig
 
-    def __init__(
-        self,
-        train_length: int = 20,
-        test_lengths: Sequence[int] = (40, 200),
-        max_count: int = 5,
-        samples: int = 2000,
-        eval_samples: int = 200,
-        test_samples: int = 100,
-        seed: int = 0,
-        batch_size: int | None = 64,
-    ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size)
-        self.train_length, self.test_lengths = train_length, tuple(int(n) for n in test_lengths)
-        self.max_count, self.samples = max_count, samples
-        self.eval_samples, self.test_samples = eval_samples, test_samples
+    def __init__(self, config: CountingConfig) -> None:
+        super().__init__(config)
         self.test_sets: dict[int, TensorBatches] = {}
 
     @classmethod
@@ -159,29 +147,30 @@ class CountingTask(TaskDataModule):
 
     @property
     def output_size(self) -> int:
-        return self.max_count + 1
+        return self.config.max_count + 1
 
     def strings(self, count: int, length: int, generator: torch.Generator) -> TensorBatches:
         """(one-hot inputs [B, T, 2], capped depths [B, T])."""
         symbols = dyck_walks(count, length, generator)
-        targets = capped_depths(symbols, 1, self.max_count)[..., 0]
+        targets = capped_depths(symbols, 1, self.config.max_count)[..., 0]
         return TensorBatches(F.one_hot(symbols, 2).float(), targets)
 
     def generate(self, generator: torch.Generator) -> tuple[TensorBatches, TensorBatches]:
-        train = self.strings(self.samples, self.train_length, generator)
-        evaluation = self.strings(self.eval_samples, self.train_length, generator)
+        train = self.strings(self.config.samples, self.config.train_length, generator)
+        evaluation = self.strings(self.config.eval_samples, self.config.train_length, generator)
         # the generalisation sets: drawn from the same generator, after the two above
         self.test_sets = {
-            n: self.strings(self.test_samples, n, generator) for n in self.test_lengths
+            n: self.strings(self.config.test_samples, n, generator)
+            for n in self.config.test_lengths
         }
         return train, evaluation
 
     def settings(self) -> dict[str, Any]:
         return {
-            "train_length": self.train_length,
-            "test_lengths": list(self.test_lengths),
-            "max_count": self.max_count,
-            "samples": self.samples,
+            "train_length": self.config.train_length,
+            "test_lengths": list(self.config.test_lengths),
+            "max_count": self.config.max_count,
+            "samples": self.config.samples,
         }
 
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
@@ -201,7 +190,7 @@ class CountingTask(TaskDataModule):
         for n, strings in self.test_sets.items():
             totals = self.totals(model, self.eval_dataloader(strings))
             results[f"long_accuracy_{n}"] = totals["accuracy"] / totals["count"]
-        longest = max(self.test_lengths)
+        longest = max(self.config.test_lengths)
         results["long_accuracy"] = results[f"long_accuracy_{longest}"]
         results["saturation"] = self.saturation(model, self.test_sets[longest])
         return results

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnncap.core.errors import ConfigError
-from rnncap.core.fields import bounded
-from rnncap.core.metrics import binary_entropy
+from rnncap.base.errors import ConfigError
+from rnncap.base.fields import bounded
+from rnncap.base.metrics import binary_entropy
 from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 
 UNSCORED = -100  # target of the first ``delay`` steps: cross_entropy's default ignore_index
@@ -74,20 +74,7 @@ class DistanceTask(TaskDataModule):
     name = "distance"
     objective = "loss"
     objective_direction = "minimize"
-
-    def __init__(
-        self,
-        symbols: int = 4,
-        length: int = 30,
-        delay: int = 5,
-        samples: int = 2000,
-        eval_samples: int = 500,
-        seed: int = 0,
-        batch_size: int | None = 64,
-    ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size)
-        self.symbols, self.length, self.delay = symbols, length, delay
-        self.samples, self.eval_samples = samples, eval_samples
+    config: DistanceConfig
 
     @classmethod
     def check_config(cls, node: Any) -> None:
@@ -99,34 +86,41 @@ class DistanceTask(TaskDataModule):
 
     @property
     def input_size(self) -> int:
-        return self.symbols
+        return self.config.symbols
 
     @property
     def output_size(self) -> int:
-        return self.symbols
+        return self.config.symbols
 
     def sequences(self, count: int, generator: torch.Generator) -> TensorBatches:
         """(one-hot inputs [B, T, K], targets [B, T])."""
-        stream = torch.randint(0, self.symbols, (count, self.length), generator=generator)
-        targets = delayed_targets(stream, self.delay)
-        return TensorBatches(F.one_hot(stream, self.symbols).float(), targets)
+        stream = torch.randint(
+            0, self.config.symbols, (count, self.config.length), generator=generator
+        )
+        targets = delayed_targets(stream, self.config.delay)
+        return TensorBatches(F.one_hot(stream, self.config.symbols).float(), targets)
 
     def generate(self, generator: torch.Generator) -> tuple[TensorBatches, TensorBatches]:
-        return self.sequences(self.samples, generator), self.sequences(self.eval_samples, generator)
+        return self.sequences(self.config.samples, generator), self.sequences(
+            self.config.eval_samples, generator
+        )
 
     def settings(self) -> dict[str, Any]:
         return {
-            "symbols": self.symbols,
-            "length": self.length,
-            "delay": self.delay,
-            "samples": self.samples,
+            "symbols": self.config.symbols,
+            "length": self.config.length,
+            "delay": self.config.delay,
+            "samples": self.config.samples,
         }
 
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
         return F.cross_entropy(outputs.transpose(1, 2), batch[1], ignore_index=UNSCORED)
 
     def metrics(self, outputs: Tensor, batch: Batch) -> dict[str, Tensor]:
-        logits, targets = outputs[:, self.delay :], batch[1][:, self.delay :]  # scored steps
+        logits, targets = (
+            outputs[:, self.config.delay :],
+            batch[1][:, self.config.delay :],
+        )  # scored steps
         nats = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # [B, T-d]
         correct = (logits.argmax(-1) == targets).float()
         return {
@@ -137,4 +131,4 @@ class DistanceTask(TaskDataModule):
 
     def summarise(self, totals: dict[str, float], params: int) -> dict[str, Any]:
         means = super().summarise(totals, params)
-        return {**means, "recalled_bits": recalled_bits(self.symbols, means["accuracy"])}
+        return {**means, "recalled_bits": recalled_bits(self.config.symbols, means["accuracy"])}

@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnncap.core.errors import ConfigError
-from rnncap.core.fields import bounded, choice
+from rnncap.base.errors import ConfigError
+from rnncap.base.fields import bounded, choice
 from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 
 DISTRIBUTIONS = ("normal", "uniform")
@@ -82,25 +82,10 @@ class MemoryTask(TaskDataModule):
     name = "memory"
     objective = "mse"
     objective_direction = "minimize"
+    config: MemoryConfig
 
-    def __init__(
-        self,
-        input_dim: int = 64,
-        delay: int = 4,
-        input_scale: float = 1.0,
-        distribution: str = "normal",
-        samples: int = 4096,
-        eval_samples: int = 1024,
-        mc_delays: int = 10,
-        mc_samples: int = 2000,
-        seed: int = 0,
-        batch_size: int | None = 256,
-        data_file: str | None = None,
-    ) -> None:
-        super().__init__(seed, batch_size, data_file)
-        self.input_dim, self.delay, self.input_scale = input_dim, delay, input_scale
-        self.distribution, self.samples, self.eval_samples = distribution, samples, eval_samples
-        self.mc_delays, self.mc_samples = mc_delays, mc_samples
+    def __init__(self, config: MemoryConfig) -> None:
+        super().__init__(config)
         self.eval_sst = 0.0
 
     @classmethod
@@ -110,25 +95,30 @@ class MemoryTask(TaskDataModule):
 
     @property
     def input_size(self) -> int:
-        return self.input_dim
+        return self.config.input_dim
 
     @property
     def output_size(self) -> int:
-        return self.input_dim
+        return self.config.input_dim
 
     @property
     def variance(self) -> float:
-        return self.input_scale**2
+        return self.config.input_scale**2
 
     def _sequences(self, count: int, generator: torch.Generator) -> TensorBatches:
-        x = draw_inputs((count, self.input_dim), self.distribution, self.input_scale, generator)
-        inputs = torch.zeros(count, self.delay + 1, self.input_dim)
+        x = draw_inputs(
+            (count, self.config.input_dim),
+            self.config.distribution,
+            self.config.input_scale,
+            generator,
+        )
+        inputs = torch.zeros(count, self.config.delay + 1, self.config.input_dim)
         inputs[:, 0] = x
         return TensorBatches(inputs, x)
 
     def generate(self, generator: torch.Generator) -> tuple[TensorBatches, TensorBatches]:
-        train = self._sequences(self.samples, generator)
-        evaluation = self._sequences(self.eval_samples, generator)
+        train = self._sequences(self.config.samples, generator)
+        evaluation = self._sequences(self.config.eval_samples, generator)
         return train, evaluation
 
     def setup(self, stage: str | None = None) -> None:
@@ -138,11 +128,11 @@ class MemoryTask(TaskDataModule):
 
     def settings(self) -> dict[str, Any]:
         return {
-            "delay": self.delay,
-            "input_scale": self.input_scale,
-            "input_dim": self.input_dim,
-            "distribution": self.distribution,
-            "samples": self.samples,
+            "delay": self.config.delay,
+            "input_scale": self.config.input_scale,
+            "input_dim": self.config.input_dim,
+            "distribution": self.config.distribution,
+            "samples": self.config.samples,
         }
 
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
@@ -150,20 +140,20 @@ class MemoryTask(TaskDataModule):
 
     def metrics(self, outputs: Tensor, batch: Batch) -> dict[str, Tensor]:
         sse = ((outputs[:, -1] - batch[1]) ** 2).sum(1)  # [B]
-        mse = (sse / (self.input_dim * self.variance)).sum()
+        mse = (sse / (self.config.input_dim * self.variance)).sum()
         return {"mse": mse, "count": torch.tensor(float(len(sse)))}
 
     def summarise(self, totals: dict[str, float], params: int) -> dict[str, Any]:
         mse = totals["mse"] / totals["count"]
-        sse = totals["mse"] * self.input_dim * self.variance
+        sse = totals["mse"] * self.config.input_dim * self.variance
         return {"mse": mse, "r2": 1.0 - sse / self.eval_sst}
 
     def evaluate(self, model: torch.nn.Module, params: int) -> dict[str, Any]:
         width = model.hidden_size
         return {
             **super().evaluate(model, params),
-            "theory_mse": max(0.0, (self.input_dim - width) / self.input_dim),
-            "mc": self.memory_capacity(model) if self.mc_delays > 0 else None,
+            "theory_mse": max(0.0, (self.config.input_dim - width) / self.config.input_dim),
+            "mc": self.memory_capacity(model) if self.config.mc_delays > 0 else None,
         }
 
     @torch.no_grad()
@@ -182,12 +172,12 @@ class MemoryTask(TaskDataModule):
 
     def memory_capacity(self, model: torch.nn.Module) -> float:
         """Jaeger's memory capacity, summed over input components and delays 1..K (module doc)."""
-        k_max, steps = self.mc_delays, MC_STREAM_STEPS
+        k_max, steps = self.config.mc_delays, MC_STREAM_STEPS
         per_stream = steps - k_max  # the first k_max states are washout: x_{t-k_max} must exist
-        streams = math.ceil(self.mc_samples / per_stream)
-        generator = torch.Generator().manual_seed(self.seed + 7919)
-        shape = (2 * streams, steps, self.input_dim)
-        u = draw_inputs(shape, self.distribution, self.input_scale, generator)
+        streams = math.ceil(self.config.mc_samples / per_stream)
+        generator = torch.Generator().manual_seed(self.config.seed + 7919)
+        shape = (2 * streams, steps, self.config.input_dim)
+        u = draw_inputs(shape, self.config.distribution, self.config.input_scale, generator)
         h = self.top_states(model, u).double().cpu()  # [2S, T, N]
         if not torch.isfinite(h).all():
             return math.nan  # a diverged network: the run reports it as such

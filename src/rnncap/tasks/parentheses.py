@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnncap.core.fields import bounded
+from rnncap.base.fields import bounded
 from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 
 
@@ -61,29 +61,15 @@ class ParenthesesTask(TaskDataModule):
     name = "parentheses"
     objective = "loss"
     objective_direction = "minimize"
-
-    def __init__(
-        self,
-        streams: int = 10,
-        noise_symbols: int = 10,
-        max_count: int = 5,
-        steps: int = 50,
-        samples: int = 2000,
-        eval_samples: int = 500,
-        seed: int = 0,
-        batch_size: int | None = 64,
-    ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size)
-        self.streams, self.noise_symbols, self.max_count = streams, noise_symbols, max_count
-        self.steps, self.samples, self.eval_samples = steps, samples, eval_samples
+    config: ParenthesesConfig
 
     @property
     def vocabulary(self) -> int:
-        return 2 * self.streams + self.noise_symbols
+        return 2 * self.config.streams + self.config.noise_symbols
 
     @property
     def classes(self) -> int:
-        return self.max_count + 1
+        return self.config.max_count + 1
 
     @property
     def input_size(self) -> int:
@@ -91,30 +77,32 @@ class ParenthesesTask(TaskDataModule):
 
     @property
     def output_size(self) -> int:
-        return self.streams * self.classes
+        return self.config.streams * self.classes
 
     def sequences(self, count: int, generator: torch.Generator) -> TensorBatches:
         """(one-hot inputs [B, T, V], targets [B, T, S])."""
-        symbols = torch.randint(0, self.vocabulary, (count, self.steps), generator=generator)
-        targets = capped_depths(symbols, self.streams, self.max_count)
+        symbols = torch.randint(0, self.vocabulary, (count, self.config.steps), generator=generator)
+        targets = capped_depths(symbols, self.config.streams, self.config.max_count)
         return TensorBatches(F.one_hot(symbols, self.vocabulary).float(), targets)
 
     def generate(self, generator: torch.Generator) -> tuple[TensorBatches, TensorBatches]:
-        return self.sequences(self.samples, generator), self.sequences(self.eval_samples, generator)
+        return self.sequences(self.config.samples, generator), self.sequences(
+            self.config.eval_samples, generator
+        )
 
     def settings(self) -> dict[str, Any]:
         return {
-            "streams": self.streams,
-            "noise_symbols": self.noise_symbols,
-            "max_count": self.max_count,
-            "steps": self.steps,
-            "samples": self.samples,
+            "streams": self.config.streams,
+            "noise_symbols": self.config.noise_symbols,
+            "max_count": self.config.max_count,
+            "steps": self.config.steps,
+            "samples": self.config.samples,
         }
 
     def _logits(self, outputs: Tensor) -> Tensor:
         """Readouts [B, T, S*C] -> logits [B, C, T, S] (the class axis second, for CE)."""
         b, t, _ = outputs.shape
-        return outputs.reshape(b, t, self.streams, self.classes).permute(0, 3, 1, 2)
+        return outputs.reshape(b, t, self.config.streams, self.classes).permute(0, 3, 1, 2)
 
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
         return F.cross_entropy(self._logits(outputs), batch[1])

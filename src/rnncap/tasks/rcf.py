@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnncap.core.fields import bounded, choice
+from rnncap.base.fields import bounded, choice
 from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule, TensorBatches
 from rnncap.tasks.capacity import check_distinct_inputs, distinct_binary_rows
 
@@ -60,20 +60,7 @@ class RCFTask(TaskDataModule):
     name = "rcf"
     objective = "mse"
     objective_direction = "minimize"
-
-    def __init__(
-        self,
-        samples: int = 1000,
-        input_dim: int = 16,
-        steps: int = 5,
-        output_dim: int = 1,
-        function: str = "table",
-        seed: int = 0,
-        batch_size: int | None = None,
-    ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size)
-        self.samples, self.input_dim, self.steps = samples, input_dim, steps
-        self.output_dim, self.function = output_dim, function
+    config: RCFConfig
 
     @classmethod
     def check_config(cls, node: Any) -> None:
@@ -81,26 +68,26 @@ class RCFTask(TaskDataModule):
 
     @property
     def input_size(self) -> int:
-        return self.input_dim
+        return self.config.input_dim
 
     @property
     def output_size(self) -> int:
-        return self.output_dim
+        return self.config.output_dim
 
     def generate(self, generator: torch.Generator) -> tuple[TensorBatches, TensorBatches]:
-        x = distinct_binary_rows(self.samples, self.input_dim, generator).float()
-        targets = random_function(x, self.function, self.output_dim, generator)
-        inputs = torch.zeros(self.samples, self.steps, self.input_dim)
+        x = distinct_binary_rows(self.config.samples, self.config.input_dim, generator).float()
+        targets = random_function(x, self.config.function, self.config.output_dim, generator)
+        inputs = torch.zeros(self.config.samples, self.config.steps, self.config.input_dim)
         inputs[:, 0] = x
         data = TensorBatches(inputs, targets)
         return data, data
 
     def settings(self) -> dict[str, Any]:
         return {
-            "samples": self.samples,
-            "steps": self.steps,
-            "output_dim": self.output_dim,
-            "function": self.function,
+            "samples": self.config.samples,
+            "steps": self.config.steps,
+            "output_dim": self.config.output_dim,
+            "function": self.config.function,
         }
 
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rnncap.core.errors import ConfigError
-from rnncap.core.fields import bounded
+from rnncap.base.errors import ConfigError
+from rnncap.base.fields import bounded
 from rnncap.tasks.base import Batch, TaskConfig, TaskDataModule
 
 ALPHABET = " abcdefghijklmnopqrstuvwxyz"  # symbol i is ALPHABET[i]
@@ -104,29 +104,10 @@ class Text8Task(TaskDataModule):
     name = "text8"
     objective = "bpc"
     objective_direction = "minimize"
+    config: Text8Config
 
-    def __init__(
-        self,
-        seq_len: int = 50,
-        path: str | None = None,
-        data_dir: str = "data",
-        url: str = TEXT8_URL,
-        size: int | None = TEXT8_SIZE,
-        sha256: str | None = TEXT8_SHA256,
-        val_fraction: float = 0.05,
-        test_fraction: float = 0.05,
-        eval_chars: int | None = 100_000,
-        seed: int = 0,
-        batch_size: int | None = 32,
-    ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size)
-        self.seq_len, self.path, self.data_dir, self.url = seq_len, path, Path(data_dir), url
-        self.size, self.sha256 = size, sha256
-        self.val_fraction, self.test_fraction, self.eval_chars = (
-            val_fraction,
-            test_fraction,
-            eval_chars,
-        )
+    def __init__(self, config: Text8Config) -> None:
+        super().__init__(config)
         self.test_set: CharWindows | None = None
 
     @classmethod
@@ -153,9 +134,9 @@ class Text8Task(TaskDataModule):
     # -- the file
     def text_file(self) -> Path:
         """The text8 file: ``path``, or ``<data_dir>/text8`` (downloaded if missing)."""
-        if self.path is not None:
-            return Path(self.path)
-        target = self.data_dir / "text8"
+        if self.config.path is not None:
+            return Path(self.config.path)
+        target = Path(self.config.data_dir) / "text8"
         if not target.is_file():
             self.download(target)
         return target
@@ -165,11 +146,11 @@ class Text8Task(TaskDataModule):
         zipped = target.with_name("text8.zip")
         if not zipped.is_file():
             try:
-                fetch(self.url, zipped)
+                fetch(self.config.url, zipped)
             except (OSError, ValueError) as err:
                 reason = str(err).splitlines()[0] if str(err) else ""
                 raise ConfigError(
-                    f"text8 is not at {target} and downloading task.url={self.url} failed "
+                    f"text8 is not at {target} and downloading task.url={self.config.url} failed "
                     f"({type(err).__name__}: {reason}): put the unzipped text8 at "
                     f"{target.resolve()}, or set task.path=/path/to/text8"
                 ) from None
@@ -181,15 +162,18 @@ class Text8Task(TaskDataModule):
         """The verified bytes of the text file (size and SHA-256 as configured)."""
         file = self.text_file()
         raw = read_text8(file)
-        where = f"{file}" + (" (task.path)" if self.path is not None else "")
-        if self.size is not None and len(raw) != self.size:
+        where = f"{file}" + (" (task.path)" if self.config.path is not None else "")
+        if self.config.size is not None and len(raw) != self.config.size:
             raise ConfigError(
-                f"text8 at {where} has {len(raw)} bytes, task.size={self.size} expected: "
+                f"text8 at {where} has {len(raw)} bytes, task.size={self.config.size} expected: "
                 "replace it with the original (or set task.size for another text)"
             )
-        if self.sha256 is not None and hashlib.sha256(raw).hexdigest() != self.sha256.lower():
+        if (
+            self.config.sha256 is not None
+            and hashlib.sha256(raw).hexdigest() != self.config.sha256.lower()
+        ):
             raise ConfigError(
-                f"text8 at {where} fails its checksum (task.sha256={self.sha256}): "
+                f"text8 at {where} fails its checksum (task.sha256={self.config.sha256}): "
                 "replace it with the original (or set task.sha256 for another text)"
             )
         return raw
@@ -197,16 +181,19 @@ class Text8Task(TaskDataModule):
     # -- data
     def split_bounds(self, total: int) -> tuple[int, int]:
         """End of the training split and of the validation split (test is the rest)."""
-        n_val, n_test = round(total * self.val_fraction), round(total * self.test_fraction)
+        n_val, n_test = (
+            round(total * self.config.val_fraction),
+            round(total * self.config.test_fraction),
+        )
         return total - n_val - n_test, total - n_test
 
     def _window_set(self, codes: Tensor) -> CharWindows:
-        if self.eval_chars is not None:
-            codes = codes[: self.eval_chars]
-        windows = CharWindows(codes, self.seq_len)
+        if self.config.eval_chars is not None:
+            codes = codes[: self.config.eval_chars]
+        windows = CharWindows(codes, self.config.seq_len)
         if len(windows) == 0:
             raise ConfigError(
-                f"task.seq_len={self.seq_len} is longer than an evaluation split "
+                f"task.seq_len={self.config.seq_len} is longer than an evaluation split "
                 f"({len(codes)} characters): lower task.seq_len or raise task.eval_chars"
             )
         return windows
@@ -214,14 +201,16 @@ class Text8Task(TaskDataModule):
     def generate(self, generator: torch.Generator) -> tuple[CharWindows, CharWindows]:
         codes = torch.from_numpy(encode(self.read()))
         train_end, val_end = self.split_bounds(len(codes))
-        train = CharWindows(codes[:train_end], self.seq_len)
+        train = CharWindows(codes[:train_end], self.config.seq_len)
         if len(train) == 0:
-            raise ConfigError(f"task.seq_len={self.seq_len} is longer than the training split")
+            raise ConfigError(
+                f"task.seq_len={self.config.seq_len} is longer than the training split"
+            )
         self.test_set = self._window_set(codes[val_end:])
         return train, self._window_set(codes[train_end:val_end])
 
     def settings(self) -> dict[str, Any]:
-        return {"seq_len": self.seq_len, "eval_chars": self.eval_chars}
+        return {"seq_len": self.config.seq_len, "eval_chars": self.config.eval_chars}
 
     # -- scoring
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:

@@ -17,13 +17,23 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
+def umask() -> int:
+    """The process's file-creation mask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, write: Callable[[IO], None], binary: bool = False) -> None:
     """Call ``write(file)`` on a temporary file in ``path``'s directory, flush it to disk, then
-    rename it onto ``path``: readers see the old file or the whole new one, never a part."""
+    rename it onto ``path``: readers see the old file or the whole new one, never a part. The
+    file gets the mode a plain ``open`` would give it (0644 under umask 022), not the 0600 of
+    the temporary file, so that others on a shared machine can read results."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
             f.flush()
