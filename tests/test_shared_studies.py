@@ -21,8 +21,8 @@ from conftest import ROOT
 from optuna.trial import TrialState
 from test_sweeper import TINY
 
-from hydra_plugins.rnncap_optuna.storage import open_storage, shared
 from rnncap.core.errors import ConfigError
+from rnncap.core.storage import open_storage, shared
 
 STUDY = "capacity-rnn-d1-n4-random"  # the default name of sweep=random cell=rnn on TINY
 pytestmark = [

@@ -59,9 +59,9 @@ class RnncapOptunaSweeperConf:
     sampler: SamplerConfig = MISSING
     # "minimize" | "maximize"; null = the task class's ``objective_direction``
     direction: str | None = None
-    # the study storage (storage.py): sqlite:///FILE (one process), journal:///FILE (several
-    # processes on one machine), postgresql+psycopg://USER@HOST:PORT/DB (many machines); a
-    # relative file is taken from the launch directory, so reruns find the same study
+    # the study storage (rnncap.core.storage): sqlite:///FILE (one process), journal:///FILE
+    # (several processes on one machine), postgresql+psycopg://USER@HOST:PORT/DB (many
+    # machines); a relative file is taken from the launch directory, so reruns find the same study
     storage: str | None = "sqlite:///results/tune/studies.db"
     # null = <task>-<cell>-d<depth>-<p<budget>|n<hidden>>-<sampler>
     study_name: str | None = None
