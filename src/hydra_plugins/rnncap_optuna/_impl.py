@@ -63,6 +63,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import Trial, TrialState
 
+from hydra_plugins.rnncap_optuna._credentials import keep_password_out
 from hydra_plugins.rnncap_optuna._populations import group_trials, population_overrides
 from hydra_plugins.rnncap_optuna._progress import Progress, finished, study_results
 from hydra_plugins.rnncap_optuna._space import (
@@ -82,7 +83,7 @@ from hydra_plugins.rnncap_optuna._study import (
 from hydra_plugins.rnncap_optuna._trials import tell, trial_link
 from rnncap.core.errors import ConfigError
 from rnncap.core.population import population_refusal, search_refusal
-from rnncap.core.storage import absolute_storage, open_storage, shared
+from rnncap.core.storage import absolute_storage, masked, open_storage, shared
 from rnncap.core.trial_report import make_pruner
 from rnncap.core.validate import validate
 
@@ -165,6 +166,8 @@ class OptunaSweeperImpl:
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
         self.config, self.hydra_context = config, hydra_context
+        # what the jobs open and every record shows: the storage without its password
+        self.job_storage = keep_password_out(self.storage, config)
         self.opened: str | optuna.storages.BaseStorage | None = None
         launcher = config.hydra.launcher
         if "n_jobs" in launcher and launcher.n_jobs == -1:  # joblib's "all cores": ours instead
@@ -209,15 +212,15 @@ class OptunaSweeperImpl:
         if study.direction.name.lower() != direction:
             raise ConfigError(
                 f"hydra.sweeper.direction={direction}: study {name!r} exists in "
-                f"{self.storage} with direction {study.direction.name.lower()}; give another "
-                "hydra.sweeper.study_name or the study's direction"
+                f"{masked(self.storage)} with direction {study.direction.name.lower()}; give "
+                "another hydra.sweeper.study_name or the study's direction"
             )
         study.sampler = make_sampler(self.sampler, len(study.get_trials(deepcopy=False)))
         attrs = {"task": config.task.name, "cell": config.cell.name, "depth": config.depth}
         attrs |= {"objective": objective, "sampler": self.sampler.func.__name__}
         for key, value in attrs.items():
             study.set_user_attr(key, value)
-        log.info("study %s (%s %s) in %s", name, direction, objective, self.storage)
+        log.info("study %s (%s %s) in %s", name, direction, objective, masked(self.storage))
         return study
 
     def known_values(self, fixed: Mapping[str, str]) -> dict[str, Any]:
@@ -273,7 +276,7 @@ class OptunaSweeperImpl:
         points = [p for p in opened if p is not None]
         if not points:
             raise ConfigError(f"hydra.sweeper.grid={self.grid}: every point is refused")
-        storage = absolute_storage(self.storage, self.config.hydra.runtime.cwd)
+        storage = absolute_storage(self.job_storage, self.config.hydra.runtime.cwd)
         failed, start = 0, time.monotonic()
         while rounds := [p for p in points if self.n_trials - finished(p.study) > 0]:
             if self.timeout is not None and time.monotonic() - start > self.timeout:
