@@ -52,8 +52,8 @@ def worker(cwd: Path, storage: str, n_trials: int, name: str, *extra: str) -> su
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_all(procs: list[subprocess.Popen], cwd: Path) -> None:
-    for i, proc in enumerate(procs):
+def wait_all(procs: list[subprocess.Popen], cwd: Path, first: int = 0) -> None:
+    for i, proc in enumerate(procs, start=first):
         rc = proc.wait(timeout=300)
         assert rc == 0, (cwd / f"w{i}.log").read_text()[-2000:]
 
@@ -126,6 +126,39 @@ def test_a_worker_killed_mid_trial_leaves_a_failed_trial_that_is_asked_again(tmp
     assert 8 <= len(done) <= 9 and killed not in done
     retried = [t for t in done if retried_number(t) == killed.number]
     assert len(retried) == 1 and retried[0].params == killed.params  # asked again
+
+
+@pytest.mark.slow  # 3 train.py processes, one after another: about a minute
+def test_a_rerun_of_a_complete_study_fails_a_killed_workers_trial(tmp_path, postgres_db):
+    beat = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3"]
+    victim = worker(tmp_path, postgres_db, 3, "w0", *beat)
+    deadline = time.monotonic() + 120
+    while (job := running_trial_dir(tmp_path / "w0")) is None or job.name != "2":
+        assert victim.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)  # mid-trial 2, after trials 0 and 1
+    victim.wait()
+    study = optuna.load_study(study_name=STUDY, storage=postgres_db)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.RUNNING]
+    time.sleep(3.5)  # the grace period
+
+    # the same sweep with n_trials=2: complete, nothing to ask; the dead trial is reaped
+    wait_all([worker(tmp_path, postgres_db, 2, "w1", *beat)], tmp_path, first=1)
+    trials = study.get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    killed = trials[2]
+    assert killed.state == TrialState.FAIL
+    (waiting,) = [t for t in trials if t.state == TrialState.WAITING]  # its settings, queued
+    assert retried_number(waiting) == killed.number
+    assert len(check_finished(study)) == 2  # nothing trained twice
+
+    # a third trial wanted: the queued settings are asked first, and nothing is lost
+    wait_all([worker(tmp_path, postgres_db, 3, "w2", *beat)], tmp_path, first=2)
+    done = check_finished(study)
+    assert [t.number for t in done] == [0, 1, waiting.number]
+    assert done[-1].params == killed.params
+    assert {t.state for t in study.get_trials()} == {TrialState.COMPLETE, TrialState.FAIL}
 
 
 @pytest.mark.slow

@@ -78,6 +78,7 @@ from hydra_plugins.rnncap_optuna._study import (
     fail_abandoned,
     heartbeat,
     make_sampler,
+    reap_stale,
     task_direction,
 )
 from hydra_plugins.rnncap_optuna._trials import tell, trial_link
@@ -257,6 +258,8 @@ class OptunaSweeperImpl:
         study = self.open_study(config, label if grid else None)
         if not shared(self.storage):  # one process owns the study: nothing else is running
             fail_abandoned(study)
+        else:  # a rerun: a dead worker's trials, even when the study is complete
+            reap_stale(study)
         objective, _ = task_direction(config)
         known = self.known_values(fixed)
         seed = int(known.get("seed", config.seed))
@@ -287,7 +290,7 @@ class OptunaSweeperImpl:
             # the workers busy together, and each study's sampler sees results sooner
             per_study = self.population * max(1, math.ceil(self.n_jobs / len(rounds)))
             for point in rounds:
-                optuna.storages.fail_stale_trials(point.study)  # a dead worker's: re-asked
+                reap_stale(point.study)  # a dead worker's: asked again
                 todo = self.n_trials - finished(point.study)
                 size = min(todo, per_study)
                 trials = [point.study.ask() for _ in range(size)]
@@ -315,6 +318,7 @@ class OptunaSweeperImpl:
             ):
                 raise errors[0]
         for point in points:
+            reap_stale(point.study)  # a worker that died during this sweep
             point.progress.summary()
         self.write_results([p.study for p in points])
         return [p.study for p in points]

@@ -32,6 +32,27 @@ def fail_abandoned(study: optuna.Study) -> None:
         retry(study, failed)
 
 
+def reap_stale(study: optuna.Study) -> list[int]:
+    """Fail the trials of dead workers (no heartbeat for ``grace_period`` s) and enqueue their
+    settings again, whether or not the study still needs trials (a complete study keeps no
+    trial RUNNING for ever); returns their numbers. A storage without heartbeats (SQLite,
+    journal file) has no stale trials."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return []
+    optuna.storages.fail_stale_trials(study)
+    still = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    reaped = [t.number for t in running if t.number not in still]
+    for number in reaped:
+        log.warning(
+            "%s trial %d: its worker stopped beating its heartbeat: marked failed, its "
+            "settings queued to be asked again",
+            study.study_name,
+            number,
+        )
+    return reaped
+
+
 def diverged_constraint(trial: FrozenTrial) -> tuple[float]:
     """The samplers' ``constraints_func``: 1.0 (infeasible) for a diverged trial, else 0.0.
     Optuna calls it as the trial is told, after ``tell`` has set the ``status`` attribute."""
