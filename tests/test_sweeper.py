@@ -7,6 +7,7 @@ import functools
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -233,7 +234,8 @@ def test_configured_samplers_record_the_divergence_constraint(name, constrained)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sampler = sweep_study.make_sampler(factory, done=0)
-    assert not [w for w in caught if "constraints_func" in str(w.message)]
+    # no FutureWarning (constraints_func, warn_independent_sampling) or any other warning
+    assert not [f"{w.category.__name__}: {w.message}" for w in caught]
     study = optuna.create_study(sampler=sampler, direction="maximize")
     for status, value in [("ok", 1.0), ("diverged", -math.inf)]:
         trial = study.ask()
@@ -413,18 +415,57 @@ def test_sweep_resumes_and_records_forced_divergence_as_infeasible(tmp_path):
         assert diverged == (t.value == -math.inf) == (stored_constraints(t) == [1.0])
         if t.params["optimizer.lr"] == 1e30:
             assert diverged and t.user_attrs["metrics.bits"] is None
-    assert study.user_attrs == {
+    attrs = study.user_attrs
+    assert {k: v for k, v in attrs.items() if k != "settings"} == {
         "task": "capacity",
         "cell": "irnn",
         "depth": 1,
         "objective": "bits",
         "sampler": "TPESampler",
     }
+    assert attrs["settings"]["trainer.max_steps"] == 6 and "optimizer.lr" not in attrs["settings"]
     results = (tmp_path / "sweep2" / "optimization_results.yaml").read_text()
     n_diverged = sum(t.user_attrs["status"] == "diverged" for t in trials)
     assert "trials: 5" in results and f"diverged: {n_diverged}" in results
     # the seeded sampler resumed with an offset seed: no replay of the first proposals
     assert trials[3].params != trials[0].params and trials[4].params != trials[1].params
+
+    # the same command with another fixed setting: refused, not resumed with the old trials
+    longer = sweep(tmp_path, 6, *lrs, "trainer.max_steps=9", "hydra.sweep.dir=sweep3")
+    assert longer.returncode == 2, longer.stderr[-2000:]
+    (line,) = longer.stderr.strip().splitlines()
+    assert line.startswith("error: trainer.max_steps=9: study 'capacity-irnn-d1-n4-tpe' in ")
+    assert "was run with trainer.max_steps=6" in line and "hydra.sweeper.study_name" in line
+    assert len(study.get_trials()) == 5 and not (tmp_path / "sweep3").exists()
+
+
+def test_fixed_settings_leave_out_searched_keys_and_what_changes_no_result():
+    params = {"optimizer": {"type": "categorical", "choices": ["adam", "sgd"]}}
+    config = hydra_cfg("task=capacity", "trainer.max_steps=50", "logger=csv")
+    settings = sweep_study.fixed_settings(config, list(params))
+    assert settings["trainer.max_steps"] == 50 and settings["task.name"] == "capacity"
+    assert settings["hardware.precision"] == "32-true"  # numbers change with the precision
+    assert not [k for k in settings if k.split(".")[0] in ("optimizer", "logger", "trial")]
+    assert "output_dir" not in settings and "trainer.checkpoint_every" not in settings
+
+    study = optuna.create_study()
+    sweep_study.check_settings(study, settings, "sqlite:///s.db")  # recorded
+    sweep_study.check_settings(study, settings | {"new.key": 1}, "x")  # a key added since
+    assert study.user_attrs["settings"]["new.key"] == 1
+    sweep_study.check_settings(study, {"trainer.max_steps": 50}, "x")  # a key removed since
+    with pytest.raises(ConfigError) as err:
+        sweep_study.check_settings(study, settings | {"trainer.max_steps": 300}, "sqlite:///s.db")
+    assert str(err.value).startswith("trainer.max_steps=300: study ")
+    assert "in sqlite:///s.db was run with trainer.max_steps=50" in str(err.value)
+
+
+def test_default_study_name_gives_every_seed_its_own_study():
+    random = instantiate(hydra_cfg("sweep=random").hydra.sweeper.sampler)
+    name = functools.partial(sweep_study.default_study_name, factory=random)
+    assert name(hydra_cfg("sweep=random")) == "capacity-rnn-d1-p500-random"
+    assert name(hydra_cfg("sweep=random", "seed=1", "cell=gru", "depth=2", "model.hidden=8")) == (
+        "capacity-gru-d2-n8-s1-random"
+    )
 
 
 @pytest.mark.parametrize(
@@ -457,6 +498,8 @@ def check_pruned_sweep(tmp_path: Path, out: subprocess.CompletedProcess) -> None
             assert t.value == t.intermediate_values[steps_seen[-1]]
     log = out.stdout + out.stderr
     assert sum(f"trial {n}: bits=" in log for n in range(10)) == 10
+    noise = re.compile(r"(Future|Deprecation|Experimental)Warning|deprecated|sampled independently")
+    assert not [line for line in log.splitlines() if noise.search(line)]
     pruned = states.count(TrialState.PRUNED)
     assert f"{10 - pruned} complete (0 diverged), {pruned} pruned, 0 failed" in log
     results = OmegaConf.load(tmp_path / "s" / "optimization_results.yaml")

@@ -74,8 +74,10 @@ from hydra_plugins.rnncap_optuna._space import (
     trial_overrides,
 )
 from hydra_plugins.rnncap_optuna._study import (
+    check_settings,
     default_study_name,
     fail_abandoned,
+    fixed_settings,
     heartbeat,
     make_sampler,
     reap_stale,
@@ -256,6 +258,7 @@ class OptunaSweeperImpl:
         self.check_population(config, space)
         label = "-".join(f"{k.rsplit('.', 1)[-1]}{v.split('=', 1)[1]}" for k, v in point.items())
         study = self.open_study(config, label if grid else None)
+        check_settings(study, fixed_settings(config, list(space)), masked(self.storage))
         if not shared(self.storage):  # one process owns the study: nothing else is running
             fail_abandoned(study)
         else:  # a rerun: a dead worker's trials, even when the study is complete

@@ -3,8 +3,10 @@ running, and the heartbeats of the trials it runs."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
+import json
 import logging
 import threading
 import warnings
@@ -14,12 +16,26 @@ from typing import Any
 
 import optuna
 from hydra.utils import get_class
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from rnncap.core.errors import ConfigError
 from rnncap.core.storage import retry_failed
 
 log = logging.getLogger(__name__)
+SETTINGS_ATTR = "settings"  # the study user attribute that holds its fixed settings
+# run keys that do not change what a trial measures: a rerun may change them
+UNCOMPARED = (
+    "output_dir",
+    "trial",
+    "logger",
+    "experiment_name",
+    "save_weights",
+    "trainer.checkpoint_every",
+    "trainer.enable_progress_bar",
+    "hardware",
+)
+COMPARED = ("hardware.precision",)  # under an uncompared key, but changes the numbers
 
 
 def fail_abandoned(study: optuna.Study) -> None:
@@ -66,20 +82,76 @@ def make_sampler(factory: functools.partial, done: int) -> optuna.samplers.BaseS
     sampler that takes constraints gets ``diverged_constraint`` (module doc)."""
     seed = factory.keywords.get("seed")
     kwargs: dict[str, Any] = {"seed": None if seed is None else seed + done}
-    if "constraints_func" in inspect.signature(factory.func).parameters:
+    parameters = inspect.signature(factory.func).parameters
+    if "constraints_func" in parameters:
         kwargs["constraints_func"] = diverged_constraint
+    # conditional keys (momentum) are sampled independently by design: no warning per trial.
+    # Samplers that warn by default (GP; TPE before Optuna 4.9) are told not to; TPE since 4.9
+    # is quiet unless asked and deprecates the argument, so it is left out there
+    quiet = parameters.get("warn_independent_sampling")
+    if quiet is not None and quiet.default is True:
+        kwargs["warn_independent_sampling"] = False
     with warnings.catch_warnings():
         # Optuna 4 calls the argument experimental, 5 deprecated (removal in 7; optuna < 6 here)
         warnings.filterwarnings("ignore", message=r".*`constraints_func`")
+        # TPE's multivariate, group and constant_liar are "experimental" since Optuna 2: chosen
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         return factory(**kwargs)
 
 
 def default_study_name(config: DictConfig, factory: functools.partial) -> str:
-    """<task>-<cell>-d<depth>-<p<budget>|n<hidden>>-<sampler>, e.g. capacity-rnn-d1-p500-gp."""
+    """<task>-<cell>-d<depth>-<p<budget>|n<hidden>>[-s<seed>]-<sampler>, e.g.
+    capacity-rnn-d1-p500-gp (seed 0) or capacity-rnn-d1-p500-s1-gp: every seed its own study."""
     model = config.model
     size = f"n{model.hidden}" if model.hidden is not None else f"p{model.budget}"
+    size += f"-s{config.seed}" if config.seed != 0 else ""
     kind = factory.func.__name__.removesuffix("Sampler").lower()
     return f"{config.task.name}-{config.cell.name}-d{config.depth}-{size}-{kind}"
+
+
+def fixed_settings(config: DictConfig, searched: Sequence[str]) -> dict[str, Any]:
+    """The settings every trial of a study shares: the point's run config (``config``, as the
+    sweep composes it before sampling) as dotted keys, without the ``searched`` keys (and
+    what lies under them: ``optimizer`` searched covers ``optimizer.*``) and without what does
+    not change a result (``UNCOMPARED``)."""
+    run = copy.deepcopy(config)
+    with open_dict(run):
+        run.pop("hydra", None)
+        run.output_dir = "."
+    flat = flatten(OmegaConf.to_container(run, resolve=True, enum_to_str=True))
+    skipped = (*UNCOMPARED, *searched)
+    return {
+        key: value
+        for key, value in flat.items()
+        if key in COMPARED or not any(key == s or key.startswith(f"{s}.") for s in skipped)
+    }
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> {dotted key: value}; lists stay values."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        flat |= flatten(value, f"{prefix}{key}" if not prefix else f"{prefix}.{key}")
+    return flat
+
+
+def check_settings(study: optuna.Study, settings: dict[str, Any], shown: str | None) -> None:
+    """Record the study's fixed settings (user attribute ``settings``) or, when it has them,
+    refuse a command that changes one: its trials would mix two experiments. A key only one
+    side has (a key added to or removed from the configs since) is not compared."""
+    settings = json.loads(json.dumps(settings))  # as the storage keeps them
+    stored = study.user_attrs.get(SETTINGS_ATTR) or {}
+    for key, value in settings.items():
+        if key in stored and stored[key] != value:
+            raise ConfigError(
+                f"{key}={json.dumps(value)}: study {study.study_name!r} in {shown} was run with "
+                f"{key}={json.dumps(stored[key])}; give another hydra.sweeper.study_name for "
+                "the new settings, or the study's own"
+            )
+    if settings.keys() - stored.keys():
+        study.set_user_attr(SETTINGS_ATTR, {**stored, **settings})
 
 
 def task_direction(config: DictConfig) -> tuple[str, str]:
