@@ -677,3 +677,58 @@ def test_killed_population_sweep_resumes_keeping_finished_members_once(tmp_path)
     for killed in failed:
         again = [t for t in done if t.system_attrs.get("failed_trial") == killed.number]
         assert len(again) == 1 and again[0].params == killed.params
+
+
+@pytest.mark.parametrize("name", ["gp", "tpe", "random"])
+def test_sampled_floats_are_short_and_recorded_as_the_job_trains_them(name):
+    startup = [] if name == "random" else ["hydra.sweeper.sampler.n_startup_trials=2"]
+    config = hydra_cfg(f"sweep={name}", "cell=gru", *startup)
+    factory = instantiate(config.hydra.sweeper.sampler)
+    sampler = sweep_study.make_sampler(factory, done=0)
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    space, _ = sweep_space.parse_search_space(
+        OmegaConf.to_container(config.hydra.sweeper.params, resolve=True), []
+    )
+    parser = OverridesParser.create()
+    for k in range(5):  # 2 start-up trials, then the model's (relative) proposals
+        trial = study.ask()
+        overrides = sweep_space.trial_overrides(sweep_space.suggest(trial, space, {}), {})
+        assert len(" ".join(overrides)) < 400
+        for override in parser.parse_overrides(overrides):
+            key, value = override.get_key_element(), override.value()
+            assert value == trial.params[key]  # the job trains what Optuna records
+            if isinstance(value, float):
+                text = override.input_line.split("=", 1)[1]
+                digits = text.split("e")[0].replace("-", "").replace(".", "").strip("0")
+                assert len(digits) <= 6, text
+        study.tell(trial, float(k))
+    floats = [v for t in study.trials for v in t.params.values() if isinstance(v, float)]
+    assert floats and all(float(f"{v:.6g}") == v for v in floats)
+
+
+def test_float_text_reads_back_as_the_value():
+    from hydra_plugins.rnncap_optuna._rounding import format_float, round_float
+
+    dist = FloatDistribution(1e-4, 1.0, log=True)
+    assert round_float(0.0024069924842789765, dist) == 0.00240699
+    assert format_float(0.00240699) == "0.00240699" and format_float(1.0) == "1.0"
+    assert format_float(1.3317624693970452e-06) == "1.3317624693970452e-06"  # not rounded
+    assert round_float(1.00000001e-4, FloatDistribution(1.00000001e-4, 1.0)) == 1.00000001e-4
+    assert round_float(0.123456789, FloatDistribution(0.0, 1.0, step=None)) == 0.123457
+
+
+def test_trials_per_hour_is_the_same_for_every_trial_of_a_round(caplog):
+    study = optuna.create_study(direction="maximize")
+    for value in (1.0, 3.0, 2.0):
+        trial = study.ask()
+        trial.set_user_attr("status", "ok")
+        study.tell(trial, value)
+    progress = sweep_progress.Progress(study, "bits", n_trials=6)
+    caplog.set_level("INFO")
+    progress.round(study.get_trials())
+    lines = [r.getMessage() for r in caplog.records if "trials/h" in r.getMessage()]
+    assert len(lines) == 3
+    rates = {line.rsplit("| ", 1)[1] for line in lines}
+    assert len(rates) == 1  # not climbing from the first trial of the round to its last
+    assert all("| 3 of 6 finished |" in line for line in lines)
+    assert "best 3 (trial 1)" in lines[-1] and progress.done == 3

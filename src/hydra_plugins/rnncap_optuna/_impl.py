@@ -310,9 +310,9 @@ class OptunaSweeperImpl:
             for (point, members), job in zip(owners, jobs, strict=True):
                 if (error := tell(point.study, members, job, point.objective)) is not None:
                     errors.append(error)
-                for trial in members:
-                    frozen = point.study._storage.get_trial(trial._trial_id)  # noqa: SLF001
-                    point.progress.trial(frozen)
+            for point, trials in asked:
+                backend = point.study._storage  # noqa: SLF001
+                point.progress.round([backend.get_trial(t._trial_id) for t in trials])
             failed += len(errors)
             # failed trials do not count as finished: never retry more than n_trials times
             if errors and (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -32,10 +33,19 @@ class Progress:
         self.best: tuple[float, int] | None = None
 
     def rate(self) -> float:
+        """Trials per hour of this sweep so far."""
         return self.done / max(time.monotonic() - self.start, 1e-9) * 3600
 
-    def trial(self, trial: FrozenTrial) -> None:
-        self.done += 1
+    def round(self, trials: Sequence[FrozenTrial]) -> None:
+        """One line per trial of a finished round. The round's trials are counted together
+        before any line (its jobs ran as one batch), so every line of a round shows the same
+        rate: it changes from round to round, not within one."""
+        self.done += len(trials)
+        rate, count = self.rate(), finished(self.study)
+        for trial in trials:
+            self.line(trial, rate, count)
+
+    def line(self, trial: FrozenTrial, rate: float, count: int) -> None:
         value = trial.value
         status = trial.user_attrs.get("status", trial.state.name.lower())
         if status == "ok" and value is not None and math.isfinite(value):
@@ -52,9 +62,9 @@ class Progress:
             shown,
             status,
             best,
-            finished(self.study),
+            count,
             self.n_trials,
-            self.rate(),
+            rate,
         )
 
     def summary(self) -> None:

@@ -17,6 +17,7 @@ from optuna.distributions import (
 )
 from optuna.trial import Trial
 
+from hydra_plugins.rnncap_optuna._rounding import format_float
 from rnncap.core.errors import ConfigError
 
 
@@ -135,7 +136,7 @@ def format_value(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
-    return repr(value) if isinstance(value, float) else str(value)
+    return format_float(value) if isinstance(value, float) else str(value)
 
 
 def format_list(values: Sequence[Any]) -> str:

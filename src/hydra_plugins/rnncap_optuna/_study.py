@@ -19,6 +19,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from hydra_plugins.rnncap_optuna._rounding import RoundingSampler
 from rnncap.core.errors import ConfigError
 from rnncap.core.storage import retry_failed
 
@@ -79,7 +80,8 @@ def make_sampler(factory: functools.partial, done: int) -> optuna.samplers.BaseS
     """The configured sampler; a seeded one resuming a study that holds ``done`` trials (any
     state: a rerun after a kill that finished none must not replay them either) gets
     seed + done, so that a rerun continues instead of replaying the first proposals. A
-    sampler that takes constraints gets ``diverged_constraint`` (module doc)."""
+    sampler that takes constraints gets ``diverged_constraint`` (module doc). Its float
+    proposals are rounded (``RoundingSampler``): what Optuna records is what the job trains."""
     seed = factory.keywords.get("seed")
     kwargs: dict[str, Any] = {"seed": None if seed is None else seed + done}
     parameters = inspect.signature(factory.func).parameters
@@ -96,7 +98,7 @@ def make_sampler(factory: functools.partial, done: int) -> optuna.samplers.BaseS
         warnings.filterwarnings("ignore", message=r".*`constraints_func`")
         # TPE's multivariate, group and constant_liar are "experimental" since Optuna 2: chosen
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        return factory(**kwargs)
+        return RoundingSampler(factory(**kwargs))
 
 
 def default_study_name(config: DictConfig, factory: functools.partial) -> str:
