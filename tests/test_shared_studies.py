@@ -381,3 +381,13 @@ def test_a_url_password_reaches_no_file_attribute_or_output_of_a_sweep(
     attrs: list = [study.user_attrs]
     attrs += [[t.user_attrs, t.system_attrs, t.params] for t in trials]
     assert SECRET not in json.dumps(attrs, default=str)
+
+    if logger == "csv":  # the trainability report on the same URL: its output and files
+        report = [sys.executable, "-m", "rnncap.cli", "trainability", "--storage", url]
+        report += ["--out", "tr", "--curve-sampler", "RandomSampler", "--wandb", "disabled"]
+        out = subprocess.run(report, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "storage postgresql+psycopg://postgres:***@" in out.stdout
+        assert SECRET not in out.stdout + out.stderr
+        written = [p for p in (tmp_path / "tr").rglob("*") if p.is_file()]
+        assert written and not [p for p in written if SECRET.encode() in p.read_bytes()]
