@@ -460,7 +460,7 @@ def tuning_row(
     (budget seconds, best bits/param so far) at every new best."""
     import optuna
 
-    from hydra_plugins.rnncap_optuna.storage import open_storage
+    from rnncap.core.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage, str(ROOT)))

@@ -10,7 +10,8 @@ from conftest import CONF
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from hydra_plugins.rnncap_optuna import _impl
+from hydra_plugins.rnncap_optuna import _populations as sweep_populations
+from hydra_plugins.rnncap_optuna import _space as sweep_space
 from rnncap.core.population import MEMBER_KEYS, search_refusal
 
 
@@ -22,9 +23,9 @@ def hydra_cfg(*overrides: str):
 def draw(cfg, trials: int) -> list[dict]:
     """``trials`` settings drawn at random from the sweep's space, as the sweeper draws them."""
     params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
-    space, _ = _impl.parse_search_space(params, [])
+    space, _ = sweep_space.parse_search_space(params, [])
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    return [_impl.suggest(study.ask(), space, {}) for _ in range(trials)]
+    return [sweep_space.suggest(study.ask(), space, {}) for _ in range(trials)]
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
@@ -39,7 +40,7 @@ def test_capacity_space_is_uncapped_and_every_key_per_member(cell):
     assert ("cell.gate_bias" in params) == (cell != "rnn")
     assert set(params) <= set(MEMBER_KEYS.values())
     chosen = draw(cfg, 16)
-    assert [len(g) for g in _impl.group_trials(chosen, 8)] == [8, 8]
+    assert [len(g) for g in sweep_populations.group_trials(chosen, 8)] == [8, 8]
     assert all(t["task.batch_size"] <= t["task.samples"] for t in chosen)
 
 
@@ -53,7 +54,7 @@ def test_full_search_spaces_train_full_populations(sweep, cell, size):
     chosen = draw(hydra_cfg(f"sweep={sweep}", f"cell={cell}", "task=capacity"), 2 * size)
     assert len({t["optimizer"] for t in chosen}) > 1
     assert len({t["cell.recurrent_init"] for t in chosen}) > 1
-    assert [len(g) for g in _impl.group_trials(chosen, size)] == [size, size]
+    assert [len(g) for g in sweep_populations.group_trials(chosen, size)] == [size, size]
 
 
 def refusal(*overrides: str, swept: str | None = None) -> str | None:
@@ -61,7 +62,7 @@ def refusal(*overrides: str, swept: str | None = None) -> str | None:
     of the command line, which replaces the config's)."""
     cfg = hydra_cfg("sweep=capacity", *overrides)
     params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
-    space, _ = _impl.parse_search_space(params, [*overrides, *([swept] if swept else [])])
+    space, _ = sweep_space.parse_search_space(params, [*overrides, *([swept] if swept else [])])
     samples = space.get("task.samples")
     return search_refusal(cfg, samples and samples.distribution)
 

@@ -11,7 +11,7 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from hydra_plugins.rnncap_optuna import _impl
+from hydra_plugins.rnncap_optuna import _trials as sweep_trials
 from rnncap.analysis.studies import study_runs, trial_row
 
 
@@ -25,7 +25,7 @@ def record(study: optuna.Study, run_dir: Path, metrics: dict | None, value) -> N
     job.return_value = value
     if isinstance(value, Exception):
         job.status = JobStatus.FAILED
-    _impl.tell(study, [study.ask()], job, "bits")
+    sweep_trials.tell(study, [study.ask()], job, "bits")
 
 
 def run(bits: float | None, samples: int, status: str = "ok") -> dict:

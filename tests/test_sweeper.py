@@ -7,6 +7,7 @@ import functools
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,9 +30,14 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FixedTrial, TrialState
 
-from hydra_plugins.rnncap_optuna import _impl
+from hydra_plugins.rnncap_optuna import _populations as sweep_populations
+from hydra_plugins.rnncap_optuna import _progress as sweep_progress
+from hydra_plugins.rnncap_optuna import _space as sweep_space
+from hydra_plugins.rnncap_optuna import _study as sweep_study
+from hydra_plugins.rnncap_optuna import _trials as sweep_trials
 from hydra_plugins.rnncap_optuna.sweeper import RnncapOptunaSweeper
 from rnncap.base.errors import ConfigError
+from rnncap.core import storage
 
 
 def test_plugin_is_discovered_in_the_namespace_package():
@@ -68,19 +74,19 @@ def test_members_space_searches_only_per_member_keys_so_a_round_is_one_populatio
 
     node = hydra_cfg("sweep=members", f"cell={cell}", "task=parentheses").hydra.sweeper
     assert node.sampler._target_ == "optuna.samplers.GPSampler"
-    space, _ = _impl.parse_search_space(OmegaConf.to_container(node.params, resolve=True), [])
+    space, _ = sweep_space.parse_search_space(OmegaConf.to_container(node.params, resolve=True), [])
     assert space and set(space) <= set(MEMBER_KEYS.values())
     assert ("cell.gate_bias" in space) == (cell != "rnn" and cell != "irnn")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    chosen = [_impl.suggest(study.ask(), space, {"optimizer": "sgd"}) for _ in range(12)]
-    assert _impl.group_trials(chosen, 12) == [list(range(12))]
+    chosen = [sweep_space.suggest(study.ask(), space, {"optimizer": "sgd"}) for _ in range(12)]
+    assert sweep_populations.group_trials(chosen, 12) == [list(range(12))]
     tpe = hydra_cfg("sweep=members", "hydra/sweeper/sampler=tpe").hydra.sweeper.sampler
     assert tpe._target_ == "optuna.samplers.TPESampler" and tpe.constant_liar
 
 
 def test_capacity_space_scales_b_with_the_budget_and_tunes_steps_and_clipping():
     params = hydra_cfg("sweep=gp", "task=capacity", "model.budget=800").hydra.sweeper.params
-    space, _ = _impl.parse_search_space(OmegaConf.to_container(params, resolve=True), [])
+    space, _ = sweep_space.parse_search_space(OmegaConf.to_container(params, resolve=True), [])
     # b from 3 to 10 samples per budgeted parameter; the default budget when only a width is set
     assert space["task.samples"].distribution == IntDistribution(2400, 8000, log=True)
     hidden = hydra_cfg("sweep=gp", "task=capacity", "model.hidden=8").hydra.sweeper.params
@@ -91,7 +97,7 @@ def test_capacity_space_scales_b_with_the_budget_and_tunes_steps_and_clipping():
     # the chosen "no clipping" reaches the run config as null
     trial = FixedTrial({"trainer.gradient_clip_val": None})
     only_clip = {"trainer.gradient_clip_val": space["trainer.gradient_clip_val"]}
-    (override,) = _impl.trial_overrides(_impl.suggest(trial, only_clip, {}), {})
+    (override,) = sweep_space.trial_overrides(sweep_space.suggest(trial, only_clip, {}), {})
     assert override == "trainer.gradient_clip_val=null"
     assert hydra_cfg(override).trainer.gradient_clip_val is None
     # other tasks keep the shared space: SGD and rates up to 1 (random settings can diverge)
@@ -123,7 +129,7 @@ def test_scaled_resolver_by_hand(value, factor, expected):
     ],
 )
 def test_distribution_from_dict(node, expected):
-    assert _impl.distribution_from_dict("k", node) == expected
+    assert sweep_space.distribution_from_dict("k", node) == expected
 
 
 @pytest.mark.parametrize(
@@ -131,7 +137,7 @@ def test_distribution_from_dict(node, expected):
 )
 def test_bad_distribution_names_the_key(node):
     with pytest.raises(ValueError, match=r"hydra\.sweeper\.params\.k"):
-        _impl.distribution_from_dict("k", node)
+        sweep_space.distribution_from_dict("k", node)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +156,7 @@ def test_bad_distribution_names_the_key(node):
 )
 def test_distribution_from_override(text, expected):
     (override,) = OverridesParser.create().parse_overrides([text])
-    assert _impl.distribution_from_override(override) == expected
+    assert sweep_space.distribution_from_override(override) == expected
 
 
 def test_command_line_fixes_or_replaces_yaml_keys():
@@ -164,7 +170,8 @@ def test_command_line_fixes_or_replaces_yaml_keys():
             "when": {"optimizer": ["sgd"]},
         },
     }
-    space, fixed = _impl.parse_search_space(params, ["optimizer.lr=0.01", "depth=1,2", "cell=gru"])
+    arguments = ["optimizer.lr=0.01", "depth=1,2", "cell=gru"]
+    space, fixed = sweep_space.parse_search_space(params, arguments)
     assert list(space) == ["cell.bias_init", "optimizer.momentum", "depth"]
     assert space["depth"].distribution == CategoricalDistribution([1, 2])
     assert space["cell.bias_init"].distribution == FloatDistribution(-1.0, 1.0)
@@ -173,7 +180,7 @@ def test_command_line_fixes_or_replaces_yaml_keys():
 
 
 def test_conditional_key_is_sampled_only_when_its_condition_holds():
-    space, _ = _impl.parse_search_space(
+    space, _ = sweep_space.parse_search_space(
         {
             "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
             "optimizer.momentum": {
@@ -185,18 +192,19 @@ def test_conditional_key_is_sampled_only_when_its_condition_holds():
         },
         [],
     )
-    sgd = _impl.suggest(FixedTrial({"optimizer": "sgd", "optimizer.momentum": 0.5}), space, {})
-    adam = _impl.suggest(FixedTrial({"optimizer": "adam"}), space, {})
+    sgd_trial = FixedTrial({"optimizer": "sgd", "optimizer.momentum": 0.5})
+    sgd = sweep_space.suggest(sgd_trial, space, {})
+    adam = sweep_space.suggest(FixedTrial({"optimizer": "adam"}), space, {})
     assert sgd == {"optimizer": "sgd", "optimizer.momentum": 0.5}
     assert adam == {"optimizer": "adam"}
     # a key outside the space decides through `known` (the config's group choice)
     only_momentum = {"optimizer.momentum": space["optimizer.momentum"]}
-    assert _impl.suggest(FixedTrial({}), only_momentum, {"optimizer": "adam"}) == {}
+    assert sweep_space.suggest(FixedTrial({}), only_momentum, {"optimizer": "adam"}) == {}
 
 
 def test_trial_overrides_text():
     chosen = {"optimizer.lr": 1e-05, "optimizer": "sgd", "x": None, "y": True, "task.samples": 300}
-    assert _impl.trial_overrides(chosen, {"cell": "cell=gru"}) == [
+    assert sweep_space.trial_overrides(chosen, {"cell": "cell=gru"}) == [
         "cell=gru",
         "optimizer.lr=1e-05",
         "optimizer=sgd",
@@ -225,8 +233,9 @@ def test_configured_samplers_record_the_divergence_constraint(name, constrained)
     factory = instantiate(hydra_cfg(f"sweep={name}").hydra.sweeper.sampler)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sampler = _impl.make_sampler(factory, done=0)
-    assert not [w for w in caught if "constraints_func" in str(w.message)]
+        sampler = sweep_study.make_sampler(factory, done=0)
+    # no FutureWarning (constraints_func, warn_independent_sampling) or any other warning
+    assert not [f"{w.category.__name__}: {w.message}" for w in caught]
     study = optuna.create_study(sampler=sampler, direction="maximize")
     for status, value in [("ok", 1.0), ("diverged", -math.inf)]:
         trial = study.ask()
@@ -239,20 +248,20 @@ def test_configured_samplers_record_the_divergence_constraint(name, constrained)
 
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
 def test_tell_records_ok_diverged_and_crashed_trials(tmp_path, direction):
-    tpe = _impl.make_sampler(functools.partial(optuna.samplers.TPESampler), done=0)
+    tpe = sweep_study.make_sampler(functools.partial(optuna.samplers.TPESampler), done=0)
     study = optuna.create_study(direction=direction, sampler=tpe)
     trials = [study.ask() for _ in range(4)]
     ok_dir, div_dir, inf_dir = (tmp_path / n for n in "abc")
     for d in (ok_dir, div_dir, inf_dir):
         d.mkdir()
     assert (
-        _impl.tell(
+        sweep_trials.tell(
             study, [trials[0]], job(ok_dir, 12.5, metrics='{"status": "ok", "bits": 12.5}'), "bits"
         )
         is None
     )
     assert (
-        _impl.tell(
+        sweep_trials.tell(
             study,
             [trials[1]],
             job(div_dir, None, metrics='{"status": "diverged", "bits": null}'),
@@ -260,8 +269,8 @@ def test_tell_records_ok_diverged_and_crashed_trials(tmp_path, direction):
         )
         is None
     )
-    assert _impl.tell(study, [trials[2]], job(inf_dir, math.nan), "bits") is None
-    crash = _impl.tell(
+    assert sweep_trials.tell(study, [trials[2]], job(inf_dir, math.nan), "bits") is None
+    crash = sweep_trials.tell(
         study, [trials[3]], job(tmp_path, RuntimeError("boom"), JobStatus.FAILED), "bits"
     )
     assert isinstance(crash, RuntimeError)
@@ -275,7 +284,7 @@ def test_tell_records_ok_diverged_and_crashed_trials(tmp_path, direction):
     assert t[0].user_attrs["metrics.bits"] == 12.5 and t[1].user_attrs["metrics.bits"] is None
     assert [stored_constraints(x) for x in t] == [[0.0], [1.0], [1.0], []]
     assert study.best_trial.number == 0  # infeasible trials never win
-    assert _impl.finished(study) == 3
+    assert sweep_progress.finished(study) == 3
 
 
 def test_population_job_tells_each_member_its_own_result(tmp_path):
@@ -290,9 +299,10 @@ def test_population_job_tells_each_member_its_own_result(tmp_path):
         {"status": "diverged", "bits": None, "lr": 1.0},
     ]
     metrics = json.dumps({"status": "ok", "bits": 30.0, "members": rows})
-    assert _impl.tell(study, trials[:3], job(tmp_path, 30.0, metrics=metrics), "bits") is None
+    population = job(tmp_path, 30.0, metrics=metrics)
+    assert sweep_trials.tell(study, trials[:3], population, "bits") is None
     crash = job(tmp_path, RuntimeError("boom"), JobStatus.FAILED)
-    assert isinstance(_impl.tell(study, trials[3:], crash, "bits"), RuntimeError)
+    assert isinstance(sweep_trials.tell(study, trials[3:], crash, "bits"), RuntimeError)
     t = study.get_trials()
     assert [x.state for x in t] == [
         TrialState.COMPLETE,
@@ -304,7 +314,8 @@ def test_population_job_tells_each_member_its_own_result(tmp_path):
     assert [x.user_attrs.get("status") for x in t[:3]] == ["ok", "pruned", "diverged"]
     assert t[0].value == 30.0 and t[1].value == 7.0 and t[2].value == -math.inf
     assert t[1].user_attrs["metrics.lr"] == 0.02 and "metrics.members" not in t[0].user_attrs
-    assert _impl.finished(study) == 3  # pruned trials count as finished, failed ones do not
+    # pruned trials count as finished, failed ones do not
+    assert sweep_progress.finished(study) == 3
 
 
 def test_trials_are_grouped_by_the_settings_that_change_the_computation():
@@ -315,11 +326,11 @@ def test_trials_are_grouped_by_the_settings_that_change_the_computation():
         {"depth": 1, "optimizer": "adam", "optimizer.lr": 0.4, "task.samples": 40},
         {"depth": 2, "optimizer": "rmsprop", "optimizer.lr": 0.5, "optimizer.momentum": 0.1},
     ]
-    assert _impl.group_trials(chosen, 2) == [[0, 2], [3], [1, 4]]
+    assert sweep_populations.group_trials(chosen, 2) == [[0, 2], [3], [1, 4]]
     # a group cut into populations by b: each member is padded to its population's largest b
     by_b = [{"optimizer.lr": 0.1, "task.samples": b} for b in (900, 100, 500, 120)]
-    assert _impl.group_trials(by_b, 2) == [[1, 3], [2, 0]]
-    overrides = _impl.population_overrides([chosen[1], chosen[4]], seed=3)
+    assert sweep_populations.group_trials(by_b, 2) == [[1, 3], [2, 0]]
+    overrides = sweep_populations.population_overrides([chosen[1], chosen[4]], seed=3)
     assert overrides == [
         "depth=2",
         "model.population=2",
@@ -340,8 +351,8 @@ def test_categorical_keys_do_not_split_a_population():
     ):
         trial |= {"cell.nonlinearity": "relu", "cell.recurrent_init": init}
         trial["trainer.gradient_clip_val"] = clip
-    assert _impl.group_trials(chosen, 8) == [[0, 1, 2]]
-    overrides = _impl.population_overrides(chosen, seed=0)
+    assert sweep_populations.group_trials(chosen, 8) == [[0, 1, 2]]
+    overrides = sweep_populations.population_overrides(chosen, seed=0)
     assert "momentum:[null,0.5,0.1]" in overrides[-1]
     assert "optimizer:[adam,sgd,rmsprop]" in overrides[-1]
     assert "recurrent_init:[identity,xavier,orthogonal]" in overrides[-1]
@@ -350,15 +361,15 @@ def test_categorical_keys_do_not_split_a_population():
 def test_none_without_divergence_is_a_failure(tmp_path):
     study = optuna.create_study()
     trial = study.ask()
-    err = _impl.tell(study, [trial], job(tmp_path, None, metrics='{"status": "ok"}'), "bits")
+    err = sweep_trials.tell(study, [trial], job(tmp_path, None, metrics='{"status": "ok"}'), "bits")
     assert isinstance(err, ValueError) and study.get_trials()[0].state == TrialState.FAIL
 
 
 def test_storage_url_is_anchored_at_the_launch_directory(tmp_path):
-    url = _impl.storage_url("sqlite:///results/tune/s.db", str(tmp_path))
+    url = storage.storage_url("sqlite:///results/tune/s.db", str(tmp_path))
     assert url == f"sqlite:///{tmp_path}/results/tune/s.db" and (tmp_path / "results/tune").is_dir()
-    assert _impl.storage_url("sqlite:////abs/x.db", str(tmp_path)) == "sqlite:////abs/x.db"
-    assert _impl.storage_url(None, str(tmp_path)) is None
+    assert storage.storage_url("sqlite:////abs/x.db", str(tmp_path)) == "sqlite:////abs/x.db"
+    assert storage.storage_url(None, str(tmp_path)) is None
 
 
 TINY = [
@@ -404,18 +415,57 @@ def test_sweep_resumes_and_records_forced_divergence_as_infeasible(tmp_path):
         assert diverged == (t.value == -math.inf) == (stored_constraints(t) == [1.0])
         if t.params["optimizer.lr"] == 1e30:
             assert diverged and t.user_attrs["metrics.bits"] is None
-    assert study.user_attrs == {
+    attrs = study.user_attrs
+    assert {k: v for k, v in attrs.items() if k != "settings"} == {
         "task": "capacity",
         "cell": "irnn",
         "depth": 1,
         "objective": "bits",
         "sampler": "TPESampler",
     }
+    assert attrs["settings"]["trainer.max_steps"] == 6 and "optimizer.lr" not in attrs["settings"]
     results = (tmp_path / "sweep2" / "optimization_results.yaml").read_text()
     n_diverged = sum(t.user_attrs["status"] == "diverged" for t in trials)
     assert "trials: 5" in results and f"diverged: {n_diverged}" in results
     # the seeded sampler resumed with an offset seed: no replay of the first proposals
     assert trials[3].params != trials[0].params and trials[4].params != trials[1].params
+
+    # the same command with another fixed setting: refused, not resumed with the old trials
+    longer = sweep(tmp_path, 6, *lrs, "trainer.max_steps=9", "hydra.sweep.dir=sweep3")
+    assert longer.returncode == 2, longer.stderr[-2000:]
+    (line,) = longer.stderr.strip().splitlines()
+    assert line.startswith("error: trainer.max_steps=9: study 'capacity-irnn-d1-n4-tpe' in ")
+    assert "was run with trainer.max_steps=6" in line and "hydra.sweeper.study_name" in line
+    assert len(study.get_trials()) == 5 and not (tmp_path / "sweep3").exists()
+
+
+def test_fixed_settings_leave_out_searched_keys_and_what_changes_no_result():
+    params = {"optimizer": {"type": "categorical", "choices": ["adam", "sgd"]}}
+    config = hydra_cfg("task=capacity", "trainer.max_steps=50", "logger=csv")
+    settings = sweep_study.fixed_settings(config, list(params))
+    assert settings["trainer.max_steps"] == 50 and settings["task.name"] == "capacity"
+    assert settings["hardware.precision"] == "32-true"  # numbers change with the precision
+    assert not [k for k in settings if k.split(".")[0] in ("optimizer", "logger", "trial")]
+    assert "output_dir" not in settings and "trainer.checkpoint_every" not in settings
+
+    study = optuna.create_study()
+    sweep_study.check_settings(study, settings, "sqlite:///s.db")  # recorded
+    sweep_study.check_settings(study, settings | {"new.key": 1}, "x")  # a key added since
+    assert study.user_attrs["settings"]["new.key"] == 1
+    sweep_study.check_settings(study, {"trainer.max_steps": 50}, "x")  # a key removed since
+    with pytest.raises(ConfigError) as err:
+        sweep_study.check_settings(study, settings | {"trainer.max_steps": 300}, "sqlite:///s.db")
+    assert str(err.value).startswith("trainer.max_steps=300: study ")
+    assert "in sqlite:///s.db was run with trainer.max_steps=50" in str(err.value)
+
+
+def test_default_study_name_gives_every_seed_its_own_study():
+    random = instantiate(hydra_cfg("sweep=random").hydra.sweeper.sampler)
+    name = functools.partial(sweep_study.default_study_name, factory=random)
+    assert name(hydra_cfg("sweep=random")) == "capacity-rnn-d1-p500-random"
+    assert name(hydra_cfg("sweep=random", "seed=1", "cell=gru", "depth=2", "model.hidden=8")) == (
+        "capacity-gru-d2-n8-s1-random"
+    )
 
 
 @pytest.mark.parametrize(
@@ -423,7 +473,7 @@ def test_sweep_resumes_and_records_forced_divergence_as_infeasible(tmp_path):
     [("capacity", ("bits", "maximize")), ("parentheses", ("loss", "minimize"))],
 )
 def test_direction_comes_from_the_task_class(task, expected):
-    assert _impl.task_direction(hydra_cfg(f"task={task}")) == expected
+    assert sweep_study.task_direction(hydra_cfg(f"task={task}")) == expected
 
 
 def check_pruned_sweep(tmp_path: Path, out: subprocess.CompletedProcess) -> None:
@@ -448,6 +498,8 @@ def check_pruned_sweep(tmp_path: Path, out: subprocess.CompletedProcess) -> None
             assert t.value == t.intermediate_values[steps_seen[-1]]
     log = out.stdout + out.stderr
     assert sum(f"trial {n}: bits=" in log for n in range(10)) == 10
+    noise = re.compile(r"(Future|Deprecation|Experimental)Warning|deprecated|sampled independently")
+    assert not [line for line in log.splitlines() if noise.search(line)]
     pruned = states.count(TrialState.PRUNED)
     assert f"{10 - pruned} complete (0 diverged), {pruned} pruned, 0 failed" in log
     results = OmegaConf.load(tmp_path / "s" / "optimization_results.yaml")
@@ -544,11 +596,11 @@ def test_grid_sweep_runs_one_study_per_combination(tmp_path):
 
 def test_grid_key_missing_on_the_command_line_is_one_line():
     with pytest.raises(ConfigError) as err:
-        _impl.split_grid(["cell=rnn,gru"], ["cell", "depth"])
+        sweep_space.split_grid(["cell=rnn,gru"], ["cell", "depth"])
     assert str(err.value) == (
         "hydra.sweeper.grid=['cell', 'depth']: give depth=a,b,... on the command line"
     )
-    rest, points = _impl.split_grid(["cell=rnn,gru", "depth=2", "seed=1"], ["cell", "depth"])
+    rest, points = sweep_space.split_grid(["cell=rnn,gru", "depth=2", "seed=1"], ["cell", "depth"])
     assert rest == ["seed=1"]
     assert points == [
         {"cell": "cell=rnn", "depth": "depth=2"},
@@ -625,3 +677,58 @@ def test_killed_population_sweep_resumes_keeping_finished_members_once(tmp_path)
     for killed in failed:
         again = [t for t in done if t.system_attrs.get("failed_trial") == killed.number]
         assert len(again) == 1 and again[0].params == killed.params
+
+
+@pytest.mark.parametrize("name", ["gp", "tpe", "random"])
+def test_sampled_floats_are_short_and_recorded_as_the_job_trains_them(name):
+    startup = [] if name == "random" else ["hydra.sweeper.sampler.n_startup_trials=2"]
+    config = hydra_cfg(f"sweep={name}", "cell=gru", *startup)
+    factory = instantiate(config.hydra.sweeper.sampler)
+    sampler = sweep_study.make_sampler(factory, done=0)
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    space, _ = sweep_space.parse_search_space(
+        OmegaConf.to_container(config.hydra.sweeper.params, resolve=True), []
+    )
+    parser = OverridesParser.create()
+    for k in range(5):  # 2 start-up trials, then the model's (relative) proposals
+        trial = study.ask()
+        overrides = sweep_space.trial_overrides(sweep_space.suggest(trial, space, {}), {})
+        assert len(" ".join(overrides)) < 400
+        for override in parser.parse_overrides(overrides):
+            key, value = override.get_key_element(), override.value()
+            assert value == trial.params[key]  # the job trains what Optuna records
+            if isinstance(value, float):
+                text = override.input_line.split("=", 1)[1]
+                digits = text.split("e")[0].replace("-", "").replace(".", "").strip("0")
+                assert len(digits) <= 6, text
+        study.tell(trial, float(k))
+    floats = [v for t in study.trials for v in t.params.values() if isinstance(v, float)]
+    assert floats and all(float(f"{v:.6g}") == v for v in floats)
+
+
+def test_float_text_reads_back_as_the_value():
+    from hydra_plugins.rnncap_optuna._rounding import format_float, round_float
+
+    dist = FloatDistribution(1e-4, 1.0, log=True)
+    assert round_float(0.0024069924842789765, dist) == 0.00240699
+    assert format_float(0.00240699) == "0.00240699" and format_float(1.0) == "1.0"
+    assert format_float(1.3317624693970452e-06) == "1.3317624693970452e-06"  # not rounded
+    assert round_float(1.00000001e-4, FloatDistribution(1.00000001e-4, 1.0)) == 1.00000001e-4
+    assert round_float(0.123456789, FloatDistribution(0.0, 1.0, step=None)) == 0.123457
+
+
+def test_trials_per_hour_is_the_same_for_every_trial_of_a_round(caplog):
+    study = optuna.create_study(direction="maximize")
+    for value in (1.0, 3.0, 2.0):
+        trial = study.ask()
+        trial.set_user_attr("status", "ok")
+        study.tell(trial, value)
+    progress = sweep_progress.Progress(study, "bits", n_trials=6)
+    caplog.set_level("INFO")
+    progress.round(study.get_trials())
+    lines = [r.getMessage() for r in caplog.records if "trials/h" in r.getMessage()]
+    assert len(lines) == 3
+    rates = {line.rsplit("| ", 1)[1] for line in lines}
+    assert len(rates) == 1  # not climbing from the first trial of the round to its last
+    assert all("| 3 of 6 finished |" in line for line in lines)
+    assert "best 3 (trial 1)" in lines[-1] and progress.done == 3

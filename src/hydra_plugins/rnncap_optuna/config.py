@@ -28,7 +28,6 @@ class GPSamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.GPSampler"
     n_startup_trials: int = 10  # random trials before the GP proposes
     deterministic_objective: bool = False  # training is noisy across settings: keep a noise term
-    warn_independent_sampling: bool = False  # conditional keys (momentum) are sampled at random
 
 
 @dataclass
@@ -39,7 +38,6 @@ class TPESamplerConfig(SamplerConfig):
     n_startup_trials: int = 10
     multivariate: bool = True  # model parameter interactions (lr x optimizer, ...)
     group: bool = True  # conditional parameters (momentum only for SGD/RMSProp)
-    warn_independent_sampling: bool = False
     # running trials count as their worst so far: a round's K asks spread out (populations)
     constant_liar: bool = True
 
@@ -59,11 +57,11 @@ class RnncapOptunaSweeperConf:
     sampler: SamplerConfig = MISSING
     # "minimize" | "maximize"; null = the task class's ``objective_direction``
     direction: str | None = None
-    # the study storage (storage.py): sqlite:///FILE (one process), journal:///FILE (several
-    # processes on one machine), postgresql+psycopg://USER@HOST:PORT/DB (many machines); a
-    # relative file is taken from the launch directory, so reruns find the same study
+    # the study storage (rnncap.core.storage): sqlite:///FILE (one process), journal:///FILE
+    # (several processes on one machine), postgresql+psycopg://USER@HOST:PORT/DB (many
+    # machines); a relative file is taken from the launch directory, so reruns find the same study
     storage: str | None = "sqlite:///results/tune/studies.db"
-    # null = <task>-<cell>-d<depth>-<p<budget>|n<hidden>>-<sampler>
+    # null = <task>-<cell>-d<depth>-<p<budget>|n<hidden>>[-s<seed>]-<sampler> (seed 0: no -s0)
     study_name: str | None = None
     # total number of finished trials the study must hold: a rerun adds only the missing ones
     n_trials: int = 20

@@ -1,4 +1,5 @@
-"""The Hydra Sweeper class: a thin shell; the work (and the Optuna import) is in ``_impl``."""
+"""The Hydra Sweeper class: a thin shell; the work (and the Optuna import) is in ``_impl`` and
+the modules it imports (Hydra skips modules whose name starts with ``_`` when it scans plugins)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ def open_study_storage(url: str) -> Any:
     """What Optuna opens for a study storage URL as ``hydra.sweeper.storage`` takes it:
     ``sqlite:///FILE``, ``journal:///FILE`` (Optuna's journal file) or a database URL, a
     relative file taken from the working directory."""
-    from hydra_plugins.rnncap_optuna.storage import open_storage
+    from rnncap.core.storage import open_storage
 
     return open_storage(url, os.getcwd())
 

@@ -22,8 +22,8 @@ import pytorch_lightning as pl
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from hydra_plugins.rnncap_optuna.storage import open_storage
 from rnncap.base.errors import ConfigError
+from rnncap.core.storage import open_storage
 from rnncap.tasks.base import TaskDataModule
 
 log = logging.getLogger(__name__)

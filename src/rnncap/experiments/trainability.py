@@ -96,6 +96,7 @@ def options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from rnncap.analysis.trainability import default_storage, load_studies, report, study_runs
     from rnncap.analysis.verdicts import verdict_lines
+    from rnncap.core.storage import masked
 
     args.storage = getattr(args, "storage", None) or default_storage()
     if args.storage is None:
@@ -119,7 +120,8 @@ def run(args: argparse.Namespace) -> None:
         args.diverged,
     )
     print(json.dumps(summary, indent=2))
-    print("\n".join([f"storage {args.storage}", *verdict_lines(summary["most_trainable"])]))
+    shown = masked(args.storage)  # a password in the URL is never printed
+    print("\n".join([f"storage {shown}", *verdict_lines(summary["most_trainable"])]))
     if args.wandb != "disabled":
         from rnncap.analysis.tracking import log_studies
 

@@ -4,23 +4,34 @@
 - ``journal:///FILE``: Optuna's journal file (``JournalStorage`` + ``JournalFileBackend``),
   appended under a file lock: several processes on one machine (or on one shared file system
   with working locks). A relative path is taken from the launch directory.
-- ``postgresql+psycopg://USER[:PASSWORD]@HOST[:PORT]/DB`` (any SQLAlchemy URL but SQLite):
-  many machines. Workers beat heartbeats for their running trials (``heartbeat_interval``);
-  a trial silent for ``grace_period`` s is failed by the next worker that asks, and its
+- ``postgresql+psycopg://USER@HOST[:PORT]/DB`` (any SQLAlchemy URL but SQLite): many
+  machines. Workers beat heartbeats for their running trials (``heartbeat_interval``); a
+  trial silent for ``grace_period`` s is failed by the next worker that asks, and its
   settings are enqueued again (``RetryFailedTrialCallback``).
 
-A malformed or unreachable storage is a ``ConfigError`` naming the key.
+The password of a PostgreSQL server comes from where libpq looks for it (psycopg reads them
+itself): ``PGPASSWORD``, the password file (``PGPASSFILE``, default ``~/.pgpass``) or the
+service file of ``PGSERVICE``. A URL that carries a password still works, with a warning
+that says where the password should live; ``masked`` is the URL as it may be shown and
+``without_password`` the URL a job may be given (the sweeper hands the password to its jobs
+through ``PGPASSWORD``, ``hydra_plugins.rnncap_optuna._credentials``).
+
+A malformed or unreachable storage, or a server that asks for a password none of those
+places holds, is a ``ConfigError`` naming the key.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from rnncap.base.errors import ConfigError
@@ -31,6 +42,63 @@ RETRIES = 3  # a killed trial's settings are asked again at most this many times
 SCHEMA_RACES = ("IntegrityError", "UniqueViolation", "DuplicateTable", "already exists")
 ATTEMPTS = 5
 HINT = "give sqlite:///FILE, journal:///FILE or postgresql+psycopg://USER@HOST:PORT/DB"
+PASSWORD_ENV = "PGPASSWORD"  # libpq's variable: what a job's connection reads the password from
+NO_PASSWORD = "no password supplied"  # libpq's words when a server asks and none was found
+log = logging.getLogger(__name__)
+
+
+def database_url(storage: str | None) -> URL | None:
+    """The parsed URL of a database storage; None for none, a file storage or text that is not
+    a URL (``open_storage`` says what is wrong with it)."""
+    if storage is None or storage.startswith((SQLITE, JOURNAL)):
+        return None
+    try:
+        return make_url(storage)
+    except (SQLAlchemyError, ValueError):
+        return None
+
+
+def masked(storage: str | None) -> str | None:
+    """The storage as it may be shown: a password replaced by ``***``."""
+    url = database_url(storage)
+    if url is not None:
+        return storage if url.password is None else url.render_as_string(hide_password=True)
+    if storage is None:
+        return None
+    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", storage)  # a malformed URL's too
+
+
+def without_password(storage: str | None) -> tuple[str | None, str | None]:
+    """(the storage without its password, the password; None when it carries none)."""
+    url = database_url(storage)
+    if url is None or url.password is None:
+        return storage, None
+    password = str(url.password)
+    return url._replace(password=None).render_as_string(hide_password=False), password
+
+
+def password_warning(storage: str) -> str:
+    """The one line that says where a URL's password should live instead."""
+    public, _ = without_password(storage)
+    return (
+        f"hydra.sweeper.storage={masked(storage)} carries a password: rnncap writes it nowhere, "
+        "but shell history and the process list show it; put it in ~/.pgpass or PGPASSWORD "
+        f"and give {public}"
+    )
+
+
+def password_sources(url: URL) -> str:
+    """Where libpq looked for the password of ``url``, with what it found there."""
+    passfile = os.environ.get("PGPASSFILE", "~/.pgpass")
+    path = Path(passfile).expanduser()
+    if not path.is_file():
+        pgpass = f"{passfile} (no such file)"
+    else:
+        pgpass = f"{passfile} (no line for {url.host}:{url.port or 5432}:{url.database}:"
+        pgpass += f"{url.username}, or a mode other than 0600)"
+    service = os.environ.get("PGSERVICE")
+    service = f"PGSERVICE={service} (no password)" if service else "PGSERVICE (unset)"
+    return f"the URL (none), {PASSWORD_ENV} (unset), {pgpass}, {service}"
 
 
 def local_path(storage: str, prefix: str, cwd: str) -> Path:
@@ -77,9 +145,10 @@ def open_storage(
     try:
         url = make_url(storage)
     except (SQLAlchemyError, ValueError) as err:
-        raise ConfigError(
-            f"hydra.sweeper.storage={storage!r} is not a URL ({err}); {HINT}"
-        ) from None
+        shown = masked(storage)
+        raise ConfigError(f"hydra.sweeper.storage={shown!r} is not a URL ({err}); {HINT}") from None
+    if url.password is not None:
+        log.warning(password_warning(storage))
     return open_rdb(url, heartbeat_interval, grace_period)
 
 
@@ -114,6 +183,12 @@ def open_rdb(
             cause = getattr(err, "orig", None) or err  # the driver's own message
             reason = " ".join(str(cause).split()) or type(err).__name__
             race = any(sign in type(err).__name__ + reason for sign in SCHEMA_RACES)
+            if NO_PASSWORD in reason:
+                raise ConfigError(
+                    f"hydra.sweeper.storage={shown!r}: the server asks for a password and none "
+                    f"was found; looked in {password_sources(url)}; put it in ~/.pgpass "
+                    f"(HOST:PORT:DB:USER:PASSWORD, mode 0600) or {PASSWORD_ENV}"
+                ) from None
             if attempt == ATTEMPTS - 1 or not race:
                 raise ConfigError(
                     f"hydra.sweeper.storage={shown!r} cannot be opened ({reason}); {HINT} "
