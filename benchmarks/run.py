@@ -354,15 +354,20 @@ def table(rows: list[dict], keys: list[str]) -> str:
 
 
 def run_tuning(
-    out: Path | None, minutes: float | None, quick: bool, json_path: Path | None
+    out: Path | None,
+    minutes: float | None,
+    quick: bool,
+    json_path: Path | None,
+    modes: list[str] | None = None,
 ) -> dict[str, Any]:
     """The time-to-quality part (benchmarks/tuning.py): rows, curves and a PNG."""
     from tuning import MODES, bench_tuning, plot_tuning
 
     out = (out or Path(tempfile.mkdtemp(prefix="rnncap-tuning-"))).resolve()
     budget_s = 60 * (minutes or (1.0 if quick else 5.0))
-    print(f"\ntuning: {len(MODES)} modes x {budget_s:.0f} s, studies and runs in {out}", flush=True)
-    rows, curves = bench_tuning(out, budget_s, quick)
+    modes = modes or list(MODES)
+    print(f"\ntuning: {len(modes)} modes x {budget_s:.0f} s, studies and runs in {out}", flush=True)
+    rows, curves = bench_tuning(out, budget_s, quick, modes)
     keys = ["mode", "budget_s", "wall_s", "trials", "jobs", "rung_ends"]
     keys += ["best_bits_per_param", "best_at_s", "pruned", "diverged", "trials_per_hour"]
     print("\n" + table(rows, keys))
@@ -400,6 +405,10 @@ def main() -> None:
         "--tuning-minutes",
         type=float,
         help="tuning: wall-clock minutes per mode (default 5; 1 with --quick, a test's size)",
+    )
+    parser.add_argument(
+        "--tuning-modes",
+        help="tuning: comma-separated subset of gp,population_pruned,capacity,capacity_focused",
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -443,7 +452,8 @@ def main() -> None:
         results["flop_utilisation"] = flop_utilisation(device, pop, peak_size, reps)
         print("flop_utilisation:", json.dumps(results["flop_utilisation"]))
     if "tuning" in parts:
-        results |= run_tuning(args.tuning_out, args.tuning_minutes, args.quick, args.json)
+        modes = args.tuning_modes.split(",") if args.tuning_modes else None
+        results |= run_tuning(args.tuning_out, args.tuning_minutes, args.quick, args.json, modes)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -279,10 +279,12 @@ def mode_row(
     return row, curve
 
 
-def bench_tuning(out: Path, budget_s: float, quick: bool = False) -> tuple[list[dict], dict]:
-    """Every mode in turn, each given ``budget_s`` seconds of wall clock."""
+def bench_tuning(
+    out: Path, budget_s: float, quick: bool = False, modes: Sequence[str] | None = None
+) -> tuple[list[dict], dict]:
+    """Every mode (or ``modes``) in turn, each given ``budget_s`` seconds of wall clock."""
     rows, curves = [], {}
-    for mode in MODES:
+    for mode in modes or MODES:
         slices = [run_mode(mode, out, budget_s, quick)]
         row, curves[mode] = mode_row(mode, out, slices, budget_s)
         rows.append(row)
