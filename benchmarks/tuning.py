@@ -1,4 +1,4 @@
-"""Time to quality: the best bits per parameter that three tuning protocols reach on the
+"""Time to quality: the best bits per parameter that the tuning protocols reach on the
 capacity point of the 463-parameter tanh RNN (``task=capacity``, input_dim 16, T = 5, depth 1,
 ``model.budget=500``: H = 14) at equal wall time on 2 cores. Run by
 ``python benchmarks/run.py --parts tuning`` (see benchmarks/README.md).
@@ -12,8 +12,10 @@ stopped at the budget: what finished by then counts, nothing after it):
   300-1500 steps per trial, optimiser, nonlinearity and recurrent init fixed (the setting of
   the 2026-12-02 trials-per-hour round);
 - ``capacity``: the capacity protocol (``sweep=capacity``: b from 1x to 12x the parameters,
-  minibatches, every key per member) in populations of 64 with successive halving
-  (``model.halving``) into long training: 64 x 250 -> 16 x 1000 -> 4 x 4000 -> 1 x 16000 steps.
+  minibatches, every key per member) in populations of 32 with successive halving
+  (``model.halving``) into long training: 32 x 250 -> 8 x 1000 -> 2 x 4000 -> 1 x 16000 steps;
+- ``capacity_focused``: the same with the initialisation and the optimiser class at their
+  defaults and minibatches of 128-500.
 
 All: sampler seed 0, ``hydra/launcher=joblib hydra.sweeper.n_jobs=2`` (2 worker processes,
 ``OMP_NUM_THREADS=1``, one torch thread each), no periodic checkpoints. A mode's clock starts
