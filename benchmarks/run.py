@@ -11,20 +11,15 @@ See benchmarks/README.md for what each number means and the measured tables.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import functools
 import json
-import math
-import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +29,7 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # tuning.py
 
 from rnncap.cells import GRUCell, IntersectionCell, LSTMCell, RNNCell, UGRNNCell  # noqa: E402
 from rnncap.core.population import PopulationStack, member_gradients  # noqa: E402
@@ -350,213 +346,36 @@ def flop_utilisation(device, population: list[dict], size: int, repeats: int) ->
     }
 
 
-# ---------------------------------------------------------------------- tuning efficiency
-# The 500-parameter tanh RNN on the capacity task (input_dim 16, T = 5, depth 1), tuned by TPE
-# with a fixed seed over the capacity space with optimizer, nonlinearity and recurrent init
-# fixed (one population group), 2 jobs at a time (joblib: one process per core, one torch
-# thread each). Pruning is successive halving (reduction 3, first rung at 250 steps): it
-# compares running trials too, so it acts inside a population's first round (the median rule
-# waits for finished trials, and a population's members finish only when their job does).
-# --quick shortens trials to 300-1500 steps so that a slice of a few minutes finishes rounds.
-PRUNER = [
-    "hydra.sweeper.pruner=successive_halving",
-    "hydra.sweeper.pruner_args={min_resource:250,reduction_factor:3}",
-]
-POPULATION = "hydra.sweeper.population=8"
-TUNING_MODES: dict[str, list[str]] = {
-    "solo": [],
-    "pruned": PRUNER,
-    "population": [POPULATION],
-    "population_pruned": [POPULATION, *PRUNER],
-}
-TUNING_ARGS = [
-    *("-m", "sweep=tpe", "task=capacity", "cell=rnn", "depth=1", "model.budget=500"),
-    *("cell.nonlinearity=tanh", "optimizer=adam", "cell.recurrent_init=orthogonal"),
-    *("hydra.sweeper.sampler.seed=0", "hydra.sweeper.n_trials=1000000"),
-    *("hydra/launcher=joblib", "hydra.sweeper.n_jobs=2", "trainer.val_check_interval=250"),
-    *("trainer.checkpoint_every=null", "trainer.enable_progress_bar=false"),
-]
-QUICK_ARGS = ["trainer.max_steps=int(tag(log, interval(300, 1500)))"]
-FINISHED = ("COMPLETE", "PRUNED")
-
-
-def tuning_storage(out: Path, mode: str) -> str:
-    return f"journal:///{(out / mode / 'study.log').resolve()}"
-
-
-def tuning_slice(
-    mode: str, out: Path, seconds: float, extra: Sequence[str] = ()
-) -> tuple[float, float]:
-    """One slice of a mode's budget: a sweeper process that resumes the mode's study and asks
-    no new round after ``seconds`` minus a margin (start-up, the last round); returns its
-    (start, end) wall-clock times. The round in flight at the timeout runs to its end; a slice
-    still running at max(3 x ``seconds``, ``seconds`` + 11 min) is stopped (its round lost)."""
-    folder = out / mode
-    folder.mkdir(parents=True, exist_ok=True)
-    timeout, limit = seconds - max(20.0, seconds / 6), max(3 * seconds, seconds + 660)
-    command = [sys.executable, "train.py", *TUNING_ARGS, *extra, *TUNING_MODES[mode]]
-    command += [f"hydra.sweeper.storage={tuning_storage(out, mode)}"]
-    command += [f"hydra.sweeper.study_name={mode}", f"hydra.sweeper.timeout={timeout}"]
-    command += [f"hydra.sweep.dir={(folder / 'runs').resolve()}"]
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    with open(folder / "sweeps.log", "a") as log:
-        start = time.time()
-        proc = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            code = proc.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            code = stop_group(proc)
-            print(f"{mode}: slice stopped after {limit:.0f} s", flush=True)
-        end = time.time()
-    if code not in (0, -signal.SIGTERM, -signal.SIGKILL):
-        raise RuntimeError(f"{mode}: the sweep exited with {code}; see {folder / 'sweeps.log'}")
-    return start, end
-
-
-def stop_group(proc: subprocess.Popen) -> int:
-    """End a slice's process group (the sweeper and its joblib workers, which may outlive a
-    SIGTERM of the sweeper and hold the cores): SIGTERM, then SIGKILL after 10 s."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        code = proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        code = None
-    time.sleep(10 if code is not None else 0)  # the workers' own grace
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    return proc.wait() if code is None else code
-
-
-def slice_clock(slices: list[tuple[float, float]]) -> Callable[[float], float]:
-    """Wall-clock time -> seconds of the mode's budget spent by then (slices concatenated)."""
-
-    def elapsed(t: float) -> float:
-        spent = 0.0
-        for start, end in slices:
-            if t <= end:
-                return spent + max(t - start, 0.0)
-            spent += end - start
-        return spent
-
-    return elapsed
-
-
-def trial_params(trial: Any) -> int:
-    """The model's parameter count: the trial's ``metrics.params``, else its metrics.json."""
-    params = trial.user_attrs.get("metrics.params")
-    if params is None:
-        params = json.loads((Path(trial.user_attrs["run_dir"]) / "metrics.json").read_text())
-        params = params["params"]
-    return int(params)
-
-
-def tuning_row(
-    mode: str, storage: str, study_name: str, slices: list[tuple[float, float]]
-) -> tuple[dict, list[tuple[float, float]]]:
-    """A mode's row (trials, wall time, trials per hour, best bits per parameter, pruned and
-    diverged counts, jobs and trials per job, median job time) from its study, and its curve:
-    (budget seconds, best bits/param so far) at every new best."""
-    import optuna
-
-    from rnncap.core.storage import open_storage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=study_name, storage=open_storage(storage, str(ROOT)))
-    done = [t for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED]
-    done.sort(key=lambda t: t.datetime_complete)
-    wall = sum(end - start for start, end in slices)
-    elapsed = slice_clock(slices)
-    curve, best = [], None
-    for trial in done:
-        feasible = trial.state.name == "COMPLETE" and math.isfinite(trial.value)
-        if feasible and (best is None or trial.value > best.value):
-            best = trial
-            at = elapsed(trial.datetime_complete.timestamp())
-            curve.append((round(at, 1), trial.value / trial_params(trial)))
-    jobs: dict[str, list[Any]] = {}
-    for trial in done:
-        jobs.setdefault(trial.user_attrs.get("run_dir", str(trial.number)), []).append(trial)
-    job_s = [
-        max(t.datetime_complete for t in ts).timestamp()
-        - min(t.datetime_start for t in ts).timestamp()
-        for ts in jobs.values()
-    ]
-    row = {
-        "mode": mode,
-        "trials": len(done),
-        "wall_s": round(wall, 1),
-        "trials_per_hour": round(len(done) / wall * 3600, 1) if wall > 0 else None,
-        "best_bits_per_param": None if best is None else round(curve[-1][1], 4),
-        "pruned": sum(t.state.name == "PRUNED" for t in done),
-        "diverged": sum(t.user_attrs.get("status") == "diverged" for t in done),
-        "jobs": len(jobs),
-        "trials_per_job": round(len(done) / len(jobs), 2) if jobs else None,
-        "median_job_s": round(statistics.median(job_s), 1) if job_s else None,
-        "slices_s": [round(end - start, 1) for start, end in slices],
-    }
-    return row, curve
-
-
-def plot_tuning(rows: list[dict], curves: dict[str, list[tuple[float, float]]], path: Path) -> None:
-    """Best-so-far bits per parameter against the mode's wall-clock budget, one line a mode,
-    drawn to the end of its budget; a mode with no finished trial is named in the legend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for row in rows:
-        mode, curve = row["mode"], curves[row["mode"]]
-        if not curve:
-            ax.plot([], [], label=f"{mode}: no finished trial in {row['wall_s']:.0f} s")
-            continue
-        x, y = zip(*curve, strict=True)
-        (line,) = ax.step([*x, row["wall_s"]], [*y, y[-1]], where="post", label=mode)
-        ax.plot(x, y, "o", markersize=4, color=line.get_color())
-    ax.set_xlim(0, max(r["wall_s"] for r in rows))
-    ax.set_xlabel("wall-clock seconds since the mode's first slice (slices concatenated)")
-    ax.set_ylabel("best bits / parameter so far")
-    ax.set_title("Tuning the 500-parameter tanh RNN (capacity, TPE, 2 jobs)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def bench_tuning(
-    out: Path, slices: int, seconds: float, extra: Sequence[str] = ()
-) -> tuple[list[dict], dict[str, list[tuple[float, float]]]]:
-    """Every mode given ``slices`` x ``seconds`` of wall clock, the slices run round-robin
-    across the modes (solo, pruned, population, population_pruned, solo, ...)."""
-    times: dict[str, list[tuple[float, float]]] = {mode: [] for mode in TUNING_MODES}
-    for index in range(slices):
-        for mode in TUNING_MODES:
-            times[mode].append(tuning_slice(mode, out, seconds, extra))
-            start, end = times[mode][-1]
-            print(f"{mode}: slice {index + 1} of {slices}: {end - start:.0f} s", flush=True)
-            (out / "slices.json").write_text(json.dumps(times) + "\n")
-    rows, curves = [], {}
-    for mode, spans in times.items():
-        row, curves[mode] = tuning_row(mode, tuning_storage(out, mode), mode, spans)
-        rows.append(row)
-    return rows, curves
-
-
-def tuning_ratios(rows: list[dict], baseline: str = "solo") -> dict[str, float | None]:
-    """Each mode's trials per hour over the baseline's."""
-    base = next(r["trials_per_hour"] for r in rows if r["mode"] == baseline)
-    return {r["mode"]: round(r["trials_per_hour"] / base, 2) if base else None for r in rows}
-
-
 # ---------------------------------------------------------------------- main
 def table(rows: list[dict], keys: list[str]) -> str:
     lines = [" | ".join(keys), " | ".join("---" for _ in keys)]
     lines += [" | ".join(str(r[k]) for k in keys) for r in rows]
     return "\n".join(lines)
+
+
+def run_tuning(
+    out: Path | None,
+    minutes: float | None,
+    quick: bool,
+    json_path: Path | None,
+    modes: list[str] | None = None,
+) -> dict[str, Any]:
+    """The time-to-quality part (benchmarks/tuning.py): rows, curves and a PNG."""
+    from tuning import MODES, bench_tuning, plot_tuning
+
+    out = (out or Path(tempfile.mkdtemp(prefix="rnncap-tuning-"))).resolve()
+    budget_s = 60 * (minutes or (1.0 if quick else 5.0))
+    modes = modes or list(MODES)
+    print(f"\ntuning: {len(modes)} modes x {budget_s:.0f} s, studies and runs in {out}", flush=True)
+    rows, curves = bench_tuning(out, budget_s, quick, modes)
+    keys = ["mode", "budget_s", "wall_s", "trials", "jobs", "rung_ends"]
+    keys += ["best_bits_per_param", "best_at_s", "pruned", "diverged", "trials_per_hour"]
+    print("\n" + table(rows, keys))
+    png = json_path.with_suffix(".png") if json_path else out / "tuning.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot_tuning(rows, curves, png)
+    print("best bits/param against wall time:", png)
+    return {"tuning": rows, "tuning_curves": curves}
 
 
 def main() -> None:
@@ -575,7 +394,7 @@ def main() -> None:
         "--parts",
         default="cells,population,lightning,flops",
         help="comma-separated subset of cells,population,lightning,flops,tuning (tuning: "
-        "4 modes x 4 min with --quick, 4 x 30 min without; not in the default)",
+        "3 modes x --tuning-minutes; not in the default)",
     )
     parser.add_argument(
         "--tuning-out",
@@ -583,14 +402,13 @@ def main() -> None:
         help="tuning: the modes' studies, sweep dirs and logs (default: a new temporary folder)",
     )
     parser.add_argument(
-        "--tuning-slice-s",
+        "--tuning-minutes",
         type=float,
-        help="tuning: seconds per slice (default 240 with --quick, else 600)",
+        help="tuning: wall-clock minutes per mode (default 5; 1 with --quick, a test's size)",
     )
     parser.add_argument(
-        "--tuning-slices",
-        type=int,
-        help="tuning: slices per mode, run round-robin (default 1 with --quick, else 3)",
+        "--tuning-modes",
+        help="tuning: comma-separated subset of gp,population_pruned,capacity,capacity_focused",
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -634,23 +452,8 @@ def main() -> None:
         results["flop_utilisation"] = flop_utilisation(device, pop, peak_size, reps)
         print("flop_utilisation:", json.dumps(results["flop_utilisation"]))
     if "tuning" in parts:
-        out = args.tuning_out or Path(tempfile.mkdtemp(prefix="rnncap-tuning-"))
-        slices = args.tuning_slices or (1 if args.quick else 3)
-        seconds = args.tuning_slice_s or (240.0 if args.quick else 600.0)
-        print(f"\ntuning: {slices} x {seconds:.0f} s per mode, studies and runs in {out}")
-        rows, curves = bench_tuning(out, slices, seconds, QUICK_ARGS if args.quick else ())
-        ratios = tuning_ratios(rows)
-        results["tuning"] = rows
-        results["tuning_ratios_vs_solo"] = ratios
-        results["tuning_curves"] = curves
-        keys = ["mode", "trials", "wall_s", "trials_per_hour", "best_bits_per_param"]
-        keys += ["pruned", "diverged", "jobs", "trials_per_job", "median_job_s"]
-        print("\n" + table(rows, keys))
-        print("trials_per_hour vs solo (baseline):", json.dumps(ratios))
-        png = args.json.with_suffix(".png") if args.json else out / "tuning.png"
-        png.parent.mkdir(parents=True, exist_ok=True)
-        plot_tuning(rows, curves, png)
-        print("best bits/param against wall time:", png)
+        modes = args.tuning_modes.split(",") if args.tuning_modes else None
+        results |= run_tuning(args.tuning_out, args.tuning_minutes, args.quick, args.json, modes)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
