@@ -117,15 +117,17 @@ def params_grids(path: Path = ROOT / "params.yaml") -> dict:
     return yaml.safe_load(path.read_text())["grids"]
 
 
-# `rnncap train-grid capacity --dry-run` at 5d9cf2a, its output paths aside (results/train/...)
+# `rnncap train-grid capacity --dry-run`: the embedded default's searches (the five cells at
+# depth 1, then the +RNN at depth 2), CELLS and DEPTHS filled in per cell group
 CAPACITY_ARGS = (
-    "-m sweep=quick task=capacity cell=rnn,irnn,gru,lstm,ugrnn,intersection depth=1,2 "
-    "model.budget=100,200,300 seed=0 hydra.sweeper.grid=[cell,depth,model.budget,seed] "
-    "hydra.sweeper.n_trials=8 hydra.sweeper.population=8 hydra.sweeper.pruner=null "
-    "trainer.val_check_interval=100 trainer.max_steps=450 hydra.sweeper.sampler.seed=0 "
-    "hydra/launcher=joblib hydra.launcher.n_jobs=2 hydra.sweeper.n_jobs=2 "
-    "hydra.sweeper.storage=journal:///OUT/studies.log hydra.sweep.dir=OUT task.input_dim=16 "
-    "task.steps=5 trainer.checkpoint_every=null trainer.enable_progress_bar=false hardware=cpu"
+    "-m sweep=embedded task=capacity cell=CELLS depth=DEPTHS model.budget=400 seed=0 "
+    "hydra.sweeper.grid=[cell,depth,model.budget,seed] hydra.sweeper.n_trials=16 "
+    "hydra.sweeper.population=16 hydra.sweeper.pruner=null trainer.val_check_interval=200 "
+    "trainer.max_steps=3200 model.halving.eta=4 model.halving.min_steps=200 "
+    "hydra.sweeper.sampler.seed=0 hydra/launcher=joblib hydra.launcher.n_jobs=2 "
+    "hydra.sweeper.n_jobs=2 hydra.sweeper.storage=journal:///OUT/studies.log hydra.sweep.dir=OUT "
+    "task.input_dim=16 task.steps=5 trainer.checkpoint_every=null "
+    "trainer.enable_progress_bar=false hardware=cpu"
 )
 MEMORY_ARGS = (
     "-m task=memory cell=CELLS depth=DEPTHS model.hidden=4,12,24 seed=0 "
@@ -137,12 +139,19 @@ MEMORY_ARGS = (
 )
 
 
-def test_the_capacity_grid_expands_into_the_runs_it_always_had():
-    """The params entry `grids.capacity` gives the train.py arguments of 5d9cf2a's capacity and
-    memory grids, written out here, with only the output folders moved under results/capacity/."""
-    search, memory, deep = grid_commands(ROOT / "params.yaml", "capacity")
+def test_the_capacity_grid_expands_into_its_searches_and_memory_runs():
+    """The params entry `grids.capacity` gives these train.py arguments, written out here: a
+    search per cell group with successive halving, then the memory runs per cell group."""
+    search, deep_search, memory, deep = grid_commands(ROOT / "params.yaml", "capacity")
     out = "results/capacity/runs"
-    assert search == CAPACITY_ARGS.replace("OUT", f"{out}/capacity").split()
+    search_args = CAPACITY_ARGS.replace("OUT", f"{out}/capacity")
+    assert (
+        search
+        == search_args.replace("CELLS", "rnn,irnn,gru,lstm,ugrnn").replace("DEPTHS", "1").split()
+    )
+    assert (
+        deep_search == search_args.replace("CELLS", "intersection").replace("DEPTHS", "2").split()
+    )
     memory_args = MEMORY_ARGS.replace("OUT", f"{out}/memory").replace("DATA", f"{out}/data")
     cells = memory_args.replace("CELLS", "rnn,irnn,gru,lstm,ugrnn").replace("DEPTHS", "1")
     assert memory == cells.split()

@@ -31,15 +31,23 @@ from rnncap.experiments.options import (
 from rnncap.train_grid import RUN, cell_groups, hydra_list, parallel, split_overrides
 
 
-def search_command(grid: Grid, out: Path) -> list[str]:
-    """The capacity search's one ``train.py -m`` command (its arguments after ``train.py``)."""
+def search_commands(grid: Grid, out: Path) -> list[list[str]]:
+    """The capacity search's ``train.py -m`` commands, one per cell group (``cells`` at
+    ``depths``, then ``deep_cells`` at ``deep_depths``): their arguments after ``train.py``."""
+    return [search_command(grid, out, cells, depths) for cells, depths in cell_groups(grid)]
+
+
+def search_command(grid: Grid, out: Path, cells: list[str], depths: list[int]) -> list[str]:
+    """One cell group's search: a study per (cell, depth, budget, seed) point, its trials
+    trained as populations, with successive halving where ``search.halving`` sets it."""
     search, task = grid["search"], grid["task"]
+    halving = search.get("halving") or {}
     return [
         "-m",
         f"sweep={search['sweep']}",
         "task=capacity",
-        f"cell={hydra_list(grid['cells'])}",
-        f"depth={hydra_list(grid['depths'])}",
+        f"cell={hydra_list(cells)}",
+        f"depth={hydra_list(depths)}",
         f"model.budget={hydra_list(grid['budgets'])}",
         f"seed={hydra_list(grid['seeds'])}",
         "hydra.sweeper.grid=[cell,depth,model.budget,seed]",
@@ -49,6 +57,7 @@ def search_command(grid: Grid, out: Path) -> list[str]:
         *split_overrides(search.get("pruner_args")),
         f"trainer.val_check_interval={search['val_check_interval']}",
         *([] if search["max_steps"] is None else [f"trainer.max_steps={search['max_steps']}"]),
+        *(f"model.halving.{key}={value}" for key, value in halving.items() if value is not None),
         *([] if search.get("seed") is None else [f"hydra.sweeper.sampler.seed={search['seed']}"]),
         *parallel(grid.jobs),
         f"hydra.sweeper.n_jobs={grid.jobs}",
@@ -98,7 +107,7 @@ def memory_commands(grid: Grid, out: Path) -> list[list[str]]:
 
 def expand(grid: Grid) -> list[list[str]]:
     return [
-        search_command(grid, grid.runs / "capacity"),
+        *search_commands(grid, grid.runs / "capacity"),
         *memory_commands(grid, grid.runs / "memory"),
     ]
 

@@ -13,15 +13,15 @@ import json
 from pathlib import Path
 
 from rnncap.experiments import Command, Experiment, Grid
-from rnncap.experiments.capacity import search_command
+from rnncap.experiments.capacity import search_commands
 from rnncap.experiments.options import UsageError, cell_configs, folder, one_line, path
 
 FORMATS = ["fp32", "bf16", "fp16", "int8", "int8_row", "int4", "int4_row", "ternary"]
 
 
 def expand(grid: Grid) -> list[list[str]]:
-    command = search_command(grid, grid.runs / "capacity")
-    return [[*command, f"hardware.precision={grid['precision']}"]]
+    commands = search_commands(grid, grid.runs / "capacity")
+    return [[*command, f"hardware.precision={grid['precision']}"] for command in commands]
 
 
 def analyse(grid: Grid) -> list[list[str]]:
