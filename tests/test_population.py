@@ -99,6 +99,11 @@ def test_member_equals_solo_run_over_20_steps(make_cfg, tmp_path, record_losses,
         assert member["seed"] == seed and member["lr"] == lr and member["samples"] == samples
         assert member["accuracy"] == solo["accuracy"]
         assert member["loss"] == pytest.approx(solo["loss"], abs=1e-5)
+        # the training loss at the first and at the last step, as trainability reads them
+        first, final = record_losses["solo"][0], record_losses["solo"][-1]
+        assert (solo["first_loss"], solo["final_loss"]) == (first, final)
+        for key in ("first_loss", "final_loss"):
+            assert member[key] == pytest.approx(solo[key], abs=1e-5)
 
 
 def listed(values: list) -> str:
@@ -212,6 +217,9 @@ def test_every_member_setting_equals_its_solo_run(make_cfg, tmp_path, record_los
         assert member["status"] == "ok"
         assert member["accuracy"] == solo["accuracy"]
         assert member["loss"] == pytest.approx(solo["loss"], abs=1e-5)
+        # the training loss at its first step and at its own last one (step n)
+        assert member["first_loss"] == pytest.approx(record_losses["solo"][0], abs=1e-5)
+        assert member["final_loss"] == pytest.approx(record_losses["solo"][-1], abs=1e-5)
 
 
 SHARED_TASKS = {
@@ -331,6 +339,8 @@ def test_diverged_member_is_recorded_and_others_train_on(make_cfg, tmp_path):
     train(cfg)
     ok, diverged = read_metrics(cfg)["members"]
     assert diverged["status"] == "diverged" and diverged["bits"] is None
+    # a non-finite last training loss is null (above any start for loss_above_start)
+    assert diverged["final_loss"] is None and diverged["first_loss"] > 0
     solo_cfg = make_cfg("cell=irnn", "optimizer=sgd", "model.hidden=8", "optimizer.lr=0.05")
     solo_cfg.output_dir = str(tmp_path / "solo")
     train(solo_cfg)
@@ -347,6 +357,7 @@ def test_population_checkpoint_resumes(make_cfg, caplog):
         train(cfg)
     assert "resuming from checkpoint" in caplog.text
     assert read_metrics(cfg) == first
+    assert first["members"][1]["first_loss"] > first["members"][1]["final_loss"] > 0
 
 
 def test_masked_member_loss_by_hand():

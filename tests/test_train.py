@@ -66,6 +66,7 @@ def test_diverged_run_is_recorded_and_returns(make_cfg):
     assert train(cfg) is None
     m = read_metrics(cfg)
     assert m["status"] == "diverged" and m["bits"] is None and m["samples"] == 32
+    assert m["first_loss"] > 0 and m["final_loss"] is None  # its last loss is not finite
 
 
 def test_run_stopped_part_way_resumes_to_the_uninterrupted_result(make_cfg, tmp_path, caplog):

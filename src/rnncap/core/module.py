@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,8 @@ from rnncap.tasks.base import Batch, TaskDataModule
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+LOSSES_KEY = "rnncap_training_losses"  # first and final training loss, in the checkpoints
+LOSS_KEYS = ("first_loss", "final_loss")  # their metrics.json keys
 
 
 class RNNCapModule(pl.LightningModule):
@@ -26,6 +29,10 @@ class RNNCapModule(pl.LightningModule):
 
     A task scored in bits (the capacity task) keeps a convergence record
     (``rnncap.core.convergence``): a row at each validation check, in the checkpoints.
+
+    ``training_losses()`` is the training loss at the first step and at the last trained step
+    (``first_loss``, ``final_loss`` of metrics.json; null when not finite), kept in the
+    checkpoints: ``rnncap trainability --diverged loss_above_start`` compares them.
     """
 
     def __init__(
@@ -45,6 +52,9 @@ class RNNCapModule(pl.LightningModule):
         self.register_buffer("_diverged", torch.tensor(False), persistent=True)
         self.record = ConvergenceRecord() if task.objective == "bits" else None
         self._val_totals: dict[str, float] = {}
+        self.first_loss: float | None = None
+        self.final_loss: float | None = None
+        self._last_loss: Tensor | None = None  # this step's, read on the host at the end only
 
     @property
     def diverged(self) -> bool:
@@ -64,6 +74,9 @@ class RNNCapModule(pl.LightningModule):
         loss = self.task.loss(self.model(batch[0]), batch)
         if self.trainer.world_size > 1:
             loss = loss * self._shard_weight(batch)
+        self._last_loss = loss.detach()
+        if self.global_step == 0:  # one host read, in every process (DDP averages the shards)
+            self.first_loss = self._mean_over_processes(self._last_loss)
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             # logging and the finiteness check read the loss on the host: only now and then,
             # so a GPU can run ahead; non-finite parameters are caught again at the end. The
@@ -107,17 +120,35 @@ class RNNCapModule(pl.LightningModule):
         if self.record is not None:
             self.record.start()
 
+    def _mean_over_processes(self, loss: Tensor) -> float:
+        """The whole step batch's mean loss: each process's weighted shard loss, averaged."""
+        return float(self.trainer.strategy.reduce(loss, reduce_op="mean"))
+
+    def training_losses(self) -> dict[str, float | None]:
+        """``first_loss`` and ``final_loss``: the training loss at the first step and at the
+        last trained step (before its update); None where not finite or not trained."""
+        losses = zip(LOSS_KEYS, (self.first_loss, self.final_loss), strict=True)
+        return {k: v if v is not None and math.isfinite(v) else None for k, v in losses}
+
     def on_train_end(self) -> None:
+        if self._last_loss is not None:
+            self.final_loss = self._mean_over_processes(self._last_loss)
         if self.record is not None:
             self.record.load_state_dict(self.record.state_dict())  # stop the wall clock
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.record is not None:
             checkpoint[CHECKPOINT_KEY] = self.record.state_dict()
+        # this process's last loss (one shard's under DDP): a resumed run that trains no
+        # further step reports it; one that trains on replaces it at its end
+        last = None if self._last_loss is None else float(self._last_loss)
+        checkpoint[LOSSES_KEY] = {"first": self.first_loss, "final": last}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.record is not None and CHECKPOINT_KEY in checkpoint:
             self.record.load_state_dict(checkpoint[CHECKPOINT_KEY])
+        losses = checkpoint.get(LOSSES_KEY, {})
+        self.first_loss, self.final_loss = losses.get("first"), losses.get("final")
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

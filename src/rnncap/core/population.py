@@ -68,6 +68,7 @@ from rnncap.cells.base import RecurrentCell
 from rnncap.core.build import Job, build_model, build_task, final_metrics, plain, run_info
 from rnncap.core.convergence import CHECKPOINT_KEY, ConvergenceRecord
 from rnncap.core.halving import RungCheckpoint, Schedule, halving_schedule, ranked
+from rnncap.core.module import LOSS_KEYS, LOSSES_KEY
 from rnncap.core.population_data import MemberSets, PopulationData, SharedSet
 from rnncap.core.population_members import (
     MEMBER_KEYS,
@@ -234,6 +235,8 @@ class PopulationModule(pl.LightningModule):
         limits = torch.tensor([m.max_steps for m in members], dtype=torch.long)
         self.register_buffer("max_steps", limits, persistent=False)
         self.save_hyperparameters({"config": config or {}})
+        # each member's training loss at its first and at its last trained step: [K]
+        self.first_losses: Tensor | None = None
         self.last_losses: Tensor | None = None
 
     def active(self) -> Tensor:
@@ -254,14 +257,13 @@ class PopulationModule(pl.LightningModule):
             return
         losses = self.data.losses(self.population, batch, which)
         finite = torch.isfinite(losses.detach())
-        last = (
-            self.last_losses
-            if self.last_losses is not None
-            else torch.full(self.alive.shape, math.nan, device=device)
-        )
-        self.last_losses = last.clone().index_copy_(
+        last = self.last_losses  # on the host after a resume
+        last = torch.full(self.alive.shape, math.nan) if last is None else last
+        self.last_losses = last.to(device).index_copy_(
             0, torch.tensor(which, device=device), losses.detach()
         )
+        if self.first_losses is None:
+            self.first_losses = self.last_losses.clone()
         self.alive[which] &= finite
         flags = self.active().tolist()
         if not any(flags):
@@ -308,13 +310,8 @@ class PopulationModule(pl.LightningModule):
             for k in dropped:
                 self.pruned[k] = True
                 self.free_optimizer_state(k)
-            log.info(
-                "rung %d ends at step %d: %d of %d continue",
-                rung,
-                step,
-                len(which) - len(dropped),
-                len(which),
-            )
+            kept = len(which) - len(dropped)
+            log.info("rung %d ends at step %d: %d of %d continue", rung, step, kept, len(which))
         self.rung += 1
         self.rung_ended = True
 
@@ -335,10 +332,14 @@ class PopulationModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.record is not None:
             checkpoint[CHECKPOINT_KEY] = self.record.state_dict()
+        losses = {"first": self.first_losses, "final": self.last_losses}
+        checkpoint[LOSSES_KEY] = {n: None if v is None else v.tolist() for n, v in losses.items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.record is not None and CHECKPOINT_KEY in checkpoint:
             self.record.load_state_dict(checkpoint[CHECKPOINT_KEY])
+        saved = [checkpoint.get(LOSSES_KEY, {}).get(n) for n in ("first", "final")]
+        self.first_losses, self.last_losses = (v if v is None else torch.tensor(v) for v in saved)
 
     @torch.no_grad()
     def evaluate(self, step: int, batch: tuple[Tensor, ...], flags: list[bool]) -> list:
@@ -488,6 +489,8 @@ def summarise(
             metrics["status"] = "pruned"
         settings = asdict(member)
         trained = {"trained_steps": int(module.member_steps[k])}
+        for key, losses in zip(LOSS_KEYS, (module.first_losses, module.last_losses), strict=True):
+            trained[key] = None if losses is None else float(losses[k])  # non-finite: null
         rows.append(null_floats({**settings, **metrics, **settings, **trained}))
     objective, sign = tasks[0].objective, 1 if tasks[0].objective_direction == "maximize" else -1
     ranked = [k for k, r in enumerate(rows) if r.get(objective) is not None]

@@ -87,6 +87,7 @@ def solo_job(cfg: DictConfig) -> Job:
 
     def results() -> dict[str, Any]:
         metrics = final_metrics(module.model, module.diverged, task, info["params"])
+        metrics.update(module.training_losses())  # first_loss, final_loss
         if pruning and pruning[0].pruned and metrics["status"] == "ok":
             metrics["status"] = "pruned"
         if module.record is not None:  # rnncap.core.convergence
