@@ -44,6 +44,8 @@ def distance_run(cell, depth, hidden, params, delay, accuracy, seed=0, status="o
         "accuracy": accuracy,
         "loss": 0.1 if done else None,
         "recalled_bits": 1.0 if done else None,
+        "first_loss": 1.4,
+        "final_loss": 0.1 if done else None,
     }
 
 
@@ -68,6 +70,8 @@ def counting_run(cell, depth, hidden, params, accuracies, saturation, seed=0):
         "loss": None,
         "long_accuracy": None,
         "saturation": None,
+        "first_loss": 0.7,
+        "final_loss": None,
         **{f"long_accuracy_{n}": None for n in lengths},
     }
     if accuracies:

@@ -251,6 +251,8 @@ def test_a_lone_survivor_trains_as_its_solo_run(make_cfg, tmp_path):
     expected = read_metrics(solo)
     assert rows[k]["accuracy"] == expected["accuracy"]
     assert rows[k]["loss"] == pytest.approx(expected["loss"], abs=1e-6)
+    for key in ("first_loss", "final_loss"):  # at step 0 and at its last step, 19
+        assert rows[k][key] == pytest.approx(expected[key], abs=1e-5)
 
 
 def test_several_optimiser_classes_refuse_scaled_gradients(make_cfg):
