@@ -241,7 +241,7 @@ def test_an_appended_typo_is_refused_naming_the_nearest_key_and_leaves_no_folder
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "error: model.bugdet is not a key of model: did you mean model.budget? "
-        "(its keys: budget, hidden, members, population)"
+        "(its keys: budget, halving, hidden, members, population)"
     )
     assert not (tmp_path / "outputs").exists()
 
