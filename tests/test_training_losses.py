@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 from conftest import CONF
 
-from hydra_plugins.rnncap_optuna._impl import member_outcome, record
+from hydra_plugins.rnncap_optuna._trials import member_outcome, record
 from rnncap.analysis import trainability as tr
 from rnncap.core.run import train
 
