@@ -99,5 +99,5 @@ class RungCheckpoint(pl.Callback):
         module.rung_ended = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(f".{self.path.name}.partial")
-        trainer.save_checkpoint(partial)
+        trainer.save_checkpoint(partial, weights_only=False)  # the optimiser state too
         os.replace(partial, self.path)
