@@ -284,7 +284,7 @@ def test_a_new_cell_appears_with_its_own_display_or_a_fallback(tmp_path):
 
 
 # ---- the command line ----------------------------------------------------------------------
-def test_fit_prints_the_slopes_and_plot_writes_the_figures(tmp_path, capsys, cell_configs):
+def test_fit_prints_the_headline_per_depth_and_plot_writes_the_figures(tmp_path, capsys, cell_configs):
     write_runs(tmp_path / "runs", synthetic_grid({"gru": 4.0}, np.random.default_rng(0)))
     tables = tmp_path / "tables"
     common = ["--wandb", "disabled", "--cell-configs", str(cell_configs)]
@@ -292,7 +292,9 @@ def test_fit_prints_the_slopes_and_plot_writes_the_figures(tmp_path, capsys, cel
     main([*fit, "--metrics", str(tmp_path / "m.json"), "--boot", "50", *common])
     printed = capsys.readouterr().out
     assert "read 32 runs" in printed
-    assert re.search(r"\n +GRU: 4\.\d\d bits/param \[\d\.\d\d, \d\.\d\d\], exponent 1\.0", printed)
+    # per cell and depth: mean over sizes [interval], slope [interval], never pooled or nan
+    assert re.search(r"\n +GRU +1 +4\.\d\d \[\d\.\d\d, \d\.\d\d\] +4\.\d\d \[", printed)
+    assert "nan" not in printed
     main(["plot", "--tables", str(tables), "--out", str(tmp_path / "fig"), *common])
     names = {p.stem for p in (tmp_path / "fig").glob("*.png")}
     assert names == {"capacity_vs_params", "bits_per_param", "convergence", "memory_per_unit"}

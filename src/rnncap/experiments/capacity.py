@@ -192,7 +192,8 @@ def fit_options(parser: argparse.ArgumentParser) -> None:
 
 def run_fit(args: argparse.Namespace) -> None:
     from rnncap.analysis.capacity import analyse as fit
-    from rnncap.analysis.tables import ALL_DEPTHS, cell_label, read_runs
+    from rnncap.analysis.capacity import headline_table
+    from rnncap.analysis.tables import read_runs
     from rnncap.base.io import write_json_atomic
 
     folder(args.runs, "--runs")
@@ -201,16 +202,10 @@ def run_fit(args: argparse.Namespace) -> None:
     if not studies and not read_runs(args.runs):  # header-only tables would look finished
         raise UsageError(f"--runs {args.runs}: no finished run (no metrics.json under it)")
     result = fit(args.runs, args.out, args.metrics, args.boot, studies, args.cell_configs)
-    fits = [f for f in result["fits"] if f["depth"] == ALL_DEPTHS]
     summary_json = json.loads(Path(args.metrics).read_text())
     write_json_atomic(Path(args.metrics).with_name("metrics.json"), metrics(summary_json))
     print(f"read {result['runs']} runs; wrote {args.out}/*.csv and {args.metrics}")
-    for row in fits:
-        label = cell_label(row["cell"], args.cell_configs)
-        print(
-            f"  {label:>6}: {row['slope']:.2f} bits/param "
-            f"[{row['slope_lo']:.2f}, {row['slope_hi']:.2f}], exponent {row['exponent']:.2f}"
-        )
+    print(headline_table(summary_json, args.cell_configs))  # per cell and depth, not pooled
     if args.wandb != "disabled":
         from rnncap.analysis.tracking import log_analysis
 
