@@ -284,7 +284,7 @@ def test_a_new_cell_appears_with_its_own_display_or_a_fallback(tmp_path):
 
 
 # ---- the command line ----------------------------------------------------------------------
-def test_fit_prints_the_headline_per_depth_and_plot_writes_the_figures(tmp_path, capsys, cell_configs):
+def test_fit_prints_the_headline_and_plot_writes_the_figures(tmp_path, capsys, cell_configs):
     write_runs(tmp_path / "runs", synthetic_grid({"gru": 4.0}, np.random.default_rng(0)))
     tables = tmp_path / "tables"
     common = ["--wandb", "disabled", "--cell-configs", str(cell_configs)]
