@@ -333,7 +333,7 @@ def test_paper_params_have_the_same_keys_as_the_default():
 def test_shared_settings_are_written_once():
     """`beyond` and `precision` are the capacity grid by a YAML merge key, not a copy."""
     text = (ROOT / "params.yaml").read_text()
-    assert text.count("search:") == 1 and text.count("val_check_interval: 100") == 1
+    assert text.count("search:") == 1 and text.count("val_check_interval: 200") == 1
     grids = params_grids()
     assert grids["beyond"]["search"] == grids["precision"]["search"] == grids["capacity"]["search"]
 
