@@ -239,6 +239,7 @@ def offline_run(root: Path, group: str) -> None:
     settings = wandb.Settings(silent=True, console="off")
     wandb.init(project="rnncap", group=group, mode="offline", dir=str(root), settings=settings)
     wandb.finish()
+    wandb.teardown()  # no W&B state left in the test process for the runs of later tests
 
 
 def test_a_group_without_runs_is_one_line_and_writes_nothing(tmp_path):

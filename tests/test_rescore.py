@@ -131,7 +131,9 @@ def test_the_precision_grid_is_the_capacity_grid_trained_in_bf16_mixed():
     assert command[-1] == f"hardware.precision={trained['precision']}"
     assert "hydra.sweep.dir=results/precision/runs/capacity" in command
     assert f"depth={','.join(map(str, trained['depths']))}" in command
-    same = [a for a in capacity if not a.startswith(("depth=", "hydra.sweep", "hydra.sweeper.s"))]
+    assert f"cell={','.join(trained['cells'])}" in command
+    narrowed = ("cell=", "depth=", "hydra.sweep", "hydra.sweeper.s")
+    same = [a for a in capacity if not a.startswith(narrowed)]
     assert set(same) <= set(command)  # every other setting as the capacity grid has it
 
 

@@ -18,7 +18,8 @@ From every ``metrics.json`` under a results folder:
 - per-unit memory: the best normalised reconstruction error per (cell, depth, width, settings)
   next to the theory ``max(0, (d - N) / d)`` for d i.i.d. input dimensions and N units.
 
-    rnncap fit --runs results/train --out results/capacity --metrics results/capacity.json
+    rnncap fit --runs results/capacity/runs --out results/capacity/report
+        --metrics results/capacity/report/summary.json
 
 writes ``capacity.csv`` (a row per size), ``fits.csv`` (per cell and depth, and pooled over
 depths as depth ``all``), ``points.csv`` (a row per capacity point), ``convergence.csv`` (the
@@ -360,9 +361,10 @@ def analyse(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m rnncap.analysis.capacity results/capacity.json``: print its headline table."""
+    """``python -m rnncap.analysis.capacity results/capacity/report/summary.json``: print
+    its headline table."""
     args = list(sys.argv[1:] if argv is None else argv)
-    path = Path(args[0] if args else "results/capacity.json")
+    path = Path(args[0] if args else "results/capacity/report/summary.json")
     print(headline_table(json.loads(path.read_text())))
 
 

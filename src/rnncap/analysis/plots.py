@@ -12,7 +12,7 @@
 - ``memory_per_unit.png``: normalised reconstruction error against units per layer, one line
   per cell, against the theory line ``max(0, (d - N) / d)`` (Figure 2c).
 
-    rnncap plot --tables results/capacity --out results/figures
+    rnncap plot --tables results/capacity/report --out results/capacity/report
 
 Cells are drawn in their display order, label and colour (``rnncap.analysis.tables``).
 """

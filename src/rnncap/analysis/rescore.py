@@ -21,7 +21,8 @@ least-squares slope through the origin of the sizes' capacities against their st
 training precision (``hardware.precision``: ``32-true``, ``bf16-mixed``) is kept apart: a grid
 trained in bf16-mixed against one trained in fp32 is the Morris et al. (2025) comparison.
 
-    rnncap precision --runs results/train/capacity results/precision/train --out results/precision
+    rnncap precision --runs results/capacity/runs/capacity results/precision/runs/capacity
+        --out results/precision/report
 """
 
 from __future__ import annotations
