@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -87,6 +88,11 @@ def cell_configs(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("configs") / "cell"
     write_cell_configs(out, CONF)
     return out
+
+
+def read_metrics(cfg: DictConfig) -> dict:
+    """The metrics.json of the run composed as ``cfg``."""
+    return json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
 
 
 def without_wall(metrics: dict) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, without_wall
+from conftest import ROOT, read_metrics, without_wall
 
 from rnncap.base.errors import ConfigError
 from rnncap.core.halving import Schedule, halving_schedule, ranked
@@ -30,10 +30,6 @@ HALVING = [
     "model.halving.min_steps=5",
     "model.hidden=6",
 ]
-
-
-def read_metrics(cfg) -> dict:
-    return json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
 
 
 def test_schedule_rungs_and_survivors(make_cfg):

@@ -3,12 +3,11 @@ reports every member; bad population settings are one clear error."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_cfg
+from conftest import compose_cfg, read_metrics
 
 from rnncap.base.errors import ConfigError
 from rnncap.core import population as population_module
@@ -19,10 +18,6 @@ from rnncap.core.run import train
 
 SEEDS, LRS, SAMPLES = [3, 7, 11], [0.01, 0.03, 0.004], [32, 20, 9]
 MEMBERS = f"model.members={{seed:{SEEDS},lr:{LRS},samples:{SAMPLES}}}".replace(" ", "")
-
-
-def read_metrics(cfg) -> dict:
-    return json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ repeating a rung.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +86,8 @@ def ranked(values: list[float | None], maximize: bool) -> list[int]:
 
 
 class RungCheckpoint(pl.Callback):
-    """Writes ``<dir>/last.ckpt`` atomically (a temporary file, then a rename) after every
-    training step at which the module ended a rung (``module.rung_ended``)."""
+    """Writes ``<dir>/last.ckpt`` after every training step at which the module ended a rung
+    (``module.rung_ended``), atomically: through the trainer's ``AtomicCheckpointIO``."""
 
     def __init__(self, dirpath: Path) -> None:
         self.path = Path(dirpath) / "last.ckpt"
@@ -98,6 +97,4 @@ class RungCheckpoint(pl.Callback):
             return
         module.rung_ended = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(f".{self.path.name}.partial")
-        trainer.save_checkpoint(partial, weights_only=False)  # the optimiser state too
-        os.replace(partial, self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the optimiser state too
