@@ -408,7 +408,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--tuning-modes",
-        help="tuning: comma-separated subset of gp,population_pruned,capacity,capacity_focused",
+        help="tuning: comma-separated subset of gp,population_pruned,capacity,capacity_focused,"
+        "annealed",
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))

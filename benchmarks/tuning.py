@@ -15,7 +15,10 @@ stopped at the budget: what finished by then counts, nothing after it):
   minibatches, every key per member) in populations of 32 with successive halving
   (``model.halving``) into long training: 32 x 250 -> 8 x 1000 -> 2 x 4000 -> 1 x 16000 steps;
 - ``capacity_focused``: the same with the initialisation and the optimiser class at their
-  defaults and minibatches of 128-500.
+  defaults and minibatches of 128-500;
+- ``annealed``: the protocol over ``sweep=annealed`` (minibatch Adam, b 3.5x-5x the budget, the
+  rate annealed to 1e-3..1e-1 of itself by the top rung) in populations of 16, halved from
+  2500 steps into 40000: 16 x 2500 -> 4 x 10000 -> 1 x 40000.
 
 All: sampler seed 0, ``hydra/launcher=joblib hydra.sweeper.n_jobs=2`` (2 worker processes,
 ``OMP_NUM_THREADS=1``, one torch thread each), no periodic checkpoints. A mode's clock starts
@@ -77,6 +80,13 @@ MODES["capacity_focused"] = MODES["capacity"] | {
     **{"cell.recurrent_scale": "1.0", "cell.bias_init": "0.0"},
     "task.batch_size": "int(tag(log, interval(128, 500)))",
 }
+# sweep=annealed: Adam on minibatches of 0.6x-1.2x the budget, b 3.5x-5x, the rate annealed to
+# 1e-3..1e-1 of itself by the top rung; 16 x 2500 -> 4 x 10000 -> 1 x 40000 steps per job
+MODES["annealed"] = {
+    **{"sweep": "annealed", "hydra.sweeper.population": "16", "model.halving.eta": "4"},
+    **{"model.halving.min_steps": "2500", "trainer.max_steps": "40000"},
+    "trainer.val_check_interval": "40000",
+}
 # --quick (a test's size, seconds): a 60-parameter budget, tens of steps, a few trials that end
 # on their own well inside the budget
 QUICK_STEPS = {"model.budget": "60", "trainer.max_steps": "int(tag(log, interval(20, 40)))"}
@@ -94,6 +104,7 @@ QUICK: dict[str, dict[str, str]] = {
     },
 }
 QUICK["capacity_focused"] = QUICK["capacity"] | {"task.batch_size": "16"}
+QUICK["annealed"] = QUICK["capacity"]
 
 
 def mode_overrides(mode: str, quick: bool = False) -> list[str]:

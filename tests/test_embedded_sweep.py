@@ -37,3 +37,29 @@ def test_embedded_space_is_narrow_per_member_and_gated_cells_tune_their_gate(cel
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     chosen = [_impl.suggest(study.ask(), parsed, {}) for _ in range(32)]
     assert [len(g) for g in _impl.group_trials(chosen, 16)] == [16, 16]
+
+
+def test_annealed_space_scales_with_the_budget_and_the_top_rung():
+    """sweep=annealed: b 3.5x-5x the budget, minibatches 0.6x-1.2x of it (never above the
+    smallest b), and a decay that leaves 1e-3 to 1e-1 of the rate after trainer.max_steps."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                *("sweep=annealed", "task=capacity", "cell=rnn"),
+                *("model.budget=500", "trainer.max_steps=40000"),
+            ],
+            return_hydra_config=True,
+        )
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
+    assert params["task.samples"] == {"type": "int", "low": 1750, "high": 2500, "log": True}
+    assert params["task.batch_size"] == {"type": "int", "low": 300, "high": 600, "log": True}
+    gamma = params["scheduler.gamma"]
+    assert gamma["low"] ** 40000 == pytest.approx(1e-3) and gamma["high"] ** 40000 == pytest.approx(
+        0.1
+    )
+    assert set(params) <= set(MEMBER_KEYS.values())
+    parsed, _ = _impl.parse_search_space(params, [])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    chosen = [_impl.suggest(study.ask(), parsed, {}) for _ in range(32)]
+    assert [len(g) for g in _impl.group_trials(chosen, 16)] == [16, 16]

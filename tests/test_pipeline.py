@@ -330,10 +330,25 @@ def test_paper_params_have_the_same_keys_as_the_default():
     assert samples <= 2 ** capacity["task"]["input_dim"]  # distinct inputs exist
 
 
+@pytest.mark.parametrize("params", ["params.yaml", "params-paper.yaml"])
+def test_capacity_scaling_is_the_protocol_at_three_sizes(params):
+    """capacity_scaling: the tanh RNN and the GRU at about 500, 2000 and 8000 parameters under
+    sweep=capacity with successive halving; its largest b has distinct inputs."""
+    grid = yaml.safe_load((ROOT / params).read_text())["grids"]["capacity_scaling"]
+    assert grid["cells"] == ["rnn", "gru"] and grid["budgets"] == [500, 2000, 8000]
+    assert grid["search"]["sweep"] == "capacity" and grid["search"]["halving"]["eta"] >= 2
+    assert "cell.nonlinearity=tanh" in grid["overrides"].split()
+    search = ["sweep=capacity", f"model.budget={max(grid['budgets'])}"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        space = compose("train", overrides=search, return_hydra_config=True).hydra.sweeper.params
+    samples = OmegaConf.to_container(space, resolve=True)["task.samples"]["high"]
+    assert samples <= 2 ** grid["task"]["input_dim"]
+
+
 def test_shared_settings_are_written_once():
     """`beyond` and `precision` are the capacity grid by a YAML merge key, not a copy."""
     text = (ROOT / "params.yaml").read_text()
-    assert text.count("search:") == 1 and text.count("val_check_interval: 200") == 1
+    assert text.count("sweep: embedded") == 1 and text.count("val_check_interval: 200") == 1
     grids = params_grids()
     assert grids["beyond"]["search"] == grids["precision"]["search"] == grids["capacity"]["search"]
 

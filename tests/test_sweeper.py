@@ -116,6 +116,16 @@ def test_scaled_resolver_by_hand(value, factor, expected):
 
 
 @pytest.mark.parametrize(
+    ("steps", "fraction", "gamma"), [(1, 0.5, 0.5), (2, 0.25, 0.5), (3, 8e-3, 0.2)]
+)
+def test_decay_to_resolver_by_hand(steps, fraction, gamma):
+    """gamma^steps = fraction: 0.5^2 = 0.25, 0.2^3 = 0.008."""
+    from rnncap.core.resolvers import decay_to
+
+    assert decay_to(steps, fraction) == pytest.approx(gamma)
+
+
+@pytest.mark.parametrize(
     ("node", "expected"),
     [
         (

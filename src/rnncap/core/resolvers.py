@@ -19,6 +19,14 @@ def scaled(value: Any, factor: float, fallback: float) -> int:
     return round((fallback if value is None else value) * factor)
 
 
+def decay_to(steps: Any, fraction: float) -> float:
+    """``${decay_to:${trainer.max_steps},1e-3}``: the per-step decay gamma that brings a rate to
+    ``fraction`` of itself after ``steps`` steps, gamma = fraction^(1/steps) (search-space
+    bounds of ``scheduler.gamma`` relative to the run's length). Uniform gamma between two
+    such bounds is very nearly log-uniform in the final fraction."""
+    return float(fraction) ** (1.0 / int(steps))
+
+
 def config_groups(sources: Any) -> str:
     """``${config_groups:${hydra.runtime.config_sources}}``: the option groups of the config
     dir and their options, one line each, for ``train.py --help``; the internal groups (schemas,
@@ -38,7 +46,12 @@ def config_groups(sources: Any) -> str:
 
 
 def register_resolvers() -> None:
-    resolvers = {"if_null": if_null, "scaled": scaled, "config_groups": config_groups}
+    resolvers = {
+        "if_null": if_null,
+        "scaled": scaled,
+        "decay_to": decay_to,
+        "config_groups": config_groups,
+    }
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
