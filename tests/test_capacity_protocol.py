@@ -34,6 +34,8 @@ def test_capacity_space_is_uncapped_and_every_key_per_member(cell):
     params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
     assert params["task.samples"] | {} == {"type": "int", "low": 463, "high": 5556, "log": True}
     assert params["task.batch_size"]["high"] == 463  # a minibatch never above the least b
+    gamma = params["scheduler.gamma"]  # the rate may anneal to 1e-3 of itself by the top rung
+    assert gamma["low"] ** cfg.trainer.max_steps == pytest.approx(1e-3) and gamma["high"] == 1.0
     knobs = {"optimizer", "optimizer.lr", "scheduler.gamma", "trainer.gradient_clip_val"}
     knobs |= {"cell.recurrent_scale", "cell.input_scale", "cell.recurrent_init"}
     assert knobs <= set(params)
