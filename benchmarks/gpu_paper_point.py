@@ -9,6 +9,7 @@ of compute still added bits.
                                                               # populations of 256, rungs 500,
                                                               # 2000, 8000, 32000 steps (eta 4)
     python benchmarks/gpu_paper_point.py --tiny --device cpu  # the same protocol in seconds
+    python benchmarks/gpu_paper_point.py --sweep annealed     # over sweep=annealed's ranges
 
 Everything it writes goes to --out (default: a fresh temporary folder): the sweep's runs and
 study, and ``paper_point.json`` (the numbers printed).
@@ -40,13 +41,16 @@ PAPER = {
 TINY = {"budget": 60, "population": 8, "trials": 16, "eta": 2, "min_steps": 10, "max_steps": 40}
 
 
-def sweep_command(size: dict[str, int], device: str, out: Path) -> list[str]:
-    """train.py -m over sweep=capacity for the tanh RNN at ``size``, populations with halving."""
+def sweep_command(
+    size: dict[str, int], device: str, out: Path, sweep: str = "capacity"
+) -> list[str]:
+    """train.py -m over ``sweep`` (capacity: the uncapped space; annealed: minibatch Adam
+    annealed by the top rung) for the tanh RNN at ``size``, populations with halving."""
     return [
         sys.executable,
         str(ROOT / "train.py"),
         "-m",
-        "sweep=capacity",
+        f"sweep={sweep}",
         "cell=rnn",
         "cell.nonlinearity=tanh",
         f"model.budget={size['budget']}",
@@ -84,6 +88,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--tiny", action="store_true", help="a tiny size (CPU, seconds)")
+    parser.add_argument(
+        "--sweep",
+        choices=["capacity", "annealed"],
+        default="capacity",
+        help="the search space (conf/sweep/): the uncapped one, or the annealed-minibatch one",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: a temporary one)")
     parser.add_argument(
         "--no-throughput", action="store_true", help="skip benchmarks/run.py's population rows"
@@ -93,8 +103,8 @@ def main() -> None:
     out = (args.out or Path(tempfile.mkdtemp(prefix="rnncap-paper-point-"))).resolve()
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    print("sweep:", " ".join(sweep_command(size, args.device, out)[2:]), flush=True)
-    subprocess.run(sweep_command(size, args.device, out), check=True, cwd=out, env=env)
+    print("sweep:", " ".join(sweep_command(size, args.device, out, args.sweep)[2:]), flush=True)
+    subprocess.run(sweep_command(size, args.device, out, args.sweep), check=True, cwd=out, env=env)
     jobs = job_metrics(out / "runs")
     if not jobs:
         sys.exit("error: the sweep wrote no metrics.json")

@@ -196,11 +196,14 @@ def solo_step(model: RecurrentStack, x, y) -> Callable[[], None]:
     return step
 
 
-def population_step(population: PopulationStack, x, y, mask) -> Callable[[], None]:
+def population_step(
+    population: PopulationStack, x, y, mask, foreach: bool = True
+) -> Callable[[], None]:
     """One full-batch Adam step of every member, as the population module trains: one torch
-    optimiser with one parameter group per member, ``member_gradients`` before the step."""
+    optimiser with one parameter group per member (foreach: multi-tensor kernels, as
+    ``PopulationModule.configure_optimizers``), ``member_gradients`` before the step."""
     groups = [{"params": list(m.parameters()), "lr": 0.01} for m in population.members]
-    optimizer = torch.optim.Adam(groups)
+    optimizer = torch.optim.Adam(groups, foreach=foreach)
     active, clips = [True] * population.size, [None] * population.size
 
     def step() -> None:

@@ -42,8 +42,9 @@ def test_jobs_concatenate_into_one_curve_with_their_rungs():
     assert [(r["rung"], r["steps"]) for r in curve] == [(0, 10), (1, 20), (0, 10), (1, 20)]
 
 
-@pytest.mark.slow  # a 16-trial sweep in 2 populations with successive halving: 20-45 s
 def test_tiny_paper_point_runs_on_the_cpu(tmp_path):
+    """The GPU script at its tiny size on the CPU (a default test, so that a lent device is
+    spent measuring): a 16-trial sweep in 2 populations with successive halving, 20-45 s."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_paper_point.py"), "--tiny"]
     cmd += ["--device", "cpu", "--no-throughput", "--out", str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
