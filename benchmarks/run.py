@@ -397,7 +397,7 @@ def main() -> None:
         "--parts",
         default="cells,population,lightning,flops",
         help="comma-separated subset of cells,population,lightning,flops,tuning (tuning: "
-        "3 modes x --tuning-minutes; not in the default)",
+        "its modes (--tuning-modes) x --tuning-minutes; not in the default)",
     )
     parser.add_argument(
         "--tuning-out",

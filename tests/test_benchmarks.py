@@ -136,3 +136,40 @@ def test_quick_run_curves_rise_within_the_budget(tmp_path: Path) -> None:
         assert r["best_bits_per_param"] == pytest.approx(values[-1], abs=1e-4)
         assert r["wall_s"] <= r["budget_s"] + 1 and r["trials"] > 0
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+def load_probe() -> ModuleType:
+    path = ROOT / "benchmarks" / "capacity_probe.py"
+    spec = importlib.util.spec_from_file_location("capacity_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("schedule", "done", "scale"),
+    [
+        ("const", 0.7, 1.0),
+        ("cos", 0.5, 0.5),
+        ("cos", 1.0, 0.0),
+        ("lin", 0.25, 0.75),
+        ("exp", 0.5, 0.1),
+    ],
+)
+def test_probe_rate_schedules_by_hand(schedule, done, scale):
+    """exp to 1e-2 of the rate is 1e-1 half way; cosine is 1/2 half way and 0 at the end."""
+    assert load_probe().rate_scale(schedule, done, 1e-2) == pytest.approx(scale, abs=1e-12)
+
+
+def test_probe_hinge_losses_by_hand():
+    probe = load_probe()
+    logits, labels = torch.tensor([2.0, 0.5, -0.5]), torch.tensor([1.0, 1.0, 1.0])
+    assert probe.loss_of("hinge", logits, labels).item() == pytest.approx((0 + 0.5 + 1.5) / 3)
+    assert probe.loss_of("sqhinge", logits, labels).item() == pytest.approx((0.25 + 2.25) / 3)
+
+
+def test_probe_refuses_a_minibatch_above_b():
+    command = [sys.executable, str(ROOT / "benchmarks" / "capacity_probe.py")]
+    out = subprocess.run([*command, "--samples", "10", "--batch", "11"], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 2 and "--batch=11" in out.stderr

@@ -87,6 +87,16 @@ def test_a_job_without_a_record_makes_the_point_unknown_and_a_diverged_job_count
     assert doubling_gain(point_curve([job(rows([10], [None]))]), 100) is None
 
 
+def test_a_point_counts_final_weights_as_its_capacity_and_the_curve_as_evaluated():
+    """A member scored 50 bits at a rung end, trained on and ended at 40: the point's
+    capacity is the final 40 (as capacity.csv), the curve's best stays 50."""
+    lost = {**job(rows([100, 200], [50, 50])), "bits": 40.0}
+    (point,), _ = capacity_points([lost])
+    assert point["best_bits"] == 50 and point["bits_per_param"] == pytest.approx(0.4)
+    (size,) = capacity_table([lost], points=[point])
+    assert size["bits_per_param"] == pytest.approx(point["bits_per_param"])
+
+
 def test_points_group_a_study_folders_jobs_in_natural_order():
     jobs = [  # one study folder, jobs 10 and 2 (2 runs first), and a second budget, same model
         job(rows([400], [60]), run="cap-b200/10"),

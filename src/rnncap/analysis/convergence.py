@@ -120,7 +120,9 @@ def capacity_points(
     """Every capacity point of ``runs`` (``POINT_COLUMNS``) and the long table of their curves
     (``CURVE_COLUMNS``). A point's jobs: the runs of one study folder with one ``POINT_KEYS``
     (and ``budget``, where recorded). A point is named by ``point_label``, unique within its
-    cell and depth."""
+    cell and depth. Its ``bits_per_param`` is its capacity as the capacity table counts it (the
+    most bits of any job's final weights); ``best_bits`` is the curve's end, the most any
+    evaluation measured, higher when a member scored at a rung end trained on and lost bits."""
     groups: dict[tuple, list[Row]] = defaultdict(list)
     for run in runs:
         if run.get("task") == "capacity":
@@ -136,14 +138,15 @@ def capacity_points(
         curve = point_curve(jobs)
         gain = None if curve is None else doubling_gain(curve, point["params"])
         last = curve[-1] if curve else {}
-        best = last.get("best_bits")
+        final = [_bits(r.get("bits")) for r in jobs if r.get("status") in MEASURED]
+        capacity = max((b for b in final if b is not None), default=None)
         point |= {
             "point": name if count == 1 else f"{name}#{count}",
             "jobs": len(jobs),
             "compute": last.get("compute"),
             "wall_s": last.get("wall_s"),
-            "best_bits": best,
-            "bits_per_param": None if best is None else best / point["params"],
+            "best_bits": last.get("best_bits"),
+            "bits_per_param": None if capacity is None else capacity / point["params"],
             "doubling_gain": gain,
             "convergence": verdict(gain, saturation_gain),
         }
