@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rnncap.analysis.convergence import doubling_gain, point_curve, verdict
+from rnncap.analysis.convergence import MEASURED, doubling_gain, point_curve, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,10 +86,11 @@ def point_rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def final_bits(jobs: list[dict[str, Any]]) -> float | None:
-    """The point's capacity as the capacity table counts it: the most bits any member's final
-    weights store (the curve's running maximum may be higher: a member scored at a rung end
-    that trained on and lost bits)."""
-    bits = [m["bits"] for job in jobs for m in job.get("members", []) if m.get("bits") is not None]
+    """The point's capacity as the capacity table counts it: the most bits of a measured job's
+    best member, from its final weights (the curve's running maximum may be higher: a member
+    scored at a rung end that trained on and lost bits)."""
+    bits = [job.get("bits") for job in jobs if job.get("status") in MEASURED]
+    bits = [b for b in bits if isinstance(b, int | float) and math.isfinite(b)]
     return max(bits) if bits else None
 
 
