@@ -294,15 +294,18 @@ class OptunaSweeperImpl:
             per_study = self.population * max(1, math.ceil(self.n_jobs / len(rounds)))
             for point in rounds:
                 reap_stale(point.study)  # a dead worker's: asked again
-                todo = self.n_trials - finished(point.study)
-                size = min(todo, per_study)
+                size = min(self.n_trials - finished(point.study), per_study)
+                if size <= 0:  # workers sharing the study finished it since the round began
+                    continue
                 trials = [point.study.ask() for _ in range(size)]
                 asked.append((point, trials))
                 for overrides, members in self.point_jobs(point, trials, storage):
                     batch.append(overrides)
                     owners.append((point, members))
             everyone = [t for _, trials in asked for t in trials]
-            with heartbeat(rounds[0].study, everyone, self.heartbeat_interval):
+            if not everyone:
+                continue  # nothing left to ask: the loop's condition sees every study finished
+            with heartbeat(asked[0][0].study, everyone, self.heartbeat_interval):
                 self.validate_batch(asked, batch)
                 first = everyone[0].number
                 jobs = self.launcher.launch(batch, initial_job_idx=first)
