@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -38,6 +40,16 @@ TINY_TASK = {
     "counting": ["task.train_length=8", "task.test_lengths=[16,40]", "task.samples=64"]
     + ["task.eval_samples=32", "task.test_samples=8"],
 }
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` imported as a module (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", ROOT / "benchmarks" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_text(chars: int = 20_000, seed: int = 0) -> bytes:

@@ -4,7 +4,6 @@ slow, a --quick run of every mode through benchmarks/run.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -16,18 +15,15 @@ from types import ModuleType
 
 import pytest
 import torch
+from conftest import ROOT, load_benchmark
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_800_000_000.0  # a wall-clock origin (seconds)
 
 
 def load_tuning() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_tuning", ROOT / "benchmarks" / "tuning.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("tuning")
 
 
 def trial(state: TrialState, value: float | None, end: float, **attrs: object) -> FrozenTrial:
@@ -139,11 +135,7 @@ def test_quick_run_curves_rise_within_the_budget(tmp_path: Path) -> None:
 
 
 def load_probe() -> ModuleType:
-    path = ROOT / "benchmarks" / "capacity_probe.py"
-    spec = importlib.util.spec_from_file_location("capacity_probe", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("capacity_probe")
 
 
 @pytest.mark.parametrize(

@@ -3,25 +3,18 @@ case), and the whole command at a tiny size on the CPU."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, load_benchmark
 
 
 def load_point() -> ModuleType:
-    path = ROOT / "benchmarks" / "gpu_paper_point.py"
-    spec = importlib.util.spec_from_file_location("paper_point", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_paper_point")
 
 
 def row(rung: int, compute: float, wall: float, best: float | None) -> dict:
