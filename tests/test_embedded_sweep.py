@@ -14,6 +14,14 @@ from hydra_plugins.rnncap_optuna import _impl
 from rnncap.core.population import MEMBER_KEYS
 
 
+def round_sizes(params: dict, population: int) -> list[int]:
+    """The populations that two rounds of random draws from ``params`` train as."""
+    parsed, _ = _impl.parse_search_space(params, [])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    chosen = [_impl.suggest(study.ask(), parsed, {}) for _ in range(2 * population)]
+    return [len(g) for g in _impl.group_trials(chosen, population)]
+
+
 def space(cell: str) -> dict:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(
@@ -33,10 +41,7 @@ def test_embedded_space_is_narrow_per_member_and_gated_cells_tune_their_gate(cel
     gated = cell in {"gru", "lstm", "intersection"}
     assert ("cell.gate_bias" in params) == gated
     assert params["optimizer.lr"]["low"] == (1.0e-2 if gated else 5.0e-3)
-    parsed, _ = _impl.parse_search_space(params, [])
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    chosen = [_impl.suggest(study.ask(), parsed, {}) for _ in range(32)]
-    assert [len(g) for g in _impl.group_trials(chosen, 16)] == [16, 16]
+    assert round_sizes(params, 16) == [16, 16]
 
 
 def test_annealed_space_scales_with_the_budget_and_the_top_rung():
@@ -55,11 +60,7 @@ def test_annealed_space_scales_with_the_budget_and_the_top_rung():
     assert params["task.samples"] == {"type": "int", "low": 1750, "high": 2500, "log": True}
     assert params["task.batch_size"] == {"type": "int", "low": 300, "high": 600, "log": True}
     gamma = params["scheduler.gamma"]
-    assert gamma["low"] ** 40000 == pytest.approx(1e-3) and gamma["high"] ** 40000 == pytest.approx(
-        0.1
-    )
+    assert gamma["low"] ** 40000 == pytest.approx(1e-3)
+    assert gamma["high"] ** 40000 == pytest.approx(0.1)
     assert set(params) <= set(MEMBER_KEYS.values())
-    parsed, _ = _impl.parse_search_space(params, [])
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    chosen = [_impl.suggest(study.ask(), parsed, {}) for _ in range(32)]
-    assert [len(g) for g in _impl.group_trials(chosen, 16)] == [16, 16]
+    assert round_sizes(params, 16) == [16, 16]

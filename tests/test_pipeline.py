@@ -311,6 +311,14 @@ def test_every_stage_calls_rnncap_and_depends_on_all_it_imports():
     assert not analysis & {"src/rnncap/tasks", "src/rnncap", "conf/task", "conf/sweep"}
 
 
+def largest_b(grid: dict) -> int:
+    """The top of b's search range (task.samples) at the grid's largest budget."""
+    search = [f"sweep={grid['search']['sweep']}", f"model.budget={max(grid['budgets'])}"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        space = compose("train", overrides=search, return_hydra_config=True).hydra.sweeper.params
+    return OmegaConf.to_container(space, resolve=True)["task.samples"]["high"]
+
+
 def test_paper_params_have_the_same_keys_as_the_default():
     def keys(node, prefix=""):
         if not isinstance(node, dict):
@@ -323,11 +331,7 @@ def test_paper_params_have_the_same_keys_as_the_default():
     capacity = paper["grids"]["capacity"]
     assert capacity["depths"] == [1, 2, 4, 8]
     assert max(capacity["budgets"]) >= 100_000
-    search = [f"sweep={capacity['search']['sweep']}", f"model.budget={max(capacity['budgets'])}"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        space = compose("train", overrides=search, return_hydra_config=True).hydra.sweeper.params
-    samples = OmegaConf.to_container(space, resolve=True)["task.samples"]["high"]
-    assert samples <= 2 ** capacity["task"]["input_dim"]  # distinct inputs exist
+    assert largest_b(capacity) <= 2 ** capacity["task"]["input_dim"]  # distinct inputs exist
 
 
 @pytest.mark.parametrize("params", ["params.yaml", "params-paper.yaml"])
@@ -338,11 +342,7 @@ def test_capacity_scaling_is_the_protocol_at_three_sizes(params):
     assert grid["cells"] == ["rnn", "gru"] and grid["budgets"] == [500, 2000, 8000]
     assert grid["search"]["sweep"] == "capacity" and grid["search"]["halving"]["eta"] >= 2
     assert "cell.nonlinearity=tanh" in grid["overrides"].split()
-    search = ["sweep=capacity", f"model.budget={max(grid['budgets'])}"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        space = compose("train", overrides=search, return_hydra_config=True).hydra.sweeper.params
-    samples = OmegaConf.to_container(space, resolve=True)["task.samples"]["high"]
-    assert samples <= 2 ** grid["task"]["input_dim"]
+    assert largest_b(grid) <= 2 ** grid["task"]["input_dim"]
 
 
 def test_shared_settings_are_written_once():
